@@ -1,0 +1,31 @@
+"""edgeship: get a trained model onto a device, prove it still works, embed it in an app.
+
+The runtime core imports only numpy (plus one interpreter when a model is loaded);
+converters, targets and the model zoo import their heavy dependencies lazily.
+
+Example:
+    >>> import edgeship
+    >>> issubclass(edgeship.ModelFormatError, edgeship.EdgeshipError)
+    True
+"""
+from __future__ import annotations
+
+from .errors import (ConversionError, EdgeshipError, InputSpecError, IntegrityError,
+                     MissingDependencyError, ModelFormatError, ParityError, TargetError)
+from .spec import Quantization, TensorSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__", "load", "Model", "TensorSpec", "Quantization",
+    "EdgeshipError", "ModelFormatError", "InputSpecError", "MissingDependencyError",
+    "IntegrityError", "TargetError", "ConversionError", "ParityError",
+]
+
+
+def __getattr__(name):  # lazy: keep `import edgeship` cheap
+    if name in ("load", "Model"):
+        from . import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module 'edgeship' has no attribute {name!r}")

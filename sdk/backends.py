@@ -1,0 +1,159 @@
+"""Thin adapters over the interpreters edgeship can run: LiteRT, tflite-runtime, onnxruntime.
+
+Each adapter exposes the same small surface (``inputs``, ``outputs``,
+``resize``, ``run``) so :mod:`edgeship.runtime` never branches on the backend.
+Interpreters are imported only when an adapter is created.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ._deps import available
+from .errors import MissingDependencyError, ModelFormatError, TargetError
+from .spec import Quantization, TensorSpec
+
+# backend name -> (python module to import, formats it runs)
+BACKENDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "litert": ("ai_edge_litert.interpreter", ("tflite",)),
+    "tflite-runtime": ("tflite_runtime.interpreter", ("tflite",)),
+    "onnxruntime": ("onnxruntime", ("onnx",)),
+}
+
+
+def available_backends(fmt: str) -> List[str]:
+    """Installed backends that can run files of format ``fmt`` ("tflite" or "onnx")."""
+    return [name for name, (mod, fmts) in BACKENDS.items() if fmt in fmts and available(mod.split(".")[0])]
+
+
+def _import(backend: str):
+    import importlib
+
+    mod = BACKENDS[backend][0]
+    try:
+        return importlib.import_module(mod)
+    except ImportError as exc:
+        pip = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime", "onnxruntime": "onnxruntime"}[backend]
+        raise MissingDependencyError(
+            f"backend {backend!r} needs the Python package {pip!r}, which could not be imported ({exc}). "
+            f"Install it with: pip install {pip}") from exc
+
+
+def _tfl_quant(d: dict) -> Optional[Quantization]:
+    qp = d.get("quantization_parameters") or {}
+    scales = np.asarray(qp.get("scales", ()), dtype=np.float64)
+    zps = np.asarray(qp.get("zero_points", ()), dtype=np.int64)
+    if scales.size == 0 or not np.any(scales):
+        return None
+    axis = int(qp.get("quantized_dimension", 0)) if scales.size > 1 else None
+    return Quantization(tuple(float(s) for s in scales), tuple(int(z) for z in zps), axis)
+
+
+class TFLiteBackend:
+    """LiteRT (``ai-edge-litert``) or ``tflite-runtime`` over one model's bytes."""
+
+    def __init__(self, content: bytes, backend: str = "litert", threads: Optional[int] = None,
+                 delegates: Sequence = ()):
+        mod = _import(backend)
+        self.name = backend
+        try:
+            self.interp = mod.Interpreter(model_content=content, num_threads=threads,
+                                          experimental_delegates=list(delegates) or None)
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFormatError(f"{backend} could not load this TFLite model: {exc}") from exc
+        self._refresh()
+
+    def _refresh(self) -> None:
+        ins, outs = self.interp.get_input_details(), self.interp.get_output_details()
+        self.inputs = [self._spec(d) for d in ins]
+        self.outputs = [self._spec(d) for d in outs]
+        self.signatures = [tuple(int(x) for x in d.get("shape_signature", d["shape"])) for d in ins]
+
+    @staticmethod
+    def _spec(d: dict) -> TensorSpec:
+        sig = d.get("shape_signature")
+        shape = tuple(int(x) for x in (sig if sig is not None and len(sig) else d["shape"]))
+        return TensorSpec(d["name"], shape, np.dtype(d["dtype"]).name, _tfl_quant(d), int(d["index"]))
+
+    def current_shape(self, i: int) -> Tuple[int, ...]:
+        return tuple(int(x) for x in self.interp.get_input_details()[i]["shape"])
+
+    def resize(self, shapes: Dict[int, Tuple[int, ...]]) -> None:
+        try:
+            for i, shape in shapes.items():
+                self.interp.resize_tensor_input(self.inputs[i].index, list(shape), strict=True)
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise TargetError(f"{self.name} could not resize inputs to {list(shapes.values())}: {exc}") from exc
+
+    def run(self, arrays: Sequence[np.ndarray]) -> List[np.ndarray]:
+        interp = self.interp
+        for spec, a in zip(self.inputs, arrays):
+            interp.set_tensor(spec.index, a)
+        interp.invoke()
+        return [interp.get_tensor(o.index) for o in self.outputs]
+
+
+_ORT_TYPES = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(int16)": "int16", "tensor(uint16)": "uint16",
+    "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool", "tensor(string)": "string",
+}
+
+
+class OnnxBackend:
+    """onnxruntime CPU session over one model's bytes."""
+
+    def __init__(self, content: bytes, backend: str = "onnxruntime", threads: Optional[int] = None,
+                 delegates: Sequence = ()):
+        ort = _import("onnxruntime")
+        self.name = backend
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        try:
+            self.sess = ort.InferenceSession(content, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception classes (Fail, InvalidGraph, ...)
+            raise ModelFormatError(f"onnxruntime could not load this ONNX model: {exc}") from exc
+        self.inputs = [self._spec(x, i) for i, x in enumerate(self.sess.get_inputs())]
+        self.outputs = [self._spec(x, i) for i, x in enumerate(self.sess.get_outputs())]
+        self.signatures = [s.shape for s in self.inputs]
+        self._in_names = [s.name for s in self.inputs]
+        self._out_names = [s.name for s in self.outputs]
+
+    @staticmethod
+    def _spec(x, i: int) -> TensorSpec:
+        shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (x.shape or ()))
+        return TensorSpec(x.name, shape, _ORT_TYPES.get(x.type, x.type), None, i)
+
+    def current_shape(self, i: int) -> Tuple[int, ...]:
+        return self.inputs[i].shape
+
+    def resize(self, shapes) -> None:  # ONNX sessions take any shape their graph allows
+        pass
+
+    def run(self, arrays: Sequence[np.ndarray]) -> List[np.ndarray]:
+        try:
+            return self.sess.run(self._out_names, dict(zip(self._in_names, arrays)))
+        except Exception as exc:
+            from .errors import InputSpecError
+
+            raise InputSpecError(f"onnxruntime rejected the inputs: {exc}") from exc
+
+
+def check_backend(fmt: str, backend: str) -> None:
+    """Raise TargetError unless ``backend`` exists and runs ``fmt`` files."""
+    if backend not in BACKENDS:
+        raise TargetError(f"unknown backend {backend!r}; expected one of: auto, {', '.join(BACKENDS)}")
+    if fmt not in BACKENDS[backend][1]:
+        raise TargetError(f"backend {backend!r} cannot run {fmt} files; it runs {', '.join(BACKENDS[backend][1])}")
+
+
+def make_backend(fmt: str, backend: str, content: bytes, threads: Optional[int], delegates: Sequence = ()):
+    check_backend(fmt, backend)
+    cls = OnnxBackend if fmt == "onnx" else TFLiteBackend
+    return cls(content, backend, threads, delegates)

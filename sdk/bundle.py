@@ -1,0 +1,299 @@
+"""Bundles: a folder (and optional .zip) of model files plus a checked ``manifest.json``.
+
+``manifest.json`` (schema version 1) holds:
+
+- ``files``: per key (a format/quantization such as ``tflite-int8`` or a target name):
+  ``path``, ``sha256``, ``bytes``, ``format``, ``quantization``, ``targets`` and the file's
+  ``inputs``/``outputs`` spec;
+- ``default``: the key :func:`edgeship.load` picks without ``target=``;
+- ``io``: the default file's inputs/outputs (name, shape, dtype, scale/zero point);
+- ``preprocessing``: free-form but documented, e.g.
+  ``{"type": "image", "size": [h, w], "color": "RGB", "layout": "NHWC", "mean": [...], "std": [...]}``
+  or ``{"type": "mfcc", "sample_rate": 16000, "frame_length": 480, "frame_step": 320,
+  "fft_length": 512, "num_mel_bins": 40, "lower_hz": 20, "upper_hz": 4000,
+  "num_coefficients": 10, "log_offset": 1e-6}``;
+- ``labels`` (also written as ``labels.txt``), ``source`` (path and sha256 of the model it was
+  made from), ``versions`` (edgeship, python, numpy, runtimes), ``extra`` (reports etc.) and
+  ``extra_files`` (sha256 of every other file in the bundle).
+
+Loading verifies every checksum first and raises :class:`IntegrityError` on any mismatch.
+
+Example:
+    >>> from edgeship.bundle import write_bundle, read_bundle       # doctest: +SKIP
+    >>> d = write_bundle("out/kws", {"tflite-int8": "kws_int8.tflite"}, labels=["yes", "no"])  # doctest: +SKIP
+    >>> read_bundle(d)["default"]                                      # doctest: +SKIP
+    'tflite-int8'
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+
+from ._io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file, to_jsonable
+from .errors import IntegrityError, ModelFormatError, TargetError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+def versions() -> Dict[str, str]:
+    """Versions of everything that produced an artefact (read from metadata, no imports)."""
+    from importlib import metadata
+
+    from . import __version__
+
+    out = {"edgeship": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow-cpu", "tensorflow",
+                 "keras", "onnx", "tf2onnx", "torch"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _file_entry(path: Path, key: str, targets: Iterable[str]) -> dict:
+    from .inspect import inspect_model
+
+    info = inspect_model(path)
+    return {"path": path.name, "sha256": info["sha256"], "bytes": info["bytes"], "format": info["format"],
+            "quantization": info["quantization"], "targets": sorted(set(targets)),
+            "inputs": info["inputs"], "outputs": info["outputs"]}
+
+
+def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, labels: Optional[List[str]] = None,
+                 preprocessing: Optional[dict] = None, source: Optional[Union[str, os.PathLike, dict]] = None,
+                 extra: Optional[dict] = None, extra_files: Optional[Mapping[str, Union[str, bytes]]] = None,
+                 targets: Optional[Mapping[str, Iterable[str]]] = None, default: Optional[str] = None,
+                 zip_path: Optional[Union[str, os.PathLike]] = None, name: Optional[str] = None,
+                 overwrite: bool = False) -> Path:
+    """Write a bundle directory (built in a temporary folder, then moved into place).
+
+    Args:
+        out_dir: the bundle directory to create.
+        files: {key: model path}; key names the variant ("tflite-int8", "onnx", "rpi4", ...).
+        labels: class names, in output order.
+        preprocessing: how raw data becomes the model input (see module docstring).
+        source: the source model path (hashed) or a dict describing it.
+        extra: any JSON-serialisable dict to keep (reports, parity tables).
+        extra_files: {file name: path or bytes} copied into the bundle and checksummed (README.md...).
+        targets: {key: [target names]} the file is meant for (default: [key]).
+        default: key that :func:`edgeship.load` picks by default (default: the first).
+        zip_path: also write the bundle as a .zip there.
+        overwrite: replace an existing bundle at ``out_dir``. Never replaces a non-bundle folder.
+
+    Returns:
+        The bundle directory.
+    """
+    out = Path(out_dir)
+    if not files:
+        raise ModelFormatError("a bundle needs at least one model file; given none")
+    for key in files:
+        if not _KEY_RE.match(key):
+            raise ModelFormatError(f"bundle key {key!r} must be 1-64 letters, digits or _.+- (no path separators)")
+    if default is not None and default not in files:
+        raise TargetError(f"default {default!r} is not one of the bundle's keys {sorted(files)}")
+    if preprocessing is not None and not isinstance(preprocessing, Mapping):
+        raise ModelFormatError(f"preprocessing must be a dict; given {type(preprocessing).__name__}")
+    if labels is not None and (not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels)):
+        raise ModelFormatError("labels must be a list of strings")
+    if out.exists() and any(out.iterdir()):
+        if not (out / MANIFEST).is_file():
+            raise ModelFormatError(f"{out} exists and is not an edgeship bundle; refusing to replace it")
+        if not overwrite:
+            raise ModelFormatError(f"{out} already holds a bundle; pass overwrite=True (--force) to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        entries, used = {}, set()
+        for key, src in files.items():
+            src = Path(src)
+            if not src.is_file():
+                raise ModelFormatError(f"bundle file for {key!r}: {src} does not exist")
+            fname = src.name if src.name not in used else f"{key}{src.suffix}"
+            used.add(fname)
+            shutil.copyfile(src, tmp / fname)
+            entries[key] = _file_entry(tmp / fname, key, (targets or {}).get(key, [key]))
+        extras = {}
+        if labels is not None:
+            (tmp / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+            extras["labels.txt"] = sha256_file(tmp / "labels.txt")
+        for fname, content in (extra_files or {}).items():
+            if "/" in fname or "\\" in fname or fname in (MANIFEST, *used):
+                raise ModelFormatError(f"extra file name {fname!r} must be a plain, unused file name")
+            data = content if isinstance(content, bytes) else Path(content).read_bytes()
+            (tmp / fname).write_bytes(data)
+            extras[fname] = sha256_bytes(data)
+        default = default or next(iter(files))
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "name": name or out.name,
+            "default": default,
+            "files": entries,
+            "io": {"inputs": entries[default]["inputs"], "outputs": entries[default]["outputs"]},
+            "preprocessing": dict(preprocessing) if preprocessing else None,
+            "labels": list(labels) if labels is not None else None,
+            "source": _source_entry(source),
+            "versions": versions(),
+            "extra": extra or {},
+            "extra_files": extras,
+        }
+        atomic_write_json(tmp / MANIFEST, to_jsonable(manifest))
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if zip_path is not None:
+        write_zip(out, zip_path)
+    return out
+
+
+def _source_entry(source) -> Optional[dict]:
+    if source is None:
+        return None
+    if isinstance(source, Mapping):
+        return dict(source)
+    p = Path(source)
+    if p.is_file():
+        return {"path": str(p), "sha256": sha256_file(p)}
+    if p.is_dir():
+        return {"path": str(p), "sha256": tree_sha256(p)}
+    raise ModelFormatError(f"source {source} does not exist")
+
+
+def tree_sha256(root: Path) -> str:
+    """One hash over every file (relative path + content) below a folder, e.g. a SavedModel."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Swap ``new`` into ``out``: the old bundle is kept until the new one is in place."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(new, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, out)
+
+
+def write_zip(bundle_dir, zip_path) -> Path:
+    """Zip a verified bundle directory (deterministic order and timestamps)."""
+    bundle_dir, zip_path = Path(bundle_dir), Path(zip_path)
+    read_bundle(bundle_dir)
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(p for p in bundle_dir.iterdir() if p.is_file()):
+            info = zipfile.ZipInfo(f.name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, f.read_bytes())
+    atomic_write_bytes(zip_path, buf.getvalue())
+    return zip_path
+
+
+def _extract_zip(zip_path: Path) -> Path:
+    """Unpack a bundle zip into the cache (keyed by its hash) after checking every member name."""
+    from .probe import cache_dir
+
+    dest = cache_dir() / "bundles" / sha256_file(zip_path)
+    if (dest / MANIFEST).is_file():
+        return dest
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            names = z.namelist()
+            for n in names:
+                if "/" in n or "\\" in n or n in ("", ".", "..") or n.startswith("."):
+                    raise IntegrityError(f"{zip_path.name}: member {n!r} is not a plain file name; refusing it")
+            tmp = Path(tempfile.mkdtemp(prefix=".unzip.", dir=_mk(dest.parent)))
+            for n in names:
+                (tmp / n).write_bytes(z.read(n))
+    except zipfile.BadZipFile as exc:
+        raise ModelFormatError(f"{zip_path.name}: not a readable zip ({exc})") from exc
+    try:
+        os.replace(tmp, dest)
+    except OSError:  # another process unpacked it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _mk(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def read_bundle(path) -> dict:
+    """Read a bundle directory or .zip and verify every checksum; returns the manifest.
+
+    The returned dict has an extra key ``_dir`` with the directory the files are in.
+    """
+    p = Path(path)
+    if p.is_file():
+        p = _extract_zip(p)
+    mpath = p / MANIFEST
+    if not mpath.is_file():
+        raise ModelFormatError(f"{path}: not an edgeship bundle (no {MANIFEST})")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"{mpath}: manifest is not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+        raise IntegrityError(
+            f"{mpath}: expected schema_version {SCHEMA_VERSION}; given {manifest.get('schema_version') if isinstance(manifest, dict) else manifest!r}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise IntegrityError(f"{mpath}: manifest lists no model files")
+    listed = {MANIFEST}
+    checks: List[Tuple[str, str]] = [(e.get("path", ""), e.get("sha256", "")) for e in files.values()]
+    checks += list((manifest.get("extra_files") or {}).items())
+    for name, want in checks:
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+            raise IntegrityError(f"{mpath}: file entry {name!r} is not a plain file name")
+        f = p / name
+        if not f.is_file():
+            raise IntegrityError(f"bundle {p}: {name} is listed in the manifest but missing")
+        got = sha256_file(f)
+        if got != want:
+            raise IntegrityError(
+                f"bundle {p}: {name} does not match its manifest checksum (expected sha256 {want[:16]}..., "
+                f"file has {got[:16]}...): the file was modified or damaged")
+        listed.add(name)
+    unlisted = sorted(f.name for f in p.iterdir() if f.is_file() and f.name not in listed)
+    if unlisted:
+        raise IntegrityError(f"bundle {p}: files not covered by the manifest: {', '.join(unlisted)}")
+    manifest["_dir"] = str(p)
+    return manifest
+
+
+def resolve_bundle_file(path, target: Optional[str]) -> Tuple[Path, dict]:
+    """Verify a bundle and return (model file, manifest) for ``target`` (None = default)."""
+    manifest = read_bundle(path)
+    files = manifest["files"]
+    if target is None:
+        key = manifest.get("default") or next(iter(files))
+    elif target in files:
+        key = target
+    else:
+        keys = [k for k, e in files.items() if target in (e.get("targets") or [])]
+        if not keys:
+            offered = sorted(set(files) | {t for e in files.values() for t in e.get("targets") or []})
+            raise TargetError(f"bundle {Path(path).name} has no file for target {target!r}; it offers: {', '.join(offered)}")
+        key = keys[0]
+    if key not in files:
+        raise IntegrityError(f"bundle manifest default {key!r} is not among its files {sorted(files)}")
+    return Path(manifest["_dir"]) / files[key]["path"], manifest

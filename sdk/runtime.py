@@ -1,0 +1,399 @@
+"""``edgeship.load`` and :class:`Model`: run a .tflite, .onnx or bundle with float in, float out.
+
+Example:
+    >>> import edgeship, numpy as np
+    >>> m = edgeship.load(edgeship.models.path("shapes_cnn_int8"))   # doctest: +SKIP
+    >>> m.predict(np.zeros(m.inputs[0].shape, np.float32)).shape      # doctest: +SKIP
+    (1, 3)
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from ._io import sha256_bytes
+from .backends import available_backends, make_backend
+from .errors import InputSpecError, MissingDependencyError, ModelFormatError, TargetError
+from .spec import TensorSpec
+
+EDGETPU_LIB = "libedgetpu.so.1"
+_VERIFY_MODES = ("full", "structure", "none")
+
+
+def detect_format(path: Path, head: bytes) -> str:
+    """'tflite', 'onnx', 'bundle' or 'zip' from the content (the extension only breaks ties)."""
+    if path.is_dir():
+        return "bundle"
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    if head[:4] == b"PK\x03\x04":
+        return "zip"
+    if path.suffix.lower() in (".tflite", ".lite"):
+        return "tflite"  # let the TFLite reader say precisely what is wrong
+    if path.suffix.lower() == ".onnx" or (head[:1] == b"\x08" and path.suffix.lower() not in (".tflite", ".lite")):
+        return "onnx"
+    raise ModelFormatError(
+        f"{path.name}: unknown model format; expected a TFLite flatbuffer (.tflite, identifier TFL3), "
+        f"an ONNX protobuf (.onnx) or an edgeship bundle directory/.zip; the file starts with {head[:8]!r}")
+
+
+def _edgetpu_delegate():
+    """Load the Edge TPU delegate, or raise TargetError saying why it cannot be used here."""
+    import ctypes
+
+    from .backends import _import
+
+    try:
+        ctypes.CDLL(EDGETPU_LIB)  # fail fast and quietly before LiteRT's own loader
+        return _import("litert").load_delegate(EDGETPU_LIB)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise TargetError(
+            f"this model is compiled for the Coral Edge TPU (it holds an edgetpu-custom-op) but the Edge TPU "
+            f"runtime could not be loaded here ({EDGETPU_LIB}: {exc}). Run it on a machine with a Coral device "
+            f"and libedgetpu1-std installed, or load the CPU model it was compiled from "
+            f"(the same name without '_edgetpu').") from exc
+
+
+class Model:
+    """A loaded model. Create with :func:`edgeship.load`.
+
+    Attributes:
+        path: the model file that runs.
+        format: "tflite" or "onnx".
+        backend: the interpreter in use ("litert", "tflite-runtime", "onnxruntime").
+        inputs / outputs: lists of :class:`~edgeship.TensorSpec` (shape uses -1 for dynamic dims).
+        manifest: the bundle manifest when loaded from a bundle, else None.
+        sha256: hash of the model file.
+    """
+
+    def __init__(self, path: Path, fmt: str, backend_name: str, impl, sha256: str,
+                 manifest: Optional[dict] = None, threads: Optional[int] = None):
+        self.path, self.format, self.backend, self.sha256 = path, fmt, backend_name, sha256
+        self.manifest, self.threads = manifest, threads
+        self._impl = impl
+        self.inputs: List[TensorSpec] = impl.inputs
+        self.outputs: List[TensorSpec] = impl.outputs
+        self._names = [s.name for s in self.inputs]
+        self._plans = [_InputPlan(s) for s in self.inputs]
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{s.name}:{s.dtype}{list(s.shape)}" for s in self.inputs)
+        return f"<edgeship.Model {self.path.name} format={self.format} backend={self.backend} inputs=[{ins}]>"
+
+    # -- public API -------------------------------------------------------------------------
+    def predict(self, x, *, as_dict: bool = False):
+        """Run the model on real-valued inputs and return real-valued outputs.
+
+        Args:
+            x: one array (single-input models), a list/tuple in input order, or a dict by input
+               name. Values are real numbers (e.g. normalised features); edgeship quantizes them
+               for integer inputs with the model's scale/zero point. A leading batch dimension of
+               any size works: the model is resized when its batch is dynamic, else run per sample.
+            as_dict: return {output name: array} even for single-output models.
+
+        Returns:
+            A float32 array for a single-output model, else a dict by output name. Quantized
+            outputs are dequantized; integer outputs without quantization (e.g. class ids) keep
+            their dtype.
+
+        Raises:
+            InputSpecError: wrong count, names, shape, dtype, empty, or NaN/inf input.
+        """
+        arrays = self._order(x)
+        prepared = [plan.prepare(a) for plan, a in zip(self._plans, arrays)]
+        batch = self._batch_of(prepared)
+        raw = self._run_batched(prepared, batch)
+        outs = [_dequantize(o, spec) for o, spec in zip(raw, self.outputs)]
+        if len(outs) == 1 and not as_dict:
+            return outs[0]
+        return {spec.name: o for spec, o in zip(self.outputs, outs)}
+
+    def run_raw(self, arrays: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Run with arrays already in the model's own dtypes (no quantization); returns raw outputs."""
+        arrays = list(arrays)
+        if len(arrays) != len(self.inputs):
+            raise InputSpecError(f"model has {len(self.inputs)} inputs; given {len(arrays)} arrays")
+        for spec, a in zip(self.inputs, arrays):
+            if not isinstance(a, np.ndarray) or a.dtype != np.dtype(spec.dtype):
+                raise InputSpecError(
+                    f"run_raw: input {spec.name!r} must be a {spec.dtype} ndarray; given "
+                    f"{getattr(a, 'dtype', type(a).__name__)}")
+        self._ensure_shapes([a.shape for a in arrays])
+        return self._impl.run(arrays)
+
+    # -- internals --------------------------------------------------------------------------
+    def _order(self, x) -> List[np.ndarray]:
+        n = len(self.inputs)
+        if isinstance(x, Mapping):
+            missing = [k for k in self._names if k not in x]
+            extra = [k for k in x if k not in self._names]
+            if missing or extra:
+                raise InputSpecError(f"expected inputs named {self._names}; missing {missing}, unexpected {extra}")
+            return [x[k] for k in self._names]
+        if isinstance(x, (list, tuple)):
+            if len(x) != n:
+                raise InputSpecError(f"model has {n} inputs {self._names}; given a sequence of {len(x)} arrays")
+            return list(x)
+        if n != 1:
+            raise InputSpecError(f"model has {n} inputs {self._names}; pass a list or a dict, not one array")
+        return [x]
+
+    def _batch_of(self, prepared: List[np.ndarray]) -> int:
+        batches = {a.shape[0] for a, p in zip(prepared, self._plans) if p.rank}
+        if len(batches) > 1:
+            raise InputSpecError(f"all inputs must share the batch size; given batch sizes {sorted(batches)}")
+        return batches.pop() if batches else 1
+
+    def _ensure_shapes(self, shapes) -> None:
+        want = {}
+        for i, shape in enumerate(shapes):
+            if tuple(shape) != self._impl.current_shape(i):
+                want[i] = tuple(shape)
+        if want:
+            self._impl.resize(want)
+
+    def _run_batched(self, prepared: List[np.ndarray], batch: int) -> List[np.ndarray]:
+        native_ok = all(p.accepts(a.shape) for p, a in zip(self._plans, prepared))
+        if native_ok:
+            if self.format == "tflite":
+                self._ensure_shapes([a.shape for a in prepared])
+            return self._impl.run(prepared)
+        # Fixed batch of 1 and more samples given: run one sample at a time.
+        if not all(p.fixed_batch_one for p in self._plans if p.rank):
+            raise InputSpecError(
+                "given shapes " + ", ".join(f"{s.name}:{list(a.shape)}" for s, a in zip(self.inputs, prepared))
+                + " do not fit the model's inputs " + ", ".join(f"{s.name}:{list(s.shape)}" for s in self.inputs))
+        per_sample = [self._impl.run([a[i:i + 1] for a in prepared]) for i in range(batch)]
+        outs = []
+        for j, spec in enumerate(self.outputs):
+            parts = [r[j] for r in per_sample]
+            if parts[0].ndim == 0 or parts[0].shape[0] != 1:
+                raise InputSpecError(
+                    f"the model takes batch 1 and its output {spec.name!r} has no batch axis "
+                    f"(shape {list(parts[0].shape)}); call predict once per sample")
+            outs.append(np.concatenate(parts, axis=0))
+        return outs
+
+
+class _InputPlan:
+    """Everything predict needs per input, computed once at load time."""
+
+    __slots__ = ("spec", "dtype", "rank", "scale", "zp", "qmin", "qmax", "quantized", "fixed_batch_one",
+                 "fixed")
+
+    def __init__(self, spec: TensorSpec):
+        self.spec = spec
+        self.dtype = np.dtype(spec.dtype) if spec.dtype != "string" else None
+        self.rank = len(spec.shape)
+        self.quantized = spec.is_quantized
+        if self.quantized:
+            q = spec.quantization
+            self.scale = np.float32(q.scale[0]) if q.per_tensor else np.asarray(q.scale, np.float32)
+            self.zp = np.float32(q.zero_point[0]) if q.per_tensor else np.asarray(q.zero_point, np.float32)
+            info = np.iinfo(self.dtype)
+            self.qmin, self.qmax = info.min, info.max
+        self.fixed_batch_one = self.rank > 0 and spec.shape[0] == 1
+        self.fixed = tuple(spec.shape)
+
+    def accepts(self, shape) -> bool:
+        return all(w < 0 or w == g for w, g in zip(self.fixed, shape))
+
+    def prepare(self, a) -> np.ndarray:
+        spec = self.spec
+        if self.dtype is None:
+            raise InputSpecError(f"input {spec.name!r} is a string tensor, which predict does not support")
+        if not isinstance(a, np.ndarray):
+            try:
+                a = np.asarray(a)
+            except Exception as exc:
+                raise InputSpecError(f"input {spec.name!r}: could not make an array from {type(a).__name__}") from exc
+        if a.dtype.kind not in "fiub":
+            raise InputSpecError(
+                f"input {spec.name!r} expects numbers ({spec.dtype}, real values); given dtype {a.dtype}")
+        if a.size == 0:
+            raise InputSpecError(f"input {spec.name!r} is empty (shape {list(a.shape)}); expected shape {list(spec.shape)}")
+        if a.ndim != self.rank:
+            raise InputSpecError(
+                f"input {spec.name!r} expects rank {self.rank} shape {list(spec.shape)} ({spec.dtype}); "
+                f"given shape {list(a.shape)} ({a.dtype})" + (" — add the batch axis with x[None]"
+                                                               if a.ndim == self.rank - 1 else ""))
+        bad = [i for i, (w, g) in enumerate(zip(self.fixed, a.shape)) if i > 0 and w >= 0 and w != g]
+        if bad:
+            raise InputSpecError(
+                f"input {spec.name!r} expects shape {list(spec.shape)} ({spec.dtype}); given {list(a.shape)} "
+                f"({a.dtype}) — dimension {bad[0]} differs")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise InputSpecError(
+                f"input {spec.name!r} holds NaN or inf ({int((~np.isfinite(a)).sum())} values); "
+                + ("the model's input is integer-quantized and cannot represent them"
+                   if self.quantized else "expected finite values"))
+        if self.quantized:
+            q = np.rint(a.astype(np.float32) / self.scale + self.zp)
+            return np.clip(q, self.qmin, self.qmax).astype(self.dtype)
+        if a.dtype == self.dtype:
+            return np.ascontiguousarray(a)
+        if self.dtype.kind in "iu" and a.dtype.kind == "f" and not np.array_equal(a, np.rint(a)):
+            raise InputSpecError(
+                f"input {spec.name!r} is {spec.dtype} without quantization; given fractional {a.dtype} values")
+        return np.ascontiguousarray(a, dtype=self.dtype)
+
+
+def _dequantize(o: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if spec.is_quantized:
+        q = spec.quantization
+        if q.per_tensor:
+            return (o.astype(np.float32) - np.float32(q.zero_point[0])) * np.float32(q.scale[0])
+        shape = [1] * o.ndim
+        shape[q.axis] = -1
+        return ((o.astype(np.float32) - np.asarray(q.zero_point, np.float32).reshape(shape))
+                * np.asarray(q.scale, np.float32).reshape(shape))
+    if o.dtype.kind == "f" and o.dtype != np.float32:
+        return o.astype(np.float32)
+    return o
+
+
+def _choose_backend(fmt: str, backend: str, content: bytes, threads, sha: str, delegates) -> str:
+    have = available_backends(fmt)
+    if backend != "auto":
+        from .backends import _import, check_backend
+
+        check_backend(fmt, backend)
+        if backend not in have:
+            _import(backend)  # raises MissingDependencyError naming the package
+        return backend
+    if not have:
+        wanted = "ai-edge-litert (or tflite-runtime)" if fmt == "tflite" else "onnxruntime"
+        raise MissingDependencyError(f"no runtime for {fmt} files is installed; pip install {wanted}")
+    if len(have) == 1 or delegates:
+        return have[0]
+    return _fastest(fmt, have, content, threads, sha)
+
+
+def _fastest(fmt: str, names: List[str], content: bytes, threads, sha: str) -> str:
+    """Time each installed runtime on this very file (cached per file and thread count)."""
+    from .probe import cache_dir
+
+    cache = cache_dir() / "backend" / f"{sha}-{threads}.json"
+    try:
+        return json.loads(cache.read_text())["backend"]
+    except (OSError, ValueError, KeyError):
+        pass
+    timings = {}
+    for name in names:
+        try:
+            impl = make_backend(fmt, name, content, threads)
+            arrays = [np.zeros(tuple(d if d > 0 else 1 for d in impl.current_shape(i)), np.dtype(s.dtype))
+                      for i, s in enumerate(impl.inputs)]
+            impl.run(arrays)
+            t0, n = time.perf_counter(), 0
+            while n < 20 and time.perf_counter() - t0 < 0.5:
+                impl.run(arrays)
+                n += 1
+            timings[name] = (time.perf_counter() - t0) / n
+        except Exception:  # a runtime that cannot run this file is simply not a candidate
+            continue
+    if not timings:
+        return names[0]
+    best = min(timings, key=timings.get)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"backend": best, "seconds_per_run": timings}))
+    except OSError:
+        pass
+    return best
+
+
+def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optional[int] = None,
+         target: Optional[str] = None, verify: str = "full") -> Model:
+    """Load a ``.tflite``, ``.onnx`` or edgeship bundle for inference.
+
+    Args:
+        path: model file, bundle directory, or bundle ``.zip``.
+        backend: "auto" (the fastest installed runtime for this file, measured once and cached),
+            "litert", "tflite-runtime" or "onnxruntime".
+        threads: interpreter threads (None = the runtime's default).
+        target: for bundles, which of its files to load (a target or file key in the manifest).
+        verify: "full" (check the file's structure, then run it once in an isolated child process,
+            cached by hash), "structure" (structure only) or "none".
+
+    Returns:
+        A :class:`Model`.
+
+    Raises:
+        ModelFormatError: unreadable, truncated, corrupted or unknown file.
+        IntegrityError: a bundle file does not match its manifest checksum.
+        TargetError: the bundle has no file for ``target``, or an Edge TPU model without its runtime.
+        MissingDependencyError: no runtime for the format is installed.
+
+    Example:
+        >>> import edgeship
+        >>> edgeship.load("missing.tflite")
+        Traceback (most recent call last):
+        ...
+        edgeship.errors.ModelFormatError: missing.tflite: no such file
+    """
+    if verify not in _VERIFY_MODES:
+        raise ValueError(f"verify must be one of {_VERIFY_MODES}; given {verify!r}")
+    p = Path(path)
+    if not p.exists():
+        raise ModelFormatError(f"{path}: no such file")
+    manifest = None
+    if p.is_dir() or (p.is_file() and p.read_bytes()[:4] == b"PK\x03\x04"):
+        from .bundle import resolve_bundle_file
+
+        p, manifest = resolve_bundle_file(p, target)
+    elif target is not None:
+        raise TargetError(f"target={target!r} selects a file inside a bundle; {p.name} is a single model file")
+    try:
+        content = p.read_bytes()
+    except OSError as exc:
+        raise ModelFormatError(f"{p}: cannot read: {exc}") from exc
+    fmt = detect_format(p, content[:16])
+    if fmt in ("bundle", "zip"):
+        raise ModelFormatError(f"{p.name}: a bundle may not contain another bundle")
+    sha = sha256_bytes(content)
+    delegates = []
+    if verify != "none":
+        _verify_structure(fmt, content, p)
+    if fmt == "tflite" and _is_edgetpu(content):
+        delegates.append(_edgetpu_delegate())
+    chosen = _choose_backend(fmt, backend, content, threads, sha, delegates)
+    if verify == "full" and not delegates:
+        from .probe import probe
+
+        probe(str(p), fmt, chosen, sha)
+    impl = make_backend(fmt, chosen, content, threads, delegates)
+    return Model(p, fmt, chosen, impl, sha, manifest, threads)
+
+
+def _verify_structure(fmt: str, content: bytes, p: Path) -> None:
+    try:
+        if fmt == "tflite":
+            from .tflite_schema import read_tflite
+
+            read_tflite(content)
+        else:
+            from .onnx_proto import read_onnx
+
+            read_onnx(content)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{p.name}: {exc}") from None
+    except (RecursionError, MemoryError, OverflowError, struct_error()) as exc:
+        raise ModelFormatError(f"{p.name}: corrupt {fmt} file ({type(exc).__name__}: {exc})") from None
+
+
+def struct_error():
+    import struct
+
+    return struct.error
+
+
+def _is_edgetpu(content: bytes) -> bool:
+    from .tflite_schema import read_tflite
+
+    return read_tflite(content).is_edgetpu_compiled

@@ -20,8 +20,15 @@ $(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[$(TEST_EXTRAS)]'
 	touch $@ $(VENV)/.stamp-demo
 
+# tflite-runtime 2.14 needs numpy<2, so its backend is tested from a side venv.
+.venv-tflrt/.stamp: pyproject.toml
+	test -x .venv-tflrt/bin/python || $(PY) -m venv .venv-tflrt
+	.venv-tflrt/bin/python -m pip install -q "numpy<2" tflite-runtime==2.14.0
+	.venv-tflrt/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
 venv: $(VENV)/.stamp-demo
-venv-test: $(VENV)/.stamp-test
+venv-test: $(VENV)/.stamp-test .venv-tflrt/.stamp
 
 demo: venv
 	$(BIN)/edgeship demo --out demo_out
@@ -34,4 +41,4 @@ bench: venv-test
 	$(BIN)/edgeship bench models/weights/shapes_cnn_int8.tflite --threads 1 --runs 200
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) .venv-tflrt demo_out .pytest_cache

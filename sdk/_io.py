@@ -66,3 +66,27 @@ def _json_default(o: Any):
 def to_jsonable(obj: Any) -> Any:
     """Round-trip through json so numpy scalars/arrays/paths become plain values."""
     return json.loads(json.dumps(obj, default=_json_default))
+
+
+class stdout_to_stderr:
+    """Send everything written to stdout (Python and C level) to stderr while active.
+
+    Converters print progress from C++ and from Keras' exporters; with ``--json`` the
+    one JSON object must be the only thing on stdout.
+    """
+
+    def __enter__(self):
+        import sys
+
+        sys.stdout.flush()
+        self._saved = os.dup(1)
+        os.dup2(2, 1)
+        return self
+
+    def __exit__(self, *exc):
+        import sys
+
+        sys.stdout.flush()
+        os.dup2(self._saved, 1)
+        os.close(self._saved)
+        return False

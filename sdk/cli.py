@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 
 import typer
+
+# TensorFlow/absl log at C++ level to stderr unless told not to; a CLI user wants our report.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("GLOG_minloglevel", "2")
 
 app = typer.Typer(
     name="edgeship",

@@ -72,6 +72,7 @@ def _file_entry(path: Path, key: str, targets: Iterable[str]) -> dict:
 def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, labels: Optional[List[str]] = None,
                  preprocessing: Optional[dict] = None, source: Optional[Union[str, os.PathLike, dict]] = None,
                  extra: Optional[dict] = None, extra_files: Optional[Mapping[str, Union[str, bytes]]] = None,
+                 extra_dirs: Optional[Mapping[str, Union[str, os.PathLike]]] = None,
                  targets: Optional[Mapping[str, Iterable[str]]] = None, default: Optional[str] = None,
                  zip_path: Optional[Union[str, os.PathLike]] = None, name: Optional[str] = None,
                  overwrite: bool = False) -> Path:
@@ -85,6 +86,8 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
         source: the source model path (hashed) or a dict describing it.
         extra: any JSON-serialisable dict to keep (reports, parity tables).
         extra_files: {file name: path or bytes} copied into the bundle and checksummed (README.md...).
+        extra_dirs: {folder name: path} copied into the bundle; every file in it is checksummed
+            (e.g. Android's drop-in ``assets/``).
         targets: {key: [target names]} the file is meant for (default: [key]).
         default: key that :func:`edgeship.load` picks by default (default: the first).
         zip_path: also write the bundle as a .zip there.
@@ -132,6 +135,12 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
             data = content if isinstance(content, bytes) else Path(content).read_bytes()
             (tmp / fname).write_bytes(data)
             extras[fname] = sha256_bytes(data)
+        for dname, src_dir in (extra_dirs or {}).items():
+            if not _KEY_RE.match(dname) or dname in used or dname in extras:
+                raise ModelFormatError(f"extra folder name {dname!r} must be a plain, unused name")
+            shutil.copytree(src_dir, tmp / dname)
+            for f in sorted(p for p in (tmp / dname).rglob("*") if p.is_file()):
+                extras[f.relative_to(tmp).as_posix()] = sha256_file(f)
         default = default or next(iter(files))
         manifest = {
             "schema_version": SCHEMA_VERSION,
@@ -262,7 +271,7 @@ def read_bundle(path) -> dict:
     checks: List[Tuple[str, str]] = [(e.get("path", ""), e.get("sha256", "")) for e in files.values()]
     checks += list((manifest.get("extra_files") or {}).items())
     for name, want in checks:
-        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+        if not _plain_relpath(name):
             raise IntegrityError(f"{mpath}: file entry {name!r} is not a plain file name")
         f = p / name
         if not f.is_file():
@@ -273,11 +282,19 @@ def read_bundle(path) -> dict:
                 f"bundle {p}: {name} does not match its manifest checksum (expected sha256 {want[:16]}..., "
                 f"file has {got[:16]}...): the file was modified or damaged")
         listed.add(name)
-    unlisted = sorted(f.name for f in p.iterdir() if f.is_file() and f.name not in listed)
+    unlisted = sorted(rel for rel in (f.relative_to(p).as_posix() for f in p.rglob("*") if f.is_file())
+                      if rel not in listed)
     if unlisted:
         raise IntegrityError(f"bundle {p}: files not covered by the manifest: {', '.join(unlisted)}")
     manifest["_dir"] = str(p)
     return manifest
+
+
+def _plain_relpath(name) -> bool:
+    """A relative path inside the bundle: no '..', no absolute path, no hidden parts."""
+    if not isinstance(name, str) or not name or "\\" in name or name.startswith("/"):
+        return False
+    return all(part and not part.startswith(".") for part in name.split("/"))
 
 
 def resolve_bundle_file(path, target: Optional[str]) -> Tuple[Path, dict]:

@@ -1,7 +1,7 @@
 """Plain descriptions of model inputs/outputs, shared by every backend and tool."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Optional, Tuple
 
 import numpy as np

@@ -1,0 +1,375 @@
+"""Deploy bundles per target, and a round trip over SSH that benchmarks on the device.
+
+``deploy(model, target, out_dir)`` writes an edgeship bundle (``manifest.json`` with
+checksums, see :mod:`edgeship.bundle`) holding the right files for the target and a
+``README.md`` with the command that runs it there:
+
+========  ==================================================================
+android   ``assets/`` drop-in folder: model with TFLite metadata, fp16 variant
+          for the GPU delegate (float models), labels, GPU compatibility report
+ios       the .tflite for LiteRT on iOS (+ a Core ML .mlpackage when given)
+mcu       model_data.cc/.h, op_resolver.h, exact TFLM arena and latency report
+others    the model and the profile's install / run commands (rpi4, host, ...)
+========  ==================================================================
+
+``deploy_ssh(bundle_dir, host=...)`` copies a bundle over SFTP (asyncssh), makes sure
+the device's Python has edgeship (``pip install`` when it does not), runs
+``python -m edgeship bench MODEL --json`` there and returns the parsed JSON.
+
+Bundlers are plain functions registered per target name (``@bundler("mcu")``).
+
+Example:
+    >>> from edgeship.targets.deploy import BUNDLERS
+    >>> sorted(k for k in BUNDLERS if k in ("android", "ios", "mcu"))
+    ['android', 'ios', 'mcu']
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+from .._io import atomic_write_json, sha256_file
+from ..errors import InputSpecError, ModelFormatError, TargetError
+
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass
+class Staged:
+    """What a bundler prepared: model files by key, extra files, the README, a sub-folder."""
+
+    files: Dict[str, Path]
+    extra_files: Dict[str, Union[Path, bytes]] = field(default_factory=dict)
+    readme: str = ""
+    run_command: str = ""
+    subdir: Optional[Path] = None       # copied as <bundle>/<subdir.name>/ (android assets/)
+    extra: dict = field(default_factory=dict)
+
+
+BUNDLERS: Dict[str, Callable[..., Staged]] = {}
+
+
+def bundler(name: str) -> Callable:
+    """Register ``fn(model_path, staging_dir, options) -> Staged`` for target ``name``."""
+
+    def deco(fn):
+        if name in BUNDLERS:
+            raise RuntimeError(f"bundler {name!r} registered twice")
+        BUNDLERS[name] = fn
+        return fn
+
+    return deco
+
+
+# --- bundlers ----------------------------------------------------------------------
+def _bench_command(model_name: str, python: str = "python3") -> str:
+    return f"{python} -m edgeship bench {shlex.quote(model_name)} --json"
+
+
+@bundler("android")
+def _android(model: Path, stage: Path, options: dict) -> Staged:
+    from .android import android_assets
+
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", model.stem) or "model"
+    out = android_assets(model, stage, name=name, labels=options.get("labels"), mean=options.get("mean"),
+                         std=options.get("std"), image=bool(options.get("image")),
+                         fp16=options.get("fp16", True))
+    files = {"android": out["model"]}
+    if "model_fp16" in out:
+        files["android-fp16"] = out["model_fp16"]
+    return Staged(files=files, extra_files={"gpu_compatibility.json": out["gpu_compatibility"]},
+                  readme=out["readme"].read_text(), run_command="copy assets/ into app/src/main/assets/",
+                  subdir=stage / "assets")
+
+
+@bundler("ios")
+def _ios(model: Path, stage: Path, options: dict) -> Staged:
+    from .ios import ios_readme
+
+    extra: Dict[str, Union[Path, bytes]] = {}
+    mlpackage = options.get("mlpackage")
+    if mlpackage:
+        from .coreml import zip_mlpackage
+
+        extra[Path(mlpackage).name + ".zip"] = zip_mlpackage(mlpackage)
+    return Staged(files={"ios": model}, extra_files=extra,
+                  readme=ios_readme(model.name, Path(mlpackage).name if mlpackage else None),
+                  run_command="add the .tflite to the Xcode target and load it with LiteRT's Interpreter")
+
+
+@bundler("mcu")
+def _mcu(model: Path, stage: Path, options: dict) -> Staged:
+    from dataclasses import asdict
+
+    from . import mcu
+
+    report = mcu.mcu_report(model)
+    fw = mcu.export_firmware_files(model, stage / "firmware", arena_bytes=report["arena"]["recommended_bytes"])
+    readme = mcu_readme(model.name, report)
+    extra = {name: path for name, path in fw.items()}
+    report_path = stage / "mcu_report.json"
+    atomic_write_json(report_path, report)
+    extra["mcu_report.json"] = report_path
+    return Staged(files={"mcu": model}, extra_files=extra, readme=readme,
+                  run_command="build the firmware with model_data.cc and op_resolver.h (see README)",
+                  extra={"mcu": {"arena": report["arena"], "macs": report["macs"]}})
+
+
+def mcu_readme(model_name: str, report: dict) -> str:
+    a = report["arena"]
+    est = "\n".join(f"| {e['board']} ({e['core']}) | {e['ms']:.3g} ms | {e['low_ms']:.3g}-{e['high_ms']:.3g} ms |"
+                    for e in report["latency_estimates"])
+    return f"""# {model_name} on a Cortex-M microcontroller (TensorFlow Lite Micro)
+
+Files: `model_data.cc`/`model_data.h` (the model as a 16-byte aligned C array, byte-identical to
+`{model_name}`), `op_resolver.h` (the {len(report['ops'])} op registrations and `kTensorArenaSize`).
+
+```cpp
+#include "model_data.h"
+#include "op_resolver.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+
+alignas(16) static uint8_t tensor_arena[kTensorArenaSize];
+
+EdgeshipOpResolver resolver;
+RegisterOps(resolver);
+tflite::MicroInterpreter interpreter(tflite::GetModel(g_model), resolver, tensor_arena, kTensorArenaSize);
+interpreter.AllocateTensors();
+// fill interpreter.input(0)->data.int8, then:
+interpreter.Invoke();
+```
+
+Tensor arena: **{a['min_bytes']} bytes** is the smallest arena TFLM ({a['tflm_version']}) allocated and ran
+this model with on the host ({a['host']}); `kTensorArenaSize` = {a['recommended_bytes']} adds the margin
+({a['margin_note']}).
+TFLM vs LiteRT on seeded inputs: max difference {report['parity']['max_abs_diff_raw']} (raw output units).
+
+Latency estimate ({report['macs']:,} MACs, scaled from the MLPerf Tiny DS-CNN results; a factor-of-two
+band, not a measurement):
+
+| board | estimate | band |
+|---|---|---|
+{est}
+"""
+
+
+def _generic(model: Path, stage: Path, options: dict, target: str) -> Staged:
+    from . import get_target
+
+    profile = get_target(target)
+    run = _bench_command(model.name)
+    install = "\n".join(profile.install) or "pip install edgeship"
+    readme = f"""# {model.name} on {profile.title}
+
+Install the runtime on the device:
+
+```sh
+{install}
+```
+
+Run and time it there (one JSON object on stdout):
+
+```sh
+{run}
+```
+
+Or from Python: `import edgeship; m = edgeship.load("{model.name}"); m.predict(x)`.
+""" + "".join(f"\n- {n}" for n in profile.notes) + ("\n" if profile.notes else "")
+    return Staged(files={target: model}, readme=readme, run_command=run)
+
+
+# --- deploy ----------------------------------------------------------------------------
+@dataclass
+class DeployResult:
+    bundle_dir: Path
+    target: str
+    files: Dict[str, str]
+    run_command: str
+    remote: Optional[dict] = None
+
+    def to_dict(self) -> dict:
+        return {"bundle": str(self.bundle_dir), "target": self.target, "files": self.files,
+                "run_command": self.run_command, "remote": self.remote}
+
+
+def deploy(model: PathLike, target: str, out_dir: PathLike, *, labels: Optional[Sequence[str]] = None,
+           mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
+           image: bool = False, overwrite: bool = False, **options) -> DeployResult:
+    """Write the deploy bundle for ``target`` into ``out_dir``.
+
+    Example:
+        >>> # deploy("kws_int8.tflite", "mcu", "out/kws_mcu").files
+    """
+    from ..bundle import read_bundle, write_bundle
+    from . import check, get_target
+
+    model = Path(model)
+    if not model.is_file():
+        raise ModelFormatError(f"expected a model file, got {str(model)!r} (not a file)")
+    profile = get_target(target)  # TargetError listing the targets for an unknown name
+    report = check(model, profile)
+    if not report.compatible:
+        msgs = "; ".join(f"{p.message} (fix: {p.fix})" for p in report.blocking)
+        raise TargetError(f"{model.name} cannot be deployed to {target}: {msgs}")
+    opts = dict(options, labels=list(labels) if labels else None, mean=mean, std=std, image=image)
+    with tempfile.TemporaryDirectory(prefix="edgeship-deploy-") as tmp:
+        stage = Path(tmp)
+        fn = BUNDLERS.get(target)
+        staged = fn(model, stage, opts) if fn else _generic(model, stage, opts, target)
+        extra_files = dict(staged.extra_files)
+        extra_files["README.md"] = staged.readme.encode("utf-8")
+        if staged.subdir is not None:  # the drop-in folder lists its own checksums for app developers
+            sums = {f"{staged.subdir.name}/{p.relative_to(staged.subdir).as_posix()}": sha256_file(p)
+                    for p in sorted(staged.subdir.rglob("*")) if p.is_file()}
+            atomic_write_json(staged.subdir / "SHA256SUMS.json", sums)
+        out = write_bundle(out_dir, {k: str(v) for k, v in staged.files.items()}, labels=opts["labels"],
+                           source=model, overwrite=overwrite,
+                           extra_dirs={staged.subdir.name: staged.subdir} if staged.subdir is not None else None,
+                           extra={"target": target, "run_command": staged.run_command,
+                                  "check": report.to_dict(), **staged.extra},
+                           extra_files={k: (v if isinstance(v, bytes) else str(v)) for k, v in extra_files.items()},
+                           targets={k: [target] for k in staged.files})
+    manifest = read_bundle(out)
+    return DeployResult(out, target, {k: e["path"] for k, e in manifest["files"].items()}, staged.run_command)
+
+
+# --- SSH ---------------------------------------------------------------------------------
+_HOST_RE = re.compile(r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<addr>[A-Za-z0-9.:_-]+|\[[0-9A-Fa-f:.]+\])$")
+
+
+def parse_host(host: str):
+    """``user@addr`` -> (user or None, addr)."""
+    m = _HOST_RE.match(host or "")
+    if not m:
+        raise InputSpecError(f"--host must look like user@address (e.g. pi@192.168.1.20), got {host!r}")
+    return m.group("user"), m.group("addr").strip("[]")
+
+
+async def _run(conn, command: str, *, check: bool = True, timeout: float = 600):
+    import asyncio
+
+    try:
+        res = await asyncio.wait_for(conn.run(command, check=False), timeout)
+    except asyncio.TimeoutError:
+        raise TargetError(f"remote command timed out after {timeout:.0f} s: {command}") from None
+    if check and res.exit_status != 0:
+        raise TargetError(f"remote command failed (exit {res.exit_status}): {command}\n"
+                          f"{(res.stderr or '').strip()[-2000:]}")
+    return res
+
+
+def _last_json(text: str) -> dict:
+    for line in reversed((text or "").strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    raise TargetError(f"remote bench printed no JSON object; its output ended with: {(text or '')[-500:]!r}")
+
+
+async def _deploy_ssh(bundle_dir: Path, model_name: str, *, user, addr, port, identity, known_hosts,
+                      python, remote_dir, install, runs, warmup, connect_timeout):
+    import asyncssh
+
+    kwargs = {"port": port, "username": user, "connect_timeout": connect_timeout}
+    if identity is not None:
+        kwargs["client_keys"] = [str(identity)]
+    if known_hosts is not None:
+        kwargs["known_hosts"] = str(known_hosts)
+    try:
+        conn = await asyncssh.connect(addr, **kwargs)
+    except (OSError, asyncssh.Error) as exc:
+        raise TargetError(f"cannot connect to {addr}:{port} over SSH: {exc}") from exc
+    q = shlex.quote
+    async with conn:
+        home = (await _run(conn, f"{q(python)} -c 'import os; print(os.path.expanduser(\"~\"))'")).stdout.strip()
+        if not home.startswith("/"):
+            raise TargetError(f"remote python {python!r} gave no home folder (got {home!r})")
+        rdir = remote_dir if remote_dir.startswith("/") else f"{home}/{remote_dir}"
+        await _run(conn, f"mkdir -p {q(rdir)}")
+        local_files = sorted(p for p in bundle_dir.rglob("*") if p.is_file() and "remote" not in p.relative_to(bundle_dir).parts)
+        async with conn.start_sftp_client() as sftp:
+            for p in local_files:
+                rel = p.relative_to(bundle_dir).as_posix()
+                if "/" in rel:
+                    await sftp.makedirs(f"{rdir}/{rel.rsplit('/', 1)[0]}", exist_ok=True)
+                await sftp.put(str(p), f"{rdir}/{rel}")
+        # verify the copy on the device: manifest checksums (edgeship reads the bundle)
+        probe = await _run(conn, f"{q(python)} -c 'import edgeship; print(edgeship.__version__)'", check=False)
+        installed = None
+        if probe.exit_status != 0:
+            if not install:
+                raise TargetError(f"edgeship is not installed for {python} on {addr} and --no-install was given:\n"
+                                  f"{(probe.stderr or '').strip()[-500:]}")
+            from .. import __version__
+
+            res = await _run(conn, f"{q(python)} -m pip install --user {q('edgeship==' + __version__)}", check=False)
+            if res.exit_status != 0:
+                raise TargetError(f"could not install edgeship=={__version__} on {addr} with {python} -m pip: "
+                                  f"{(res.stderr or '').strip()[-800:]}")
+            installed = f"edgeship=={__version__}"
+            probe = await _run(conn, f"{q(python)} -c 'import edgeship; print(edgeship.__version__)'")
+        remote_version = probe.stdout.strip()
+        verify = await _run(conn, f"cd {q(rdir)} && {q(python)} -c 'from edgeship.bundle import read_bundle; "
+                                  f"read_bundle(\".\"); print(\"ok\")'", check=False)
+        if verify.exit_status != 0:
+            raise TargetError(f"bundle copied to {addr}:{rdir} failed its checksum check there:\n"
+                              f"{(verify.stderr or '').strip()[-800:]}")
+        cmd = (f"cd {q(rdir)} && {q(python)} -m edgeship bench {q(model_name)} --json "
+               f"--runs {int(runs)} --warmup {int(warmup)}")
+        res = await _run(conn, cmd, check=False)
+        bench = _last_json(res.stdout)
+        if res.exit_status != 0 or not bench.get("ok", False):
+            raise TargetError(f"remote bench failed (exit {res.exit_status}): {bench.get('error') or res.stderr[-800:]}")
+    return {"host": addr, "port": port, "user": user, "remote_dir": rdir, "python": python,
+            "edgeship_version": remote_version, "installed": installed, "command": cmd,
+            "files_copied": len(local_files), "bench": bench}
+
+
+def deploy_ssh(bundle_dir: PathLike, host: str, *, port: int = 22, identity: Optional[PathLike] = None,
+               known_hosts: Optional[PathLike] = None, python: str = "python3",
+               remote_dir: Optional[str] = None, install: bool = True, runs: int = 20, warmup: int = 3,
+               key: Optional[str] = None, connect_timeout: float = 20.0) -> dict:
+    """Copy a bundle to ``host`` over SSH, make sure edgeship runs there, bench the model, bring the JSON back.
+
+    ``known_hosts``: file to verify the device's host key against (asyncssh's default,
+    ``~/.ssh/known_hosts``, when None). The result is also written to
+    ``<bundle>/remote/bench.json``.
+
+    Example:
+        >>> # deploy_ssh("out/kws_rpi4", "pi@192.168.1.20", identity="~/.ssh/id_ed25519")["bench"]["latency_ms"]
+    """
+    import asyncio
+
+    from .._deps import require
+    from ..bundle import resolve_bundle_file
+
+    require("asyncssh", "deploy", "deploying over SSH")
+    user, addr = parse_host(host)
+    if not 0 < int(port) < 65536:
+        raise InputSpecError(f"--port must be 1-65535, got {port}")
+    if runs < 1 or warmup < 0:
+        raise InputSpecError(f"runs must be >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
+    bundle_dir = Path(bundle_dir)
+    model_path, manifest = resolve_bundle_file(bundle_dir, key)
+    if identity is not None and not Path(identity).expanduser().is_file():
+        raise InputSpecError(f"--identity {identity}: no such key file")
+    identity = Path(identity).expanduser() if identity is not None else None
+    remote_dir = remote_dir or f"edgeship_deploy/{manifest.get('name') or bundle_dir.name}"
+    result = asyncio.run(_deploy_ssh(bundle_dir, model_path.name, user=user, addr=addr, port=int(port),
+                                     identity=identity, known_hosts=known_hosts, python=python,
+                                     remote_dir=remote_dir, install=install, runs=runs, warmup=warmup,
+                                     connect_timeout=connect_timeout))
+    atomic_write_json(bundle_dir / "remote" / "bench.json", result)
+    return result
+
+
+__all__ = ["BUNDLERS", "bundler", "Staged", "DeployResult", "deploy", "deploy_ssh", "parse_host", "mcu_readme"]

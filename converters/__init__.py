@@ -1,0 +1,275 @@
+"""Convert a trained model to TFLite / ONNX, quantize it, and check every output against its source.
+
+One function, :func:`convert`; one module per output format registered in
+:mod:`edgeship.converters.registry`. Each output file is written atomically, loaded with
+:func:`edgeship.load` and compared with the source on held-out inputs
+(:mod:`edgeship.converters.parity`). An output out of tolerance is renamed ``*.rejected``,
+the report is still written, and :class:`~edgeship.errors.ParityError` is raised: nothing
+is silently shipped.
+
+Example:
+    >>> import numpy as np, keras  # doctest: +SKIP
+    >>> from edgeship.converters import convert  # doctest: +SKIP
+    >>> m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])  # doctest: +SKIP
+    >>> res = convert(m, to="tflite", quantize="int8", calibration=np.random.rand(64, 8),
+    ...               out="out/")  # doctest: +SKIP
+    >>> res.outputs[0].parity["passed"]  # doctest: +SKIP
+    True
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pkgutil
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from edgeship.converters.registry import EXPORTERS, Exporter, find
+from edgeship.errors import ConversionError, ParityError
+
+# Exporter modules (tflite_*, onnx_*, torch_* in this folder) register themselves on import;
+# none imports TF/ONNX/torch at module level, so importing them all is cheap.
+EXPORTER_PREFIXES = ("tflite_", "onnx_", "torch_")
+FILE_SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
+REPORT_NAME = "edgeship-convert.json"
+SYNTHETIC_VALIDATION = 32  # samples of N(0, 1) when no data at all is given (float outputs only)
+
+
+def load_exporters() -> Dict[str, Exporter]:
+    """Import every exporter module present in this install and return the registry."""
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith(EXPORTER_PREFIXES):
+            importlib.import_module(f"{__name__}.{info.name}")
+    return EXPORTERS
+
+
+@dataclass
+class OutputRecord:
+    """One written (or rejected) output file and its parity figures."""
+
+    path: str
+    format: str
+    quantization: str
+    bytes: int
+    parity: dict
+    exporter: str
+    notes: List[str] = field(default_factory=list)
+    shipped: bool = True
+    fix: Optional[dict] = None
+
+
+@dataclass
+class _LayerReport:
+    layers: List[dict]
+    plot: str
+
+    def to_dict(self) -> dict:
+        return {"layers": self.layers, "plot": self.plot, "attempts": [], "changes": []}
+
+
+@dataclass
+class ConversionResult:
+    source: dict
+    outputs: List[OutputRecord]
+    calibration: Optional[dict]
+    validation: dict
+    report_path: str
+    versions: dict
+
+    @property
+    def passed(self) -> bool:
+        return all(o.parity.get("passed") for o in self.outputs)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.passed, "source": self.source, "calibration": self.calibration,
+                "validation": self.validation, "outputs": [asdict(o) for o in self.outputs],
+                "report": self.report_path, "versions": self.versions}
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    v = {"python": platform.python_version()}
+    for pkg in ("edgeship", "tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "onnx", "onnxruntime",
+                "tf2onnx", "torch", "numpy"):
+        try:
+            v[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return v
+
+
+def _plan(source, to, quantize, all_formats) -> List[Exporter]:
+    load_exporters()
+    if all_formats:
+        exps = [e for e in EXPORTERS.values() if source.kind in e.sources]
+        if not exps:
+            raise ConversionError(f"no exporter accepts a {source.kind} source")
+        return exps
+    return [find(to, quantize or "none", source.kind)]
+
+
+def _synthetic(source, n: int, seed: int) -> List[dict]:
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n):
+        s = {}
+        for spec in source.inputs:
+            if any(d < 0 for d in spec.shape[1:]):
+                raise ConversionError(f"input '{spec.name}' has dynamic dims {spec.shape}: give --validation "
+                                      f"data so the outputs can be checked")
+            s[spec.name] = rng.standard_normal((1,) + tuple(spec.shape[1:])).astype(np.float32)
+        samples.append(s)
+    return samples
+
+
+def _out_path(out, exp: Exporter, source, many: bool) -> Path:
+    out = Path(out)
+    suffix = FILE_SUFFIX.get(exp.format, f".{exp.format}")
+    if not many and out.suffix.lower() == suffix:
+        return out
+    stem = Path(source.path).stem if source.path else "model"
+    return out / f"{stem}_{exp.name}{suffix}"
+
+
+def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, calibration: Any = None,
+            validation: Any = None, labels: Any = None, accuracy_budget: Optional[float] = None,
+            tolerance: Optional[dict] = None, out: Any = "edgeship_out", all_formats: bool = False,
+            example_inputs: Any = None, preprocessing: Any = None, max_calibration: Optional[int] = None,
+            holdout: Optional[int] = None, seed: int = 0, debug_layers: bool = False, **options) -> ConversionResult:
+    """Convert ``src`` and check every output against it.
+
+    Args:
+        src: Keras model or .keras/.h5, SavedModel dir (legacy too), .onnx/ModelProto,
+            torch.nn.Module (+ ``example_inputs``).
+        to / quantize: output format ("tflite" | "onnx") and quantization
+            (None/"none" | "fp16" | "dynamic" | "int8" | "int16x8").
+        calibration: data for calibrated quantization (see
+            :func:`~edgeship.converters.calibration.resolve_calibration`).
+        validation: held-out data for parity. If omitted, ``holdout`` samples (default 20 %,
+            at most 100) are drawn from the calibration data and kept out of calibration; with
+            no data at all, float outputs are checked on 32 seeded N(0, 1) inputs (noted).
+        labels: class indices for the validation samples (or for the whole calibration source
+            when validation is drawn from it) -> accuracy of source and output side by side.
+        accuracy_budget: max drop of accuracy (with labels) or of top-1 agreement; int8 TFLite
+            outputs that miss it go through :func:`~edgeship.converters.quant_debug.auto_fix`.
+        tolerance: overrides of the parity defaults, e.g. ``{"cosine_min": 0.999}``.
+        out: an output file (single format) or folder.
+        all_formats: every exporter that accepts this source (calibrated ones need data).
+        debug_layers: for int8 TFLite outputs, rank layers by quantization error and plot them
+            (png next to the file); always done when the accuracy-budget fix runs.
+        options: exporter options (``io_dtype``, ``per_channel``, ``keep_float_ops``, ``opset``...).
+
+    Raises:
+        ConversionError: bad source, no exporter, bad calibration data, converter failure.
+        ParityError: an output is out of tolerance (after the report is written); ``.report``
+            holds the :meth:`ConversionResult.to_dict`.
+    """
+    from edgeship._io import atomic_write_bytes, atomic_write_json
+    from edgeship.converters.calibration import resolve_calibration
+    from edgeship.converters.parity import check_parity
+    from edgeship.converters.sources import load_source
+
+    source = load_source(src, example_inputs=example_inputs)
+    exps = _plan(source, to, quantize, all_formats)
+    want_cal = any(e.needs_calibration for e in exps)
+    if not all_formats and want_cal and calibration is None:
+        raise ConversionError(f"--quantize {exps[0].quantization} needs --calibration data (any iterable of "
+                              f"inputs, a .npy/.npz file or a folder of images/audio)")
+    notes: List[str] = []
+    cal = val = None
+    if calibration is not None:
+        cal = resolve_calibration(calibration, source.inputs, preprocessing=preprocessing,
+                                  max_samples=max_calibration, seed=seed)
+    label_arr = None if labels is None else np.asarray(labels).reshape(-1)
+    if validation is not None:
+        val = resolve_calibration(validation, source.inputs, preprocessing=preprocessing, seed=seed)
+        val_samples, val_desc = val.samples, val.describe()
+    elif cal is not None:
+        n_hold = holdout or min(100, max(1, cal.count // 5))
+        if label_arr is not None and len(label_arr) != cal.count:
+            raise ConversionError(f"{len(label_arr)} labels given for {cal.count} calibration samples")
+        cal, val = cal.split(n_hold, seed)
+        if label_arr is not None:
+            label_arr = label_arr[val.extra["indices"]]
+        val_samples, val_desc = val.samples, val.describe()
+        notes.append(f"validation: {val.count} samples held out of the calibration data (not used to calibrate)")
+    else:
+        val_samples = _synthetic(source, SYNTHETIC_VALIDATION, seed)
+        val_desc = {"count": len(val_samples), "seed": seed, "source": "synthetic N(0,1)",
+                    "sha256": None}
+        notes.append("validation: no data given; checked on 32 seeded N(0,1) inputs, which say nothing "
+                     "about accuracy on real data")
+        if label_arr is not None:
+            raise ConversionError("labels were given without --validation or --calibration data")
+    if accuracy_budget is not None and not 0 <= float(accuracy_budget) < 1:
+        raise ConversionError(f"accuracy_budget is a fraction in [0, 1), e.g. 0.02; got {accuracy_budget}")
+
+    out_root = Path(out)
+    many = len(exps) > 1 or all_formats
+    if many and out_root.suffix.lower() in FILE_SUFFIX.values():
+        raise ConversionError(f"--all writes several files: -o must be a folder, got '{out}'")
+    reference = [source.run(s) for s in val_samples]  # the source runs once, every output reuses it
+    records: List[OutputRecord] = []
+    opts_base = dict(options, calibration=cal, seed=seed)
+    for exp in exps:
+        rec_notes = list(notes)
+        if exp.needs_calibration and cal is None:
+            rec_notes.append(f"skipped {exp.name}: needs calibration data")
+            continue
+        path = _out_path(out_root, exp, source, many)
+        fmt_key = exp.name
+        tol = dict(tolerance or {})
+        if accuracy_budget is not None:
+            key = "acc_drop" if label_arr is not None else "top1_min"
+            tol.setdefault(key, float(accuracy_budget) if key == "acc_drop" else 1.0 - float(accuracy_budget))
+            rec_notes.append(f"accuracy budget {accuracy_budget}: checked as {key}={tol[key]}")
+        data = exp.fn(source, dict(opts_base))
+        atomic_write_bytes(path, data)
+        rep = check_parity(source, path, val_samples, labels=label_arr, tolerance=tol, fmt_key=fmt_key,
+                           reference=reference)
+        fix = None
+        if not rep.passed and accuracy_budget is not None and exp.format == "tflite" and \
+                exp.quantization == "int8":
+            from edgeship.converters.quant_debug import auto_fix
+
+            fix = auto_fix(source, exp, dict(opts_base), val_samples, reference, label_arr, tol, path, rep)
+            if fix.data is not None:
+                data = fix.data
+                atomic_write_bytes(path, data)
+                rep = fix.report
+            rec_notes.extend(fix.notes)
+        if debug_layers and exp.format == "tflite" and exp.quantization == "int8" and fix is None:
+            from edgeship.converters.quant_debug import layer_errors, plot_layer_errors
+
+            errs = layer_errors(source, dict(opts_base))
+            png = plot_layer_errors(errs, path.with_suffix(".layers.png"))
+            fix = _LayerReport([asdict(e) for e in errs], str(png))
+            rec_notes.append(f"per-layer error: worst {errs[0].layer} ({errs[0].rel_error:.3f}); plot {png.name}"
+                             if errs else "per-layer error: no quantized layers")
+        rec = OutputRecord(str(path), exp.format, exp.quantization, len(data), rep.to_dict(), exp.name,
+                           rec_notes, fix=fix.to_dict() if fix else None)
+        if not rep.passed:
+            rejected = path.with_name(path.name + ".rejected")
+            os.replace(path, rejected)
+            rec.path, rec.shipped = str(rejected), False
+            rec.notes.append(f"out of tolerance: {'; '.join(rep.failures)}; file renamed to {rejected.name}")
+        records.append(rec)
+    report_dir = out_root if many or out_root.suffix.lower() not in FILE_SUFFIX.values() else out_root.parent
+    result = ConversionResult(source.describe(), records, cal.describe() if cal else None, val_desc,
+                              str(report_dir / REPORT_NAME), _versions())
+    atomic_write_json(report_dir / REPORT_NAME, result.to_dict())
+    failed = [r for r in records if not r.parity["passed"]]
+    if failed:
+        raise ParityError("; ".join(f"{Path(r.path).name} ({r.exporter}) out of tolerance: "
+                                    f"{', '.join(r.parity['failures'])}" for r in failed),
+                          report=result.to_dict())
+    return result
+
+
+__all__ = ["convert", "ConversionResult", "OutputRecord", "load_exporters"]

@@ -1,0 +1,152 @@
+"""``edgeship convert``: convert, quantize and check a model from the command line.
+
+Importing this module is light (typer only); TensorFlow/ONNX load when the command runs.
+
+Example:
+    $ edgeship convert model.keras --to tflite --quantize int8 --calibration calib.npz -o out/ --json
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from edgeship._cli_util import EXIT_FAILED_CHECK, console, emit_json, handle_errors
+from edgeship.errors import ConversionError, ParityError
+
+
+def _read_labels(path: Optional[str]):
+    """Class indices from a .npy file or a text/CSV file (last comma-separated field of each line)."""
+    if path is None:
+        return None
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConversionError(f"labels file '{p}' does not exist")
+    if p.suffix.lower() == ".npy":
+        return np.load(p, allow_pickle=False).reshape(-1)
+    out = []
+    for i, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        field = line.split(",")[-1].strip()
+        try:
+            out.append(int(field))
+        except ValueError:
+            if not out:  # a header line
+                continue
+            raise ConversionError(f"{p}:{i}: expected an integer class index as the last field, got {field!r}")
+    return np.asarray(out, np.int64)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Converters print progress to stdout (Python and C level); keep stdout for the one JSON object."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _parse_tolerance(items: List[str]) -> dict:
+    tol = {}
+    for it in items or []:
+        key, sep, val = it.partition("=")
+        if not sep:
+            raise ConversionError(f"--tolerance takes key=value (e.g. cosine_min=0.999), got {it!r}")
+        try:
+            tol[key.strip()] = None if val.strip().lower() == "none" else float(val)
+        except ValueError:
+            raise ConversionError(f"--tolerance {key}: expected a number or 'none', got {val!r}") from None
+    return tol
+
+
+def _table(result: dict):
+    """One combined parity table, narrow enough for an 80-column terminal."""
+    from rich.table import Table
+
+    t = Table(title="parity against the source", show_lines=False, pad_edge=False)
+    for col in ("output", "KiB", "max-abs", "cosine", "top-1", "acc src>out", "ms", "ok"):
+        t.add_column(col, no_wrap=True)
+    for o in result["outputs"]:
+        p = o["parity"]
+        acc = (f"{p['accuracy_source']:.0%}>{p['accuracy_output']:.0%}" if p.get("accuracy_output") is not None
+               else "-")
+        t.add_row(o["exporter"], f"{o['bytes'] / 1024:.1f}", f"{p['max_abs']:.3g}", f"{p['cosine']:.5f}",
+                  "-" if p.get("top1_agreement") is None else f"{p['top1_agreement']:.0%}", acc,
+                  "-" if p.get("latency_ms") is None else f"{p['latency_ms']:.2f}",
+                  "[green]yes[/]" if p["passed"] else "[bold red]NO[/]")
+    return t
+
+
+@handle_errors()
+def convert_cmd(
+    src: str = typer.Argument(..., help="Keras .keras/.h5, SavedModel dir, .onnx file"),
+    to: str = typer.Option("tflite", "--to", help="tflite | onnx"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="fp16 | dynamic | int8 | int16x8"),
+    calibration: Optional[str] = typer.Option(None, "--calibration", help=".npy/.npz or folder of images/audio"),
+    validation: Optional[str] = typer.Option(None, "--validation", help="held-out data (.npy/.npz/folder)"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="class indices: .npy or text/CSV (last field)"),
+    accuracy_budget: Optional[float] = typer.Option(None, "--accuracy-budget",
+                                                    help="max drop of accuracy / top-1 agreement (0.02 = 2 %)"),
+    out: str = typer.Option(..., "-o", "--out", help="output file, or folder with --all"),
+    all_formats: bool = typer.Option(False, "--all", help="every applicable format into the -o folder"),
+    io_dtype: Optional[str] = typer.Option(None, "--io-dtype",
+                                           help="full-int8 TFLite I/O: int8 (default) | uint8 | float32"),
+    per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="weight quantization granularity"),
+    keep_float: List[str] = typer.Option([], "--keep-float", help="layer to keep in float (repeatable)"),
+    tolerance: List[str] = typer.Option([], "--tolerance", help="override, e.g. cosine_min=0.999 (repeatable)"),
+    preprocessing: Optional[str] = typer.Option(None, "--preprocessing", help="for folders: e.g. image_0_1, kws_mfcc"),
+    max_calibration: Optional[int] = typer.Option(None, "--max-calibration", help="use at most N samples"),
+    seed: int = typer.Option(0, "--seed"),
+    debug_layers: bool = typer.Option(False, "--debug-layers", help="rank int8 layers by error, plot png"),
+    json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+):
+    """Convert SRC to TFLite/ONNX, quantize it, and check every output against SRC."""
+    from edgeship.converters import convert
+
+    kwargs = dict(to=to, quantize=quantize, calibration=calibration, validation=validation,
+                  labels=_read_labels(labels), accuracy_budget=accuracy_budget,
+                  tolerance=_parse_tolerance(tolerance), out=out, all_formats=all_formats,
+                  preprocessing=preprocessing, max_calibration=max_calibration, seed=seed,
+                  debug_layers=debug_layers, per_channel=per_channel)
+    if io_dtype is not None:  # only when asked: exporters have their own default
+        kwargs["io_dtype"] = io_dtype
+    if keep_float:
+        kwargs["keep_float_ops"] = list(keep_float)
+    try:
+        with _stdout_to_stderr():
+            result = convert(src, **kwargs).to_dict()
+        failed = None
+    except ParityError as exc:
+        result, failed = exc.report, exc
+        if result is None:
+            raise
+    if json:
+        emit_json(result)
+    else:
+        con = console()
+        con.print(_table(result))
+        for o in result["outputs"]:
+            for n in o["notes"]:
+                con.print(f"  {Path(o['path']).name}: {n}")
+        con.print(f"report: {result['report']}")
+    if failed is not None:
+        if not json:
+            console().print(f"[bold red]ParityError:[/] {failed}")
+        raise typer.Exit(EXIT_FAILED_CHECK)
+
+
+def register(app) -> None:
+    app.command("convert")(convert_cmd)

@@ -1,0 +1,257 @@
+"""Check a converted file against the source it came from, on held-out inputs.
+
+Metrics (over every output, every sample): max-abs and mean-abs error, cosine similarity
+(per sample over the flattened outputs; the mean is checked, the minimum reported), top-1
+agreement for classifiers (one output of shape [N, C], C >= 2), and, when labels are given,
+the accuracy of the source and of the output side by side.
+
+Default tolerances, one row per (format, quantization). ``rel_max_abs`` is max-abs error
+divided by the largest absolute source output, so it means the same for logits and
+probabilities; ``acc_drop`` is the largest allowed drop of accuracy (only with labels).
+Quantized rows allow one flipped sample in 20 (5 %), so small validation sets of ~25
+samples are not failed by a single borderline sample.
+A key set to ``None`` is not checked. Pass ``tolerance={...}`` to override any of them.
+
+=====================  ==========  ===========  =========  ========
+format / quantization  cosine_min  rel_max_abs  top1_min   acc_drop
+=====================  ==========  ===========  =========  ========
+tflite / none          0.99999     1e-4         0.99       0.0
+tflite / fp16          0.999       0.01         0.98       0.01
+tflite / dynamic       0.99        0.15         0.95       0.05
+tflite / int8          0.98        0.25         0.90       0.05
+tflite / int16x8       0.995       0.15         0.95       0.05
+onnx / none            0.99999     1e-4         0.99       0.0
+onnx / fp16            0.999       0.01         0.98       0.01
+onnx / dynamic         0.99        0.15         0.95       0.05
+onnx / int8            0.98        0.25         0.90       0.05
+=====================  ==========  ===========  =========  ========
+
+Example:
+    >>> sorted(default_tolerance("tflite/int8"))
+    ['acc_drop', 'cosine_min', 'max_abs', 'rel_max_abs', 'top1_min']
+    >>> default_tolerance("tflite-fp16")["cosine_min"]
+    0.999
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edgeship.errors import ConversionError
+
+_T = lambda cos, rel, top1, acc: {"cosine_min": cos, "rel_max_abs": rel, "max_abs": None,
+                                  "top1_min": top1, "acc_drop": acc}
+
+DEFAULT_TOLERANCES: Dict[Tuple[str, str], dict] = {
+    ("tflite", "none"): _T(0.99999, 1e-4, 0.99, 0.0),
+    ("tflite", "fp16"): _T(0.999, 0.01, 0.98, 0.01),
+    ("tflite", "dynamic"): _T(0.99, 0.15, 0.95, 0.05),
+    ("tflite", "int8"): _T(0.98, 0.25, 0.90, 0.05),
+    ("tflite", "int16x8"): _T(0.995, 0.15, 0.95, 0.05),
+    ("onnx", "none"): _T(0.99999, 1e-4, 0.99, 0.0),
+    ("onnx", "fp16"): _T(0.999, 0.01, 0.98, 0.01),
+    ("onnx", "dynamic"): _T(0.99, 0.15, 0.95, 0.05),
+    ("onnx", "int8"): _T(0.98, 0.25, 0.90, 0.05),
+}
+TOLERANCE_KEYS = ("cosine_min", "rel_max_abs", "max_abs", "top1_min", "acc_drop")
+
+
+def split_fmt_key(fmt_key: str) -> Tuple[str, str]:
+    """``"tflite/int8"``, ``"tflite-int8"`` or a registered exporter name -> (format, quantization)."""
+    from edgeship.converters.registry import EXPORTERS
+
+    if fmt_key in EXPORTERS:
+        e = EXPORTERS[fmt_key]
+        return e.format, e.quantization
+    sep = "/" if "/" in fmt_key else "-"
+    fmt, _, quant = fmt_key.partition(sep)
+    quant = quant.rsplit("-", 1)[-1] if quant else "none"
+    return fmt, {"fp32": "none", "float32": "none", "float": "none"}.get(quant, quant)
+
+
+def default_tolerance(fmt_key: str) -> dict:
+    """The documented default tolerance for ``fmt_key`` (a copy, safe to modify)."""
+    key = split_fmt_key(fmt_key)
+    if key not in DEFAULT_TOLERANCES:
+        raise ConversionError(f"no default tolerance for {key[0]}/{key[1]}; known: "
+                              f"{sorted('/'.join(k) for k in DEFAULT_TOLERANCES)}")
+    return dict(DEFAULT_TOLERANCES[key])
+
+
+def merge_tolerance(fmt_key: str, override: Optional[dict]) -> dict:
+    """Defaults for ``fmt_key`` with ``override`` applied; unknown keys are an error, not ignored."""
+    tol = default_tolerance(fmt_key)
+    for k, v in (override or {}).items():
+        if k not in TOLERANCE_KEYS:
+            raise ConversionError(f"unknown tolerance key {k!r}; known: {list(TOLERANCE_KEYS)}")
+        tol[k] = None if v is None else float(v)
+    return tol
+
+
+@dataclass
+class ParityReport:
+    """Parity figures of one output file against its source."""
+
+    fmt_key: str
+    n_samples: int
+    max_abs: float
+    mean_abs: float
+    rel_max_abs: float
+    cosine: float
+    cosine_min: float
+    top1_agreement: Optional[float]
+    accuracy_source: Optional[float]
+    accuracy_output: Optional[float]
+    latency_ms: Optional[float]
+    tolerance: dict
+    passed: bool
+    failures: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        parts = [f"max_abs={self.max_abs:.4g}", f"mean_abs={self.mean_abs:.4g}", f"cos={self.cosine:.5f}"]
+        if self.top1_agreement is not None:
+            parts.append(f"top1_agree={self.top1_agreement:.1%}")
+        if self.accuracy_output is not None:
+            parts.append(f"acc {self.accuracy_source:.1%} -> {self.accuracy_output:.1%}")
+        return ", ".join(parts)
+
+
+def _load(path):
+    """Load a converted file with edgeship.load (structure check + isolated first run)."""
+    from edgeship.runtime import load
+
+    return load(path, backend="onnxruntime" if str(path).endswith(".onnx") else "litert")
+
+
+def _feed(model, sample: dict, source_inputs) -> object:
+    """Map a sample keyed by source input names onto the output model's inputs."""
+    if len(source_inputs) == 1:
+        return sample[source_inputs[0].name]
+    names = [s.name for s in model.inputs]
+    feed = []
+    for i, mname in enumerate(names):
+        hit = [s.name for s in source_inputs if s.name == mname] or \
+              [s.name for s in source_inputs if s.name in mname]
+        feed.append(sample[hit[0]] if len(hit) == 1 else sample[source_inputs[i].name])
+    return feed
+
+
+def _as_list(pred, n_expected: int, ref_shapes) -> List[np.ndarray]:
+    if not isinstance(pred, dict):
+        return [np.asarray(pred)]
+    outs = [np.asarray(v) for v in pred.values()]
+    if len(outs) != n_expected:
+        return outs
+    # Converters may reorder outputs: pair by shape where that is unambiguous, else keep order.
+    ordered = []
+    pool = list(outs)
+    for shp in ref_shapes:
+        same = [o for o in pool if o.shape == shp]
+        pick = same[0] if len(same) >= 1 else pool[0]
+        pool.remove(next(o for o in pool if o is pick))
+        ordered.append(pick)
+    return ordered
+
+
+def check_parity(source, model_path, samples: Sequence[dict], *, labels=None,
+                 tolerance: Optional[dict] = None, fmt_key: str,
+                 reference: Optional[List[List[np.ndarray]]] = None) -> ParityReport:
+    """Run ``model_path`` and ``source`` on ``samples`` and compare them against a tolerance.
+
+    Args:
+        source: the :class:`~edgeship.converters.sources.Source` the file was made from.
+        model_path: the converted .tflite/.onnx file (loaded with ``edgeship.load``).
+        samples: held-out inputs ``{source input name: float array with batch 1}``.
+        labels: optional class indices, one per sample, for accuracy.
+        tolerance: overrides of the defaults for ``fmt_key`` (see the table above).
+        fmt_key: ``"tflite/int8"``, ``"tflite-int8"`` or an exporter name.
+        reference: source outputs per sample, if already computed (saves re-running the source).
+
+    Returns:
+        A :class:`ParityReport`; ``passed`` is False when any checked figure is out of tolerance
+        and ``failures`` says which and by how much. This function does not raise on failure.
+    """
+    from edgeship.converters.calibration import progress
+
+    if not samples:
+        raise ConversionError("parity needs at least one validation sample; none were given")
+    tol = merge_tolerance(fmt_key, tolerance)
+    if labels is not None:
+        labels = np.asarray(labels).astype(np.int64).reshape(-1)
+        if len(labels) != len(samples):
+            raise ConversionError(f"{len(labels)} labels given for {len(samples)} validation samples")
+    model = _load(model_path)
+    ref_all = reference if reference is not None else [None] * len(samples)
+    diffs_max, abs_sum, abs_n, ref_peak, cosines = 0.0, 0.0, 0, 0.0, []
+    top_src, top_out, times = [], [], []
+    classifier = len(source.outputs) == 1 and len(source.outputs[0].shape) == 2 and source.outputs[0].shape[-1] >= 2
+    for sample, ref in progress(list(zip(samples, ref_all)), f"validating {fmt_key}"):
+        if ref is None:
+            ref = source.run(sample)
+        t0 = time.perf_counter()
+        pred = model.predict(_feed(model, sample, source.inputs))
+        times.append(time.perf_counter() - t0)
+        outs = _as_list(pred, len(ref), [np.shape(r) for r in ref])
+        if len(outs) != len(ref):
+            raise ConversionError(f"{model_path} has {len(outs)} outputs but the source has {len(ref)}")
+        flat_r, flat_o = [], []
+        for r, o in zip(ref, outs):
+            r = np.asarray(r, np.float64)
+            o = np.asarray(o, np.float64)
+            if r.size != o.size:
+                raise ConversionError(f"{model_path}: output of shape {o.shape} cannot be compared with "
+                                      f"the source's {r.shape}")
+            flat_r.append(r.reshape(-1))
+            flat_o.append(o.reshape(-1))
+        fr, fo = np.concatenate(flat_r), np.concatenate(flat_o)
+        d = np.abs(fr - fo)
+        diffs_max = max(diffs_max, float(d.max()))
+        abs_sum += float(d.sum())
+        abs_n += d.size
+        ref_peak = max(ref_peak, float(np.abs(fr).max()))
+        denom = np.linalg.norm(fr) * np.linalg.norm(fo)
+        cosines.append(float(fr @ fo / denom) if denom > 0 else (1.0 if np.allclose(fr, fo) else 0.0))
+        if classifier:
+            top_src.append(int(np.argmax(flat_r[0])))
+            top_out.append(int(np.argmax(flat_o[0])))
+    top1 = float(np.mean(np.equal(top_src, top_out))) if classifier else None
+    acc_s = acc_o = None
+    if classifier and labels is not None:
+        acc_s = float(np.mean(np.equal(top_src, labels)))
+        acc_o = float(np.mean(np.equal(top_out, labels)))
+    rel = diffs_max / ref_peak if ref_peak > 0 else diffs_max
+    report = ParityReport(fmt_key, len(samples), diffs_max, abs_sum / max(abs_n, 1), rel,
+                          float(np.mean(cosines)), float(np.min(cosines)), top1, acc_s, acc_o,
+                          float(np.median(times) * 1000.0), tol, True)
+    report.failures = _judge(report, tol)
+    report.passed = not report.failures
+    return report
+
+
+def _judge(r: ParityReport, tol: dict) -> List[str]:
+    """Each out-of-tolerance figure as 'name = value, limit L (off by D)'."""
+    bad = []
+    if tol.get("cosine_min") is not None and r.cosine < tol["cosine_min"]:
+        bad.append(f"cosine {r.cosine:.6f} < {tol['cosine_min']} (short by {tol['cosine_min'] - r.cosine:.3g})")
+    if tol.get("rel_max_abs") is not None and r.rel_max_abs > tol["rel_max_abs"]:
+        bad.append(f"relative max-abs error {r.rel_max_abs:.4g} > {tol['rel_max_abs']:.4g} "
+                   f"(max-abs {r.max_abs:.4g})")
+    if tol.get("max_abs") is not None and r.max_abs > tol["max_abs"]:
+        bad.append(f"max-abs error {r.max_abs:.4g} > {tol['max_abs']:.4g}")
+    if tol.get("top1_min") is not None and r.top1_agreement is not None and r.top1_agreement < tol["top1_min"]:
+        bad.append(f"top-1 agreement {r.top1_agreement:.1%} < {tol['top1_min']:.1%}")
+    if tol.get("acc_drop") is not None and r.accuracy_output is not None and \
+            r.accuracy_source - r.accuracy_output > tol["acc_drop"] + 1e-12:
+        bad.append(f"accuracy dropped {r.accuracy_source:.1%} -> {r.accuracy_output:.1%} "
+                   f"(> {tol['acc_drop']:.1%} allowed)")
+    return bad
+
+
+__all__ = ["ParityReport", "check_parity", "DEFAULT_TOLERANCES", "TOLERANCE_KEYS", "default_tolerance",
+           "merge_tolerance", "split_fmt_key"]

@@ -1,0 +1,299 @@
+"""TFLiteConverter setup shared by the tflite_* exporters, including the legacy TF1 path.
+
+* Keras 3 models go through ``TFLiteConverter.from_keras_model`` (``from_concrete_functions``
+  gives NaN outputs for Keras 3 models).
+* SavedModels that TF2 can load use ``TFLiteConverter.from_saved_model``.
+* Legacy SavedModels (``Source.legacy``; TF2 fails with ``'_UserObject' object has no attribute
+  'add_slot'``) use ``tf.compat.v1.lite.TFLiteConverter.from_saved_model``, which reads the
+  serving signature from the graph.
+
+Only TFLite builtin ops are allowed: a model needing Select TF ops (Flex) would not run on
+the LiteRT/tflite-runtime/TFLM interpreters edgeship targets, so that is a ConversionError
+naming the ops, never a silently larger runtime.
+
+Example:
+    >>> from edgeship.converters.tflite_common import TFLITE_SOURCES
+    >>> TFLITE_SOURCES
+    ('keras', 'saved_model')
+"""
+from __future__ import annotations
+
+import re
+from typing import List, Optional
+
+import numpy as np
+
+from edgeship._deps import require
+from edgeship.errors import ConversionError
+
+TFLITE_SOURCES = ("keras", "saved_model")
+
+
+def make_converter(source):
+    """A fresh TFLiteConverter for ``source`` (builtin ops only)."""
+    tf = require("tensorflow", "convert", "converting to TFLite")
+    if source.kind == "keras":
+        conv = tf.lite.TFLiteConverter.from_keras_model(source.obj)
+    elif source.kind == "saved_model" and source.legacy:
+        conv = tf.compat.v1.lite.TFLiteConverter.from_saved_model(
+            source.path, signature_key="serving_default", tag_set={"serve"})
+    elif source.kind == "saved_model":
+        conv = tf.lite.TFLiteConverter.from_saved_model(source.path, signature_keys=["serving_default"])
+    else:
+        raise ConversionError(f"TFLite conversion takes a Keras model or a SavedModel, not a {source.kind} "
+                              f"source")
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return conv
+
+
+def representative_dataset(source, calibration):
+    """A generator factory yielding each calibration sample as a list in the source's input order."""
+    if calibration is None or calibration.count == 0:
+        raise ConversionError("this quantization needs calibration data (--calibration): none was given")
+    names = [s.name for s in source.inputs]
+
+    def gen():
+        from edgeship.converters.calibration import progress
+
+        for s in progress(calibration.samples, "calibrating"):
+            yield [s[n] for n in names]
+
+    return gen
+
+
+def run_converter(conv, what: str) -> bytes:
+    """``conv.convert()`` with converter failures turned into a ConversionError that names the cause."""
+    try:
+        return bytes(conv.convert())
+    except ConversionError:
+        raise
+    except Exception as exc:
+        raise conversion_error(exc, what) from exc
+
+
+def conversion_error(exc: BaseException, what: str) -> ConversionError:
+    text = str(exc)
+    ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither a custom op nor a flex op", text)))
+    if ops or "flex op" in text or "Select TF" in text:
+        listed = ", ".join(f"tf.{o}" for o in ops) or "(see converter log)"
+        return ConversionError(
+            f"{what}: the model uses TensorFlow ops with no TFLite builtin kernel: {listed}. edgeship only "
+            f"emits builtin-op models (Select TF ops need the Flex delegate, which edge runtimes lack); "
+            f"replace those layers or export to ONNX instead")
+    lines = [ln.strip() for ln in text.splitlines() if "error" in ln.lower()] or text.strip().splitlines() or [
+        type(exc).__name__]
+    return ConversionError(f"{what} failed: {lines[0][:400]}")
+
+
+def set_io_types(conv, io_dtype: str):
+    """Set inference input/output types for full-integer models: int8, uint8 or float32."""
+    tf = require("tensorflow", "convert")
+    types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
+    if io_dtype not in types:
+        raise ConversionError(f"io_dtype must be one of {sorted(types)}, got {io_dtype!r}")
+    conv.inference_input_type = types[io_dtype]
+    conv.inference_output_type = types[io_dtype]
+
+
+def float_op_names(model_bytes: bytes) -> List[str]:
+    """Compute ops (not QUANTIZE/DEQUANTIZE) that still run in float in a quantized model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model_bytes)
+    details = {t["index"]: t for t in it.get_tensor_details()}
+    skip = {"QUANTIZE", "DEQUANTIZE"}
+    out = []
+    for op in it._get_ops_details():
+        if op["op_name"] in skip:
+            continue
+        ins = [details[i] for i in op["inputs"] if i >= 0 and i in details]
+        if any(t["dtype"].__name__ == "float32" for t in ins):
+            outs = [details[i]["name"] for i in op["outputs"] if i in details]
+            out.append(f"{op['op_name']}({', '.join(outs)})")
+    return out
+
+
+def calibrate(source, options: dict) -> bytes:
+    """Run the representative data through the model; returns the calibrated float model."""
+    tf = require("tensorflow", "convert", "quantizing to int8")
+    conv = make_converter(source)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative_dataset(source, options.get("calibration"))
+    conv._experimental_disable_per_channel = not options.get("per_channel", True)
+    conv._experimental_calibrate_only = True
+    return run_converter(conv, "int8 calibration")
+
+
+CALIBRATION_METHODS = ("minmax", "percentile")
+
+
+def calibrate_with_method(source, options: dict) -> bytes:
+    """Calibrate with ``options['calibration_method']``: "minmax" (TFLite's own) or "percentile"."""
+    method = options.get("calibration_method") or "minmax"
+    if method not in CALIBRATION_METHODS:
+        raise ConversionError(f"calibration_method for TFLite must be one of {list(CALIBRATION_METHODS)}, "
+                              f"got {method!r}")
+    calibrated = calibrate(source, options)
+    if method == "percentile":
+        calibrated = recalibrate_percentile(calibrated, source, options.get("calibration"),
+                                            float(options.get("percentile", 99.99)))
+    return calibrated
+
+
+def recalibrate_percentile(calibrated: bytes, source, calibration, percentile: float = 99.99,
+                           max_values: int = 200_000, seed: int = 0) -> bytes:
+    """Replace the min/max range of each intermediate activation with its [100-p, p] percentiles.
+
+    The calibrated float model is run on the calibration samples with all tensors kept; values
+    beyond the percentiles then saturate instead of stretching the int8 scale. Model inputs and
+    outputs keep their min/max ranges (clipping logits could change the top class).
+    """
+    if not 50.0 < percentile <= 100.0:
+        raise ConversionError(f"percentile must be in (50, 100], got {percentile}")
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
+    sub = model.subgraphs[0]
+    io = set(int(i) for i in sub.inputs) | set(int(i) for i in sub.outputs)
+    targets = [i for i, t in enumerate(sub.tensors)
+               if i not in io and t.quantization is not None and t.quantization.min is not None
+               and len(t.quantization.min) == 1]
+    if not targets:
+        return calibrated
+    it = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True)
+    it.allocate_tensors()
+    in_idx = [d["index"] for d in it.get_input_details()]
+    names = [s.name for s in source.inputs]
+    rng = np.random.default_rng(seed)
+    per_sample_cap = max(1, max_values // max(1, calibration.count))
+    values = {i: [] for i in targets}
+    for sample in calibration.samples:
+        for idx, n in zip(in_idx, names):
+            it.set_tensor(idx, sample[n].astype(np.float32))
+        it.invoke()
+        for i in targets:
+            v = it.get_tensor(i).reshape(-1)
+            if v.size > per_sample_cap:
+                v = rng.choice(v, per_sample_cap, replace=False)
+            values[i].append(v.astype(np.float32))
+    for i in targets:
+        v = np.concatenate(values[i])
+        lo, hi = np.percentile(v, [100.0 - percentile, percentile])
+        q = sub.tensors[i].quantization
+        q.min = np.array([min(float(lo), 0.0)], np.float32)
+        q.max = np.array([max(float(hi), 0.0)], np.float32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def op_outputs(model_bytes: bytes) -> List[dict]:
+    """[{op, outputs: [tensor names], inputs: [tensor names]}] for each op of a TFLite model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model_bytes)
+    names = {t["index"]: t["name"] for t in it.get_tensor_details()}
+    return [{"op": d["op_name"], "inputs": [names[i] for i in d["inputs"] if i in names],
+             "outputs": [names[i] for i in d["outputs"] if i in names]} for d in it._get_ops_details()]
+
+
+def source_layer_names(source) -> Optional[set]:
+    """Names of the Keras layers of a Keras source (None for other kinds)."""
+    layers = getattr(source.obj, "layers", None) if source.kind == "keras" else None
+    return {l.name for l in layers} if layers else None
+
+
+def layer_of(tensor_name: str, known: Optional[set] = None) -> str:
+    """Best-effort Keras layer name behind a converter tensor name.
+
+    'model/conv2d_3/Relu' -> 'conv2d_3'. Keras 3 traces add '_1' to every scope
+    ('outlier_net_1/spiky_1/MatMul1'); with the source's layer names ``known`` that suffix is
+    dropped when only the shorter name is a real layer.
+    """
+    first = tensor_name.split(";")[0]
+    parts = [p for p in first.split("/") if p]
+    seg = parts[-2] if len(parts) >= 2 else parts[0] if parts else tensor_name
+    if known and seg not in known:
+        base = re.sub(r"_\d+$", "", seg)
+        if base in known:
+            return base
+    return seg
+
+
+def op_layer_names(model_bytes: bytes, known: Optional[set] = None) -> dict:
+    """{op output tensor: Keras layer name}; output ops named after the signature fall back to
+    the layer named by their weight tensors (e.g. 'StatefulPartitionedCall:0' -> 'head')."""
+    names = {}
+    for o in op_outputs(model_bytes):
+        for t in o["outputs"]:
+            name = layer_of(t, known)
+            if ":" in name or name.startswith(("StatefulPartitionedCall", "Identity", "serving_default")):
+                for w in o["inputs"][1:]:
+                    cand = layer_of(w, known)
+                    if ":" not in cand and "/" in w:
+                        name = cand
+                        break
+            names[t] = name
+    return names
+
+
+def resolve_keep_float(calibrated: bytes, keep: List[str], known: Optional[set] = None) -> List[str]:
+    """Map layer or tensor names to the op-output tensor names of this calibrated model.
+
+    Converter tensor names change between conversions (name scopes get suffixes), so users
+    and the auto-fix name layers; each name must match at least one op output.
+    """
+    layers = op_layer_names(calibrated, known)
+    outs = list(layers)
+    picked: List[str] = []
+    for name in keep:
+        hits = [t for t in outs if t == name] or [t for t in outs if layers[t] == name] or \
+               [t for t in outs if any(seg == name or re.fullmatch(re.escape(name) + r"_\d+", seg)
+                                       for part in t.split(";") for seg in part.split("/"))]
+        if not hits:
+            known = sorted(set(layers.values()))
+            raise ConversionError(f"keep_float_ops: no layer or tensor named {name!r} in the model; "
+                                  f"layers: {', '.join(known[:40])}")
+        picked.extend(h for h in hits if h not in picked)
+    return picked
+
+
+def quantize_model(calibrated: bytes, options: dict, keep_tensors: Optional[List[str]] = None) -> bytes:
+    """MLIR-quantize a calibrated model, leaving ``keep_tensors``' producers in float; set I/O types."""
+    tf = require("tensorflow", "convert", "quantizing to int8")
+    from tensorflow.lite.python import convert as tfl_convert
+    from tensorflow.lite.python import util as tfl_util
+
+    try:
+        quant = tfl_convert.mlir_quantize(
+            calibrated, disable_per_channel=not options.get("per_channel", True), fully_quantize=False,
+            input_data_type=tf.float32, output_data_type=tf.float32,
+            denylisted_nodes=list(keep_tensors) if keep_tensors else None)
+    except Exception as exc:
+        raise conversion_error(exc, "int8 quantization") from exc
+    io_dtype = options.get("io_dtype", "int8")
+    if io_dtype != "float32":
+        dtypes = {"int8": tf.int8, "uint8": tf.uint8}
+        if io_dtype not in dtypes:
+            raise ConversionError(f"io_dtype must be one of int8, uint8, float32; got {io_dtype!r}")
+        try:
+            quant = tfl_util.modify_model_io_type(quant, dtypes[io_dtype], dtypes[io_dtype])
+        except Exception as exc:
+            raise conversion_error(exc, f"setting {io_dtype} input/output") from exc
+    return bytes(quant)
+
+
+def quantize_calibrated(source, options: dict) -> bytes:
+    """Calibrate, then quantize with the MLIR quantizer, keeping ``keep_float_ops`` in float.
+
+    This is what TFLiteConverter does for full-integer quantization, split in two so the
+    selective-quantization denylist and the per-channel switch can be applied.
+    """
+    calibrated = calibrate_with_method(source, options)
+    keep = list(options.get("keep_float_ops") or [])
+    return quantize_model(calibrated, options,
+                          resolve_keep_float(calibrated, keep, source_layer_names(source)) if keep else None)
+
+
+def tensorflow_version() -> Optional[str]:
+    tf = require("tensorflow", "convert")
+    return tf.__version__

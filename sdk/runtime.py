@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -81,6 +82,9 @@ class Model:
         self._names = [s.name for s in self.inputs]
         self._plans = [_InputPlan(s) for s in self.inputs]
         self._shapes_set: Optional[List[tuple]] = None  # input shapes last set by _ensure_shapes
+        # predict's fast path: TFLite models with one (numeric) input.
+        one = len(self._plans) == 1 and fmt == "tflite" and self._plans[0].dtype is not None
+        self._fast: Optional[_InputPlan] = self._plans[0] if one else None
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{s.name}:{s.dtype}{list(s.shape)}" for s in self.inputs)
@@ -105,6 +109,18 @@ class Model:
         Raises:
             InputSpecError: wrong count, names, shape, dtype, empty, or NaN/inf input.
         """
+        fast = self._fast
+        if (fast is not None and type(x) is np.ndarray and not as_dict
+                and (x.shape == fast.fixed or [x.shape] == self._shapes_set)):
+            # The common call: one array of the static input shape, or of the shape the model
+            # already runs at. Same checks, fewer Python steps (about 30 us less per call; see
+            # bench/predict_overhead.py).
+            a = fast.prepare_exact(x)
+            self._ensure_shapes([x.shape])
+            raw = self._impl.run([a])
+            if len(raw) == 1:
+                return _dequantize(raw[0], self.outputs[0])
+            return {spec.name: _dequantize(o, spec) for spec, o in zip(self.outputs, raw)}
         arrays = self._order(x)
         prepared = [plan.prepare(a) for plan, a in zip(self._plans, arrays)]
         batch = self._batch_of(prepared)
@@ -211,6 +227,35 @@ class _InputPlan:
     def accepts(self, shape) -> bool:
         return all(w < 0 or w == g for w, g in zip(self.fixed, shape))
 
+    def prepare_exact(self, a: np.ndarray) -> np.ndarray:
+        """:meth:`prepare` for an ndarray of a shape already known to fit (see ``predict``)."""
+        if a.dtype.kind != "f" or a.size == 0:
+            return self.prepare(a)  # the general path converts or raises the full error
+        if self.quantized and self.scale.ndim == 0:
+            # min/max are the NaN/inf check (both propagate) and, as x/scale + zp is monotonic,
+            # tell whether any value can leave the integer range: usually none, so no clip.
+            lo, hi = np.float32(a.min()), np.float32(a.max())
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                return self.prepare(a)
+            return self._quantize(a, clip=(np.rint(lo / self.scale + self.zp) < self.qmin
+                                           or np.rint(hi / self.scale + self.zp) > self.qmax))
+        if not np.isfinite(a).all():
+            return self.prepare(a)
+        if self.quantized:
+            return self._quantize(a)
+        if a.dtype == self.dtype and a.flags.c_contiguous:
+            return a
+        return self.prepare(a)
+
+    def _quantize(self, a: np.ndarray, clip: bool = True) -> np.ndarray:
+        # In place, one temporary: this runs on every call (bench/predict_overhead.py).
+        q = np.divide(a, self.scale, dtype=np.float32)
+        q += self.zp
+        if clip:
+            np.clip(q, self.qmin, self.qmax, out=q)
+        np.rint(q, out=q)
+        return q.astype(self.dtype)
+
     def prepare(self, a) -> np.ndarray:
         spec = self.spec
         if self.dtype is None:
@@ -242,12 +287,7 @@ class _InputPlan:
                 + ("the model's input is integer-quantized and cannot represent them"
                    if self.quantized else "expected finite values"))
         if self.quantized:
-            # In place, one temporary: this runs on every call (bench/predict_overhead.py).
-            q = np.divide(a, self.scale, dtype=np.float32)
-            q += self.zp
-            np.clip(q, self.qmin, self.qmax, out=q)
-            np.rint(q, out=q)
-            return q.astype(self.dtype)
+            return self._quantize(a)
         if a.dtype == self.dtype:
             return np.ascontiguousarray(a)
         if self.dtype.kind in "iu" and a.dtype.kind == "f" and not np.array_equal(a, np.rint(a)):

@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from edgeship.converters.registry import EXPORTERS, Exporter, find
-from edgeship.errors import ConversionError, ParityError
+from edgeship.errors import ConversionError, MissingDependencyError, ParityError
 
 # Exporter modules (tflite_*, onnx_*, torch_* in this folder) register themselves on import;
 # none imports TF/ONNX/torch at module level, so importing them all is cheap.
@@ -80,6 +80,7 @@ class ConversionResult:
     validation: dict
     report_path: str
     versions: dict
+    skipped: List[str] = field(default_factory=list)  # exporters not run, and why
 
     @property
     def passed(self) -> bool:
@@ -88,7 +89,7 @@ class ConversionResult:
     def to_dict(self) -> dict:
         return {"ok": self.passed, "source": self.source, "calibration": self.calibration,
                 "validation": self.validation, "outputs": [asdict(o) for o in self.outputs],
-                "report": self.report_path, "versions": self.versions}
+                "report": self.report_path, "versions": self.versions, "skipped": self.skipped}
 
 
 def _versions() -> dict:
@@ -216,11 +217,12 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         raise ConversionError(f"--all writes several files: -o must be a folder, got '{out}'")
     reference = [source.run(s) for s in val_samples]  # the source runs once, every output reuses it
     records: List[OutputRecord] = []
+    skipped: List[str] = []  # --all: exporters whose optional dependency is not installed
     opts_base = dict(options, calibration=cal, seed=seed)
     for exp in exps:
         rec_notes = list(notes)
         if exp.needs_calibration and cal is None:
-            rec_notes.append(f"skipped {exp.name}: needs calibration data")
+            skipped.append(f"skipped {exp.name}: needs calibration data")
             continue
         path = _out_path(out_root, exp, source, many)
         fmt_key = exp.name
@@ -229,7 +231,17 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             key = "acc_drop" if label_arr is not None else "top1_min"
             tol.setdefault(key, float(accuracy_budget) if key == "acc_drop" else 1.0 - float(accuracy_budget))
             rec_notes.append(f"accuracy budget {accuracy_budget}: checked as {key}={tol[key]}")
-        data = exp.fn(source, dict(opts_base))
+        exp_opts = dict(opts_base)
+        if many and exp.format != "tflite" and exp_opts.get("io_dtype") not in (None, "float32"):
+            exp_opts.pop("io_dtype")  # ONNX quantizers keep float I/O; said in the report, not silently
+            rec_notes.append(f"io_dtype={options['io_dtype']} applies to TFLite outputs; {exp.name} keeps float I/O")
+        try:
+            data = exp.fn(source, exp_opts)
+        except MissingDependencyError as exc:
+            if not many:
+                raise
+            skipped.append(f"skipped {exp.name}: {exc}")
+            continue
         atomic_write_bytes(path, data)
         rep = check_parity(source, path, val_samples, labels=label_arr, tolerance=tol, fmt_key=fmt_key,
                            reference=reference)
@@ -262,7 +274,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         records.append(rec)
     report_dir = out_root if many or out_root.suffix.lower() not in FILE_SUFFIX.values() else out_root.parent
     result = ConversionResult(source.describe(), records, cal.describe() if cal else None, val_desc,
-                              str(report_dir / REPORT_NAME), _versions())
+                              str(report_dir / REPORT_NAME), _versions(), skipped)
     atomic_write_json(report_dir / REPORT_NAME, result.to_dict())
     failed = [r for r in records if not r.parity["passed"]]
     if failed:

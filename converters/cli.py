@@ -141,6 +141,8 @@ def convert_cmd(
         for o in result["outputs"]:
             for n in o["notes"]:
                 con.print(f"  {Path(o['path']).name}: {n}")
+        for n in result.get("skipped", []):
+            con.print(f"  [yellow]{n}[/]")
         con.print(f"report: {result['report']}")
     if failed is not None:
         if not json:

@@ -69,24 +69,36 @@ def to_jsonable(obj: Any) -> Any:
 
 
 class stdout_to_stderr:
-    """Send everything written to stdout (Python and C level) to stderr while active.
+    """Send everything written to stdout (Python and C level) to stderr, or both to a log file.
 
     Converters print progress from C++ and from Keras' exporters; with ``--json`` the
-    one JSON object must be the only thing on stdout.
+    one JSON object must be the only thing on stdout, and a summary should not drown in it.
     """
+
+    def __init__(self, log_path: "Union[str, os.PathLike[str], None]" = None):
+        self.log_path = log_path
 
     def __enter__(self):
         import sys
 
         sys.stdout.flush()
-        self._saved = os.dup(1)
-        os.dup2(2, 1)
+        sys.stderr.flush()
+        self._saved = [os.dup(1), os.dup(2)]
+        if self.log_path is None:
+            os.dup2(2, 1)
+        else:
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
         return self
 
     def __exit__(self, *exc):
         import sys
 
         sys.stdout.flush()
-        os.dup2(self._saved, 1)
-        os.close(self._saved)
+        sys.stderr.flush()
+        for fd, saved in zip((1, 2), self._saved):
+            os.dup2(saved, fd)
+            os.close(saved)
         return False

@@ -1,0 +1,72 @@
+"""Float TFLite from a PyTorch module, through litert-torch (``tflite-fp32-torch``).
+
+litert-torch traces the module with ``torch.export`` on the source's example inputs
+and lowers it to a TFLite flatbuffer. It is an optional dependency of the ``torch``
+extra; when it cannot be imported the exporter raises
+:class:`~edgeship.errors.MissingDependencyError` naming that extra and the pip spec.
+
+Known limit (measured 2026-11-22 with ``pip install --dry-run``): ``litert-torch 0.10.0``
+resolves beside ``torch==2.13.0`` without pulling a CUDA torch, but it pins
+``xdsl==0.28.0``, which requires ``typing-extensions<4.13``: pip would downgrade
+typing-extensions 4.16 -> 4.12.2 and pydantic 2.14 -> 2.11 and leave the installed
+cattrs (needed by coremltools, wants typing-extensions>=4.14) broken; it also pulls
+jax, transformers, torchao and kagglehub. So it is not in the default environment.
+
+Example:
+    >>> import torch  # doctest: +SKIP
+    >>> from edgeship.converters.sources import load_source  # doctest: +SKIP
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())  # doctest: +SKIP
+    >>> data = export_tflite_from_torch(load_source(net, example_inputs=torch.zeros(1, 3, 8, 8)), {})  # doctest: +SKIP
+    >>> data[4:8]  # doctest: +SKIP
+    b'TFL3'
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from edgeship._deps import require
+from edgeship.errors import ConversionError, MissingDependencyError
+
+from .onnx_fp32 import _first_line, _stdout_to_stderr
+from .registry import register
+
+PIP_SPEC = "litert-torch==0.10.*"
+
+
+@register("tflite-fp32-torch", format="tflite", quantization="none", sources=("torch",))
+def export_tflite_from_torch(source, options: dict) -> bytes:
+    """Float32 TFLite from a torch.nn.Module via litert-torch (torch.export + LiteRT lowering)."""
+    require("torch", "torch", "converting PyTorch models to TFLite")
+    try:
+        import litert_torch
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"converting PyTorch models to TFLite needs litert-torch, which could not be imported ({exc}). "
+            f"It belongs to the extra edgeship[torch] but is not pulled by it, because it downgrades "
+            f"typing-extensions; install it yourself with: pip install '{PIP_SPEC}' 'torch==2.13.0'. "
+            f"ONNX from PyTorch (onnx-fp32/onnx-dynamic/onnx-qdq-int8) works without it") from exc
+    if source.kind != "torch":
+        raise ConversionError(f"tflite-fp32-torch converts torch sources only, got a {source.kind} source")
+    if not source.example_inputs:
+        raise ConversionError("a torch source needs example_inputs to be converted to TFLite; none were given")
+    for key in ("io_dtype", "keep_float_ops"):
+        if options.get(key):
+            raise ConversionError(f"{key}={options[key]!r} does not apply to a float TFLite model "
+                                  f"(tflite-fp32-torch has no quantization)")
+    module = source.obj.eval()
+    with tempfile.TemporaryDirectory(prefix="edgeship-torch-tflite-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        try:
+            with _stdout_to_stderr():
+                edge_model = litert_torch.convert(module, tuple(source.example_inputs))
+                edge_model.export(str(path))
+        except Exception as exc:
+            raise ConversionError(f"litert-torch could not convert the module: {_first_line(exc)}") from exc
+        data = path.read_bytes()
+    if data[4:8] != b"TFL3":
+        raise ConversionError("litert-torch wrote a file that is not a TFLite flatbuffer")
+    return data
+
+
+__all__ = ["export_tflite_from_torch", "PIP_SPEC"]

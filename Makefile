@@ -27,8 +27,44 @@ $(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
 	.venv-tflrt/bin/python -m pip install -q --no-deps -e .
 	touch $@
 
+# onnx2tf and litert-torch pin packages that would break the main venv (converters/onnx_tflite.py,
+# converters/torch_tflite.py say why), so each lives in a side folder made with `pip --target
+# --no-deps` that only the tests' subprocesses put on PYTHONPATH (tests/test_overlay_exporters.py);
+# torch, TensorFlow and numpy always come from the main venv. Non-fatal: a failed install leaves no
+# stamp and those tests skip with the reason. The stamp holds the pin list, so editing it rebuilds.
+# xdsl and torchao ship top-level tests/, test/, docs/, scripts/ folders that would shadow ours: pruned.
+ONNX2TF_PINS := onnx2tf==1.29.24 tf-keras==2.21.0 onnx-graphsurgeon==0.6.1 sne4onnx==2.0.1 \
+	sng4onnx==2.0.1 psutil==7.2.2
+LITERT_TORCH_PINS := litert-torch==0.10.0 litert-converter==0.5.0 ai-edge-quantizer==0.10.0 \
+	anyio==4.14.2 click==8.5.1 fire==0.7.1 h11==0.16.0 hf-xet==1.8.0 httpcore2==2.16.2 httpx2==2.16.2 \
+	huggingface-hub==2.4.0 immutabledict==4.2.1 jax==0.10.2 jaxlib==0.10.2 jaxtyping==0.3.11 \
+	kagglehub==1.0.2 kagglesdk==0.1.37 lark==1.3.1 litert-lm-builder==0.18.1 multipledispatch==1.0.0 \
+	ordered-set==4.1.0 regex==2026.11.15 safetensors==0.8.0 scipy==1.17.1 sentencepiece==0.2.3 \
+	tabulate==0.10.0 tokenizers==0.23.3 torchao==0.18.0 transformers==5.23.0 truststore==0.10.5 \
+	wadler-lindig==0.1.8 xdsl==0.28.0
+OVERLAY_PRUNE := tests test docs scripts
+
+# A stamp whose pins differ from the Makefile's is phony, so its recipe runs again.
+ifneq ($(strip $(shell cat .overlay-onnx2tf/.stamp 2>/dev/null)),$(strip $(ONNX2TF_PINS)))
+.PHONY: .overlay-onnx2tf/.stamp
+endif
+ifneq ($(strip $(shell cat .overlay-litert-torch/.stamp 2>/dev/null)),$(strip $(LITERT_TORCH_PINS)))
+.PHONY: .overlay-litert-torch/.stamp
+endif
+
+.overlay-onnx2tf/.stamp: | $(BIN)/python
+	-rm -rf $(@D) && $(BIN)/python -m pip install -q --no-deps --target $(@D) $(ONNX2TF_PINS) \
+		&& cd $(@D) && rm -rf $(OVERLAY_PRUNE) && echo '$(strip $(ONNX2TF_PINS))' > .stamp
+
+.overlay-litert-torch/.stamp: | $(BIN)/python
+	-rm -rf $(@D) && $(BIN)/python -m pip install -q --no-deps --target $(@D) $(LITERT_TORCH_PINS) \
+		&& cd $(@D) && rm -rf $(OVERLAY_PRUNE) && echo '$(strip $(LITERT_TORCH_PINS))' > .stamp
+
+.PHONY: overlays
+overlays: .overlay-onnx2tf/.stamp .overlay-litert-torch/.stamp
+
 venv: $(VENV)/.stamp-demo
-venv-test: $(VENV)/.stamp-test .venv-tflrt/.stamp
+venv-test: $(VENV)/.stamp-test .venv-tflrt/.stamp .overlay-onnx2tf/.stamp .overlay-litert-torch/.stamp
 
 demo: venv
 	$(BIN)/edgeship demo --out demo_out
@@ -41,4 +77,4 @@ bench: venv-test
 	$(BIN)/edgeship bench models/weights/shapes_cnn_int8.tflite --threads 1 --runs 200
 
 clean:
-	rm -rf $(VENV) .venv-tflrt demo_out .pytest_cache
+	rm -rf $(VENV) .venv-tflrt .overlay-onnx2tf .overlay-litert-torch demo_out .pytest_cache

@@ -12,10 +12,23 @@ writes a TFLite flatbuffer. Two things are pinned down here:
   it in a private working directory and replace its download function with seeded local
   data for the duration of the call, so nothing is ever fetched.
 
-onnx2tf is an optional dependency installed with ``pip install --no-deps onnx2tf==1.29.24``
-(its own pins would replace TensorFlow, numpy and onnx) plus ``tf-keras==2.21.0`` (also
-``--no-deps``), ``onnx-graphsurgeon``, ``sne4onnx``, ``sng4onnx``, ``psutil`` and ``requests``.
-Without it the exporter raises :class:`~edgeship.errors.MissingDependencyError`.
+onnx2tf is optional and no edgeship extra pulls it: its own pins would replace TensorFlow,
+numpy and onnx. The line that works beside ``edgeship[convert]`` (tested: ``make venv-test``
+builds exactly this into ``.overlay-onnx2tf/`` and tests/test_overlay_exporters.py converts
+through it) is::
+
+    pip install --no-deps onnx2tf==1.29.24 tf-keras==2.21.0 onnx-graphsurgeon==0.6.1 \\
+        sne4onnx==2.0.1 sng4onnx==2.0.1 psutil==7.2.2
+
+(``requests``, which onnx2tf also imports, comes with TensorFlow.) Without it the exporter
+raises :class:`~edgeship.errors.MissingDependencyError`.
+
+Side effect of tf-keras: once it is importable, ``tf.saved_model.load`` reads SavedModels
+written by older Keras (e.g. the MLPerf Tiny KWS model), which without it fail with
+``'_UserObject' object has no attribute 'add_slot'``; :func:`~edgeship.converters.sources.load_source`
+then takes the TF2 path and marks them ``legacy=False`` instead of using the TF1 loader (both
+are checked by parity the same way). onnx2tf also sets ``TF_USE_LEGACY_KERAS=1`` when imported,
+which would make every later ``tf.keras`` in the process tf_keras; this module undoes that.
 
 Example:
     >>> from edgeship.converters.sources import load_source  # doctest: +SKIP
@@ -39,6 +52,9 @@ from .onnx_fp32 import _first_line, _stdout_to_stderr, to_onnx_model
 from .registry import register
 
 PIP_SPEC = "onnx2tf==1.29.24"
+# Everything `pip install --no-deps` needs beside edgeship[convert] (the Makefile's ONNX2TF_PINS).
+PIP_LINE = (f"pip install --no-deps {PIP_SPEC} tf-keras==2.21.0 onnx-graphsurgeon==0.6.1 sne4onnx==2.0.1 "
+            f"sng4onnx==2.0.1 psutil==7.2.2")
 SAMPLE_SHAPE = (20, 128, 128, 3)  # what onnx2tf's download_test_image_data returns
 
 
@@ -68,9 +84,9 @@ def _import_onnx2tf():
             import onnx2tf.utils.common_functions as common
     except ImportError as exc:
         raise MissingDependencyError(
-            f"converting ONNX to TFLite needs onnx2tf, which could not be imported ({exc}). Install it "
-            f"without its pins: pip install --no-deps '{PIP_SPEC}' 'tf-keras==2.21.0' and then "
-            f"pip install onnx-graphsurgeon sne4onnx sng4onnx psutil requests (extra edgeship[convert])") from exc
+            f"converting ONNX to TFLite needs onnx2tf, which could not be imported ({exc}). No edgeship "
+            f"extra pulls it (its pins would replace TensorFlow, numpy and onnx); install it beside "
+            f"edgeship[convert] with: {PIP_LINE}") from exc
     return core, common
 
 
@@ -179,4 +195,4 @@ def align_io(data: bytes, input_names, output_names) -> bytes:
     return bytes(builder.Output())
 
 
-__all__ = ["export_tflite_from_onnx", "align_io", "PIP_SPEC"]
+__all__ = ["export_tflite_from_onnx", "align_io", "PIP_SPEC", "PIP_LINE"]

@@ -12,6 +12,24 @@ typing-extensions 4.16 -> 4.12.2 and pydantic 2.14 -> 2.11 and leave the install
 cattrs (needed by coremltools, wants typing-extensions>=4.14) broken; it also pulls
 jax, transformers, torchao and kagglehub. So it is not in the default environment.
 
+The line that works beside ``edgeship[torch]`` (tested: ``make venv-test`` builds exactly this
+into ``.overlay-litert-torch/`` and tests/test_overlay_exporters.py converts through it) is
+``pip install --no-deps`` with every package pip resolves for litert-torch except those the
+edgeship environment already has (torch, pydantic, typing-extensions, typing-inspection) and
+tomli. ``pip check`` then reports two unmet pins that the conversion does not need: xdsl's
+``typing-extensions<4.13`` and litert-lm-builder's tomli::
+
+    pip install --no-deps litert-torch==0.10.0 litert-converter==0.5.0 ai-edge-quantizer==0.10.0 \\
+        anyio==4.14.2 click==8.5.1 fire==0.7.1 h11==0.16.0 hf-xet==1.8.0 httpcore2==2.16.2 \\
+        httpx2==2.16.2 huggingface-hub==2.4.0 immutabledict==4.2.1 jax==0.10.2 jaxlib==0.10.2 \\
+        jaxtyping==0.3.11 kagglehub==1.0.2 kagglesdk==0.1.37 lark==1.3.1 litert-lm-builder==0.18.1 \\
+        multipledispatch==1.0.0 ordered-set==4.1.0 regex==2026.11.15 safetensors==0.8.0 \\
+        scipy==1.17.1 sentencepiece==0.2.3 tabulate==0.10.0 tokenizers==0.23.3 torchao==0.18.0 \\
+        transformers==5.23.0 truststore==0.10.5 wadler-lindig==0.1.8 xdsl==0.28.0
+
+(1.1 GB. Converting a CNN imports only litert_torch, litert_converter, ai_edge_quantizer,
+jax, jaxlib, scipy, torchao and immutabledict of these.)
+
 Example:
     >>> import torch  # doctest: +SKIP
     >>> from edgeship.converters.sources import load_source  # doctest: +SKIP
@@ -32,6 +50,15 @@ from .onnx_fp32 import _first_line, _stdout_to_stderr
 from .registry import register
 
 PIP_SPEC = "litert-torch==0.10.*"
+# Installs it beside edgeship[torch] without touching torch / typing-extensions (the Makefile's
+# LITERT_TORCH_PINS): every package of litert-torch's resolution, pinned, with --no-deps.
+PIP_LINE = ("pip install --no-deps litert-torch==0.10.0 litert-converter==0.5.0 ai-edge-quantizer==0.10.0 "
+            "anyio==4.14.2 click==8.5.1 fire==0.7.1 h11==0.16.0 hf-xet==1.8.0 httpcore2==2.16.2 httpx2==2.16.2 "
+            "huggingface-hub==2.4.0 immutabledict==4.2.1 jax==0.10.2 jaxlib==0.10.2 jaxtyping==0.3.11 "
+            "kagglehub==1.0.2 kagglesdk==0.1.37 lark==1.3.1 litert-lm-builder==0.18.1 multipledispatch==1.0.0 "
+            "ordered-set==4.1.0 regex==2026.11.15 safetensors==0.8.0 scipy==1.17.1 sentencepiece==0.2.3 "
+            "tabulate==0.10.0 tokenizers==0.23.3 torchao==0.18.0 transformers==5.23.0 truststore==0.10.5 "
+            "wadler-lindig==0.1.8 xdsl==0.28.0")
 
 
 @register("tflite-fp32-torch", format="tflite", quantization="none", sources=("torch",))
@@ -44,7 +71,7 @@ def export_tflite_from_torch(source, options: dict) -> bytes:
         raise MissingDependencyError(
             f"converting PyTorch models to TFLite needs litert-torch, which could not be imported ({exc}). "
             f"It belongs to the extra edgeship[torch] but is not pulled by it, because it downgrades "
-            f"typing-extensions; install it yourself with: pip install '{PIP_SPEC}' 'torch==2.13.0'. "
+            f"typing-extensions; install it beside edgeship with: {PIP_LINE}. "
             f"ONNX from PyTorch (onnx-fp32/onnx-dynamic/onnx-qdq-int8) works without it") from exc
     if source.kind != "torch":
         raise ConversionError(f"tflite-fp32-torch converts torch sources only, got a {source.kind} source")
@@ -69,4 +96,4 @@ def export_tflite_from_torch(source, options: dict) -> bytes:
     return data
 
 
-__all__ = ["export_tflite_from_torch", "PIP_SPEC"]
+__all__ = ["export_tflite_from_torch", "PIP_SPEC", "PIP_LINE"]

@@ -41,6 +41,7 @@ from .errors import IntegrityError, ModelFormatError, TargetError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+REMOTE_DIR = "remote"   # not covered by the manifest: device results added after the bundle was written
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
@@ -136,7 +137,7 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
             (tmp / fname).write_bytes(data)
             extras[fname] = sha256_bytes(data)
         for dname, src_dir in (extra_dirs or {}).items():
-            if not _KEY_RE.match(dname) or dname in used or dname in extras:
+            if not _KEY_RE.match(dname) or dname in used or dname in extras or dname == REMOTE_DIR:
                 raise ModelFormatError(f"extra folder name {dname!r} must be a plain, unused name")
             shutil.copytree(src_dir, tmp / dname)
             for f in sorted(p for p in (tmp / dname).rglob("*") if p.is_file()):
@@ -208,8 +209,11 @@ def write_zip(bundle_dir, zip_path) -> Path:
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for f in sorted(p for p in bundle_dir.iterdir() if p.is_file()):
-            info = zipfile.ZipInfo(f.name, date_time=(1980, 1, 1, 0, 0, 0))
+        for f in sorted(p for p in bundle_dir.rglob("*") if p.is_file()):
+            rel = f.relative_to(bundle_dir).as_posix()
+            if rel.startswith(REMOTE_DIR + "/"):
+                continue  # device results are not part of what ships
+            info = zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, f.read_bytes())
     atomic_write_bytes(zip_path, buf.getvalue())
@@ -227,10 +231,11 @@ def _extract_zip(zip_path: Path) -> Path:
         with zipfile.ZipFile(zip_path) as z:
             names = z.namelist()
             for n in names:
-                if "/" in n or "\\" in n or n in ("", ".", "..") or n.startswith("."):
+                if not _plain_relpath(n):
                     raise IntegrityError(f"{zip_path.name}: member {n!r} is not a plain file name; refusing it")
             tmp = Path(tempfile.mkdtemp(prefix=".unzip.", dir=_mk(dest.parent)))
             for n in names:
+                (tmp / n).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / n).write_bytes(z.read(n))
     except zipfile.BadZipFile as exc:
         raise ModelFormatError(f"{zip_path.name}: not a readable zip ({exc})") from exc
@@ -282,8 +287,9 @@ def read_bundle(path) -> dict:
                 f"bundle {p}: {name} does not match its manifest checksum (expected sha256 {want[:16]}..., "
                 f"file has {got[:16]}...): the file was modified or damaged")
         listed.add(name)
+    # remote/ holds results brought back from a device (deploy --host), written after the manifest
     unlisted = sorted(rel for rel in (f.relative_to(p).as_posix() for f in p.rglob("*") if f.is_file())
-                      if rel not in listed)
+                      if rel not in listed and not rel.startswith(REMOTE_DIR + "/"))
     if unlisted:
         raise IntegrityError(f"bundle {p}: files not covered by the manifest: {', '.join(unlisted)}")
     manifest["_dir"] = str(p)

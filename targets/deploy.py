@@ -12,9 +12,10 @@ mcu       model_data.cc/.h, op_resolver.h, exact TFLM arena and latency report
 others    the model and the profile's install / run commands (rpi4, host, ...)
 ========  ==================================================================
 
-``deploy_ssh(bundle_dir, host=...)`` copies a bundle over SFTP (asyncssh), makes sure
-the device's Python has edgeship (``pip install`` when it does not), runs
-``python -m edgeship bench MODEL --json`` there and returns the parsed JSON.
+``deploy_ssh(bundle_dir, host=...)`` copies a bundle over SFTP (asyncssh), installs a wheel of
+the edgeship running here into a venv on the device (``~/.edgeship/venv``; edgeship is not on
+any package index) with the target's runtime pip line, runs ``python -m edgeship bench MODEL
+--json`` there and returns the parsed JSON (``--no-install``: use the device's edgeship as is).
 
 Bundlers are plain functions registered per target name (``@bundler("mcu")``).
 
@@ -32,10 +33,13 @@ import shlex
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Union
 
 from .._io import atomic_write_json, sha256_file
 from ..errors import InputSpecError, ModelFormatError, TargetError
+
+if TYPE_CHECKING:
+    from .device_install import LocalWheel
 
 PathLike = Union[str, os.PathLike]
 
@@ -180,6 +184,10 @@ Run and time it there (one JSON object on stdout):
 ```
 
 Or from Python: `import edgeship; m = edgeship.load("{model.name}"); m.predict(x)`.
+
+edgeship is not on a package index: `edgeship deploy --target {target} --host user@device` builds a wheel
+of the edgeship that wrote this bundle, installs it with the runtime line above into `~/.edgeship/venv`
+on the device, copies the bundle and runs the command there.
 """ + "".join(f"\n- {n}" for n in profile.notes) + ("\n" if profile.notes else "")
     return Staged(files={target: model}, readme=readme, run_command=run)
 
@@ -275,10 +283,93 @@ def _last_json(text: str) -> dict:
     raise TargetError(f"remote bench printed no JSON object; its output ended with: {(text or '')[-500:]!r}")
 
 
+REMOTE_HOME_DIR = ".edgeship"   # on the device: ~/.edgeship/venv and ~/.edgeship/wheels
+
+
+@dataclass
+class InstallPlan:
+    """What ``deploy --host`` installs on the device: this edgeship's wheel and the pip arguments around it."""
+
+    wheel: "LocalWheel"
+    requirements: List[str]
+    runtime_line: str
+    target: str
+
+
+def install_plan(manifest: dict, model_path: Path, key: Optional[str] = None) -> InstallPlan:
+    """Build (or reuse) the wheel and pick the target profile's runtime line for the bundle's model."""
+    from . import TARGETS, get_target
+    from .device_install import device_requirements, local_wheel, model_format
+
+    target = (manifest.get("extra") or {}).get("target")
+    if target is None and key in TARGETS:
+        target = key
+    if target is None:
+        raise TargetError("the bundle does not say which target it is for (manifest extra.target), so the device's "
+                          "runtime is unknown; write it with `edgeship deploy --target`, or use --no-install")
+    profile = get_target(target)
+    fmt = model_format(model_path)
+    wheel = local_wheel()
+    reqs, line = device_requirements(profile, fmt, wheel.path)
+    return InstallPlan(wheel, reqs, line, target)
+
+
+async def _install_remote(conn, sftp_put, *, python: str, home: str, plan: InstallPlan, addr: str) -> dict:
+    """Install a wheel of this edgeship + the target's runtime line into ``~/.edgeship/venv`` on the device.
+
+    A venv, because Raspberry Pi OS Bookworm's system pip refuses to install (PEP 668);
+    ``--system-site-packages`` so apt-installed numpy and friends are reused; ``python -s`` everywhere
+    so an old ``pip install --user edgeship`` in ~/.local cannot shadow the venv's copy.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    q = shlex.quote
+    wheel, reqs, line = plan.wheel, plan.requirements, plan.runtime_line
+    base = f"{home}/{REMOTE_HOME_DIR}"
+    venv, rwheel = f"{base}/venv", f"{base}/wheels/{wheel.path.name}"
+    vpy = f"{venv}/bin/python"
+    await _run(conn, f"mkdir -p {q(base + '/wheels')}")
+    await sftp_put(wheel.path, rwheel)
+    # reuse the venv only when it was made from the same interpreter the user named
+    marker = f"{venv}/edgeship-base-python"
+    have = await _run(conn, f"test -x {q(vpy)} && cat {q(marker)}", check=False)
+    created = False
+    if have.exit_status != 0 or have.stdout.strip() != python:
+        res = await _run(conn, f"{q(python)} -m venv --clear --system-site-packages {q(venv)}", check=False)
+        if res.exit_status != 0:
+            raise TargetError(f"could not create a venv on {addr} with {python} -m venv (on Debian / Raspberry Pi "
+                              f"OS: sudo apt install python3-venv), or deploy with --no-install:\n"
+                              f"{(res.stderr or res.stdout or '').strip()[-800:]}")
+        await _run(conn, f"printf '%s\\n' {q(python)} > {q(marker)}")
+        created = True
+    commands = [f"{q(vpy)} -s -m pip install --disable-pip-version-check --no-deps --force-reinstall {q(rwheel)}",
+                f"{q(vpy)} -s -m pip install --disable-pip-version-check " + " ".join(q(r) for r in reqs)]
+    for cmd in commands:
+        res = await _run(conn, cmd, check=False, timeout=1800)
+        if res.exit_status != 0:
+            raise TargetError(f"pip failed on {addr} (exit {res.exit_status}): {cmd}\n"
+                              f"{(res.stderr or res.stdout or '').strip()[-1200:]}")
+    probe = await _run(conn, f"{q(vpy)} -s -c 'import edgeship, os; print(edgeship.__version__); "
+                             f"print(os.path.realpath(edgeship.__file__))'", check=False)
+    lines = probe.stdout.strip().splitlines()
+    real_venv = (await _run(conn, f"cd {q(venv)} && pwd -P")).stdout.strip()
+    if probe.exit_status != 0 or len(lines) != 2 or not lines[1].startswith(real_venv + "/"):
+        raise TargetError(f"after installing {wheel.path.name} on {addr}, {vpy} does not import edgeship from its "
+                          f"venv ({real_venv}): {probe.stdout.strip()} {(probe.stderr or '').strip()[-500:]}")
+    return {"python": vpy, "version": lines[0], "edgeship_file": lines[1], "install": {
+        **wheel.to_dict(), "remote_wheel": rwheel, "venv": venv, "venv_created": created, "base_python": python,
+        "target": plan.target, "requirements": reqs, "runtime_line": line, "commands": commands,
+        "seconds": round(time.perf_counter() - t0, 3)}}
+
+
 async def _deploy_ssh(bundle_dir: Path, model_name: str, *, user, addr, port, identity, known_hosts,
-                      python, remote_dir, install, runs, warmup, connect_timeout):
+                      python, remote_dir, plan, runs, warmup, connect_timeout):
     import asyncssh
 
+    from .. import __version__
+
+    install = plan is not None
     kwargs = {"port": port, "username": user, "connect_timeout": connect_timeout}
     if identity is not None:
         kwargs["client_keys"] = [str(identity)]
@@ -297,41 +388,39 @@ async def _deploy_ssh(bundle_dir: Path, model_name: str, *, user, addr, port, id
         await _run(conn, f"mkdir -p {q(rdir)}")
         local_files = sorted(p for p in bundle_dir.rglob("*") if p.is_file() and "remote" not in p.relative_to(bundle_dir).parts)
         async with conn.start_sftp_client() as sftp:
+            async def put(local: Path, remote: str) -> None:
+                await sftp.makedirs(remote.rsplit("/", 1)[0], exist_ok=True)
+                await sftp.put(str(local), remote)
+
             for p in local_files:
-                rel = p.relative_to(bundle_dir).as_posix()
-                if "/" in rel:
-                    await sftp.makedirs(f"{rdir}/{rel.rsplit('/', 1)[0]}", exist_ok=True)
-                await sftp.put(str(p), f"{rdir}/{rel}")
-        # verify the copy on the device: manifest checksums (edgeship reads the bundle)
-        probe = await _run(conn, f"{q(python)} -c 'import edgeship; print(edgeship.__version__)'", check=False)
-        installed = None
-        if probe.exit_status != 0:
-            if not install:
+                await put(p, f"{rdir}/{p.relative_to(bundle_dir).as_posix()}")
+            if install:
+                got = await _install_remote(conn, put, python=python, home=home, plan=plan, addr=addr)
+                run_python, remote_version, installed = got["python"], got["version"], got["install"]
+                installed["edgeship_file"] = got["edgeship_file"]
+        if not install:   # use whatever edgeship the named python has
+            probe = await _run(conn, f"{q(python)} -c 'import edgeship; print(edgeship.__version__)'", check=False)
+            if probe.exit_status != 0:
                 raise TargetError(f"edgeship is not installed for {python} on {addr} and --no-install was given:\n"
                                   f"{(probe.stderr or '').strip()[-500:]}")
-            from .. import __version__
-
-            res = await _run(conn, f"{q(python)} -m pip install --user {q('edgeship==' + __version__)}", check=False)
-            if res.exit_status != 0:
-                raise TargetError(f"could not install edgeship=={__version__} on {addr} with {python} -m pip: "
-                                  f"{(res.stderr or '').strip()[-800:]}")
-            installed = f"edgeship=={__version__}"
-            probe = await _run(conn, f"{q(python)} -c 'import edgeship; print(edgeship.__version__)'")
-        remote_version = probe.stdout.strip()
-        verify = await _run(conn, f"cd {q(rdir)} && {q(python)} -c 'from edgeship.bundle import read_bundle; "
+            run_python, remote_version, installed = python, probe.stdout.strip(), None
+        # -s: a venv install must not be shadowed by an old `pip install --user edgeship` in ~/.local
+        flag = " -s" if install else ""
+        # verify the copy on the device: manifest checksums (edgeship reads the bundle)
+        verify = await _run(conn, f"cd {q(rdir)} && {q(run_python)}{flag} -c 'from edgeship.bundle import read_bundle; "
                                   f"read_bundle(\".\"); print(\"ok\")'", check=False)
         if verify.exit_status != 0:
             raise TargetError(f"bundle copied to {addr}:{rdir} failed its checksum check there:\n"
                               f"{(verify.stderr or '').strip()[-800:]}")
-        cmd = (f"cd {q(rdir)} && {q(python)} -m edgeship bench {q(model_name)} --json "
+        cmd = (f"cd {q(rdir)} && {q(run_python)}{flag} -m edgeship bench {q(model_name)} --json "
                f"--runs {int(runs)} --warmup {int(warmup)}")
         res = await _run(conn, cmd, check=False)
         bench = _last_json(res.stdout)
         if res.exit_status != 0 or not bench.get("ok", False):
             raise TargetError(f"remote bench failed (exit {res.exit_status}): {bench.get('error') or res.stderr[-800:]}")
     return {"host": addr, "port": port, "user": user, "remote_dir": rdir, "python": python,
-            "edgeship_version": remote_version, "installed": installed, "command": cmd,
-            "files_copied": len(local_files), "bench": bench}
+            "run_python": run_python, "edgeship_version": remote_version, "local_edgeship_version": __version__,
+            "installed": installed, "command": cmd, "files_copied": len(local_files), "bench": bench}
 
 
 def deploy_ssh(bundle_dir: PathLike, host: str, *, port: int = 22, identity: Optional[PathLike] = None,
@@ -339,6 +428,13 @@ def deploy_ssh(bundle_dir: PathLike, host: str, *, port: int = 22, identity: Opt
                remote_dir: Optional[str] = None, install: bool = True, runs: int = 20, warmup: int = 3,
                key: Optional[str] = None, connect_timeout: float = 20.0) -> dict:
     """Copy a bundle to ``host`` over SSH, make sure edgeship runs there, bench the model, bring the JSON back.
+
+    ``install=True``: a wheel of the edgeship running here (see :mod:`edgeship.targets.device_install`)
+    is copied to ``~/.edgeship/wheels`` on the device and installed with ``--no-deps`` into
+    ``~/.edgeship/venv`` (made with ``python -m venv --system-site-packages``), followed by
+    edgeship's core requirements and the bundle target's runtime pip line; the bench then runs
+    with that venv's python. The result's ``installed`` says exactly what was installed.
+    ``install=False``: ``python`` must already import edgeship; it is used as it is.
 
     ``known_hosts``: file to verify the device's host key against (asyncssh's default,
     ``~/.ssh/known_hosts``, when None). The result is also written to
@@ -364,12 +460,14 @@ def deploy_ssh(bundle_dir: PathLike, host: str, *, port: int = 22, identity: Opt
         raise InputSpecError(f"--identity {identity}: no such key file")
     identity = Path(identity).expanduser() if identity is not None else None
     remote_dir = remote_dir or f"edgeship_deploy/{manifest.get('name') or bundle_dir.name}"
+    plan = install_plan(manifest, model_path, key) if install else None   # fails before any connection
     result = asyncio.run(_deploy_ssh(bundle_dir, model_path.name, user=user, addr=addr, port=int(port),
                                      identity=identity, known_hosts=known_hosts, python=python,
-                                     remote_dir=remote_dir, install=install, runs=runs, warmup=warmup,
+                                     remote_dir=remote_dir, plan=plan, runs=runs, warmup=warmup,
                                      connect_timeout=connect_timeout))
     atomic_write_json(bundle_dir / "remote" / "bench.json", result)
     return result
 
 
-__all__ = ["BUNDLERS", "bundler", "Staged", "DeployResult", "deploy", "deploy_ssh", "parse_host", "mcu_readme"]
+__all__ = ["BUNDLERS", "bundler", "Staged", "DeployResult", "deploy", "deploy_ssh", "parse_host", "mcu_readme",
+           "InstallPlan", "install_plan"]

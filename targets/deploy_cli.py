@@ -52,7 +52,7 @@ def deploy(
                                               help="known_hosts file for the device key (default ~/.ssh/known_hosts)."),
     remote_python: str = typer.Option("python3", "--remote-python", help="Python on the device."),
     remote_dir: Optional[str] = typer.Option(None, "--remote-dir", help="Folder on the device (default ~/edgeship_deploy/NAME)."),
-    install: bool = typer.Option(True, "--install/--no-install", help="pip install edgeship on the device if missing."),
+    install: bool = typer.Option(True, "--install/--no-install", help="Install this edgeship (as a wheel) + the target's runtime into ~/.edgeship/venv on the device and bench with that venv's python; --no-install runs --remote-python's own edgeship."),
     runs: int = typer.Option(20, "--runs", help="Timed runs of the remote bench."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Labels file, one per line (embedded for android)."),
     mean: Optional[str] = typer.Option(None, "--mean", help="Input normalization mean(s), comma-separated."),
@@ -89,6 +89,10 @@ def deploy(
         c.print(f"  {key}: {name}")
     c.print(f"run on the device: [bold]{result.run_command}[/]  (see README.md)")
     if result.remote:
+        inst = result.remote.get("installed")
+        if inst:
+            c.print(f"installed {inst['wheel']} ({inst['origin']}) + {' '.join(inst['requirements'])} "
+                    f"into {inst['venv']} on the device ({inst['seconds']:.1f} s)")
         lat = result.remote["bench"].get("latency_ms", {})
         c.print(f"[bold]remote bench[/] on {result.remote['host']}: p50 {lat.get('p50', float('nan')):.3f} ms, "
                 f"p90 {lat.get('p90', float('nan')):.3f} ms  -> {result.bundle_dir}/remote/bench.json")

@@ -39,7 +39,10 @@ PROFILE = TargetProfile(
     delegates=("xnnpack",),
     device=DeviceSpec(cpu=platform.processor() or platform.machine(), cores=os.cpu_count() or 1,
                       ram_bytes=_ram_bytes()),
-    install=("pip install edgeship",),
+    # the runtimes pinned in pyproject.toml; `edgeship deploy --host` installs the line for the model's format
+    install=("pip install ai-edge-litert==2.3.0   # TFLite models (LiteRT)",
+             "pip install onnxruntime==1.31.1     # ONNX models",
+             "pip install edgeship"),
 )
 
 # Which importable module provides each format here (first found wins).

@@ -11,6 +11,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 
 @dataclass
@@ -23,8 +24,11 @@ class LoopbackSSH:
     commands: list
 
 
-def start_server(tmp: Path, user: str = "edge") -> tuple:
-    """Start the server in a background thread; returns (LoopbackSSH, stop())."""
+def start_server(tmp: Path, user: str = "edge", env: Optional[dict] = None) -> tuple:
+    """Start the server in a background thread; returns (LoopbackSSH, stop()).
+
+    ``env``: extra environment variables for every command the "device" runs.
+    """
     import asyncssh
 
     tmp = Path(tmp)
@@ -37,7 +41,7 @@ def start_server(tmp: Path, user: str = "edge") -> tuple:
     os.chmod(identity, 0o600)
     authorized = asyncssh.import_authorized_keys(client_key.export_public_key().decode())
     commands: list = []
-    env = dict(os.environ, HOME=str(home))
+    env = dict(os.environ, HOME=str(home), **(env or {}))
 
     async def handle(process):
         commands.append(process.command)

@@ -113,3 +113,25 @@ def test_bad_bundle_arguments(weights, tmp_path):
         write_bundle(tmp_path / "x", {"../k": weights / "shapes_cnn_int8.tflite"})
     with pytest.raises(ModelFormatError, match="does not exist"):
         write_bundle(tmp_path / "x", {"k": tmp_path / "nope.tflite"})
+
+
+def test_extra_dir_is_checksummed_and_zipped(weights, tmp_path):
+    from edgeship.bundle import write_zip
+
+    assets = tmp_path / "assets_src"
+    (assets / "sub").mkdir(parents=True)
+    (assets / "model.tflite").write_bytes((weights / "shapes_cnn_int8.tflite").read_bytes())
+    (assets / "sub" / "labels.txt").write_text("a\nb\n")
+    b = write_bundle(tmp_path / "b", {"m": weights / "shapes_cnn_int8.tflite"}, extra_dirs={"assets": assets})
+    assert {"assets/model.tflite", "assets/sub/labels.txt"} <= set(read_bundle(b)["extra_files"])
+    z = write_zip(b, tmp_path / "b.zip")
+    with zipfile.ZipFile(z) as zf:
+        assert "assets/sub/labels.txt" in zf.namelist()
+    assert edgeship.load(z).predict(np.zeros((1, 32, 32, 1), np.float32)).shape == (1, 3)
+    (b / "assets" / "sub" / "labels.txt").write_text("tampered\n")
+    with pytest.raises(IntegrityError, match="assets/sub/labels.txt"):
+        read_bundle(b)
+    (b / "remote").mkdir()
+    (b / "remote" / "bench.json").write_text("{}")  # device results may be added after sealing
+    (b / "assets" / "sub" / "labels.txt").write_text("a\nb\n")
+    read_bundle(b)

@@ -41,12 +41,14 @@ def test_cli_deploy_round_trip_over_ssh(server, model, tmp_path):
         "deploy", str(model), "--target", "host", "-o", str(out),
         "--host", f"{server.user}@127.0.0.1", "--port", str(server.port),
         "--identity", str(server.identity), "--known-hosts", str(server.known_hosts),
-        "--remote-python", sys.executable, "--remote-dir", "deploy_test", "--runs", "3", "--json"])
+        "--remote-python", sys.executable, "--remote-dir", "deploy_test", "--runs", "3", "--no-install", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout.strip().splitlines()[-1])
     assert doc["ok"] and doc["target"] == "host"
     remote = doc["remote"]
     bench = remote["bench"]
+    # --no-install: the named python's own edgeship ran (tests/test_deploy_install.py covers installing)
+    assert remote["installed"] is None and remote["run_python"] == sys.executable
     # the JSON came from `edgeship bench` run on the far side of the SSH connection
     assert bench["ok"] is True and bench["runs"] == 3
     assert bench["sha256"] == _sha(model)

@@ -19,8 +19,9 @@ from tests._onnx_helpers import image_batch, onnx_cnn, samples, write  # noqa: E
 
 
 def _needs_onnx2tf():
-    pytest.importorskip("onnx2tf", reason="onnx2tf is not installed (pip install --no-deps onnx2tf==1.29.24 "
-                                          "tf-keras==2.21.0; see converters/onnx_tflite.py)")
+    pytest.importorskip("onnx2tf", reason="onnx2tf is not importable in this process (see converters/"
+                                          "onnx_tflite.py); tests/test_overlay_exporters.py runs it from "
+                                          ".overlay-onnx2tf/")
 
 
 @pytest.fixture

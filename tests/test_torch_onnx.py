@@ -123,7 +123,8 @@ def test_tflite_exporter_names_the_torch_extra_when_litert_torch_is_missing(torc
 
 def test_torch_to_tflite_via_litert_torch(torch_src, cnn_valid, tmp_path):
     pytest.importorskip("litert_torch", reason="litert-torch is not installed (it conflicts with this "
-                                               "environment's typing-extensions; see converters/torch_tflite.py)")
+                                               "environment's typing-extensions; see converters/torch_tflite.py); "
+                                               "tests/test_overlay_exporters.py runs it from .overlay-litert-torch/")
     from edgeship.converters.torch_tflite import export_tflite_from_torch
 
     path = write(tmp_path, "cnn.tflite", export_tflite_from_torch(torch_src, {}))

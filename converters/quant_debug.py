@@ -34,7 +34,6 @@ from typing import List, Optional
 import numpy as np
 
 from edgeship._deps import require
-from edgeship.errors import ConversionError
 
 
 @dataclass

@@ -102,3 +102,15 @@ class stdout_to_stderr:
             os.dup2(saved, fd)
             os.close(saved)
         return False
+
+
+def model_bytes(model, what: str = "a .tflite model file") -> bytes:
+    """The bytes of a model given as bytes or as a path; ModelFormatError if the path is no file."""
+    from .errors import ModelFormatError
+
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    p = Path(model)
+    if not p.is_file():
+        raise ModelFormatError(f"expected {what}, got {str(p)!r} (not a file)")
+    return p.read_bytes()

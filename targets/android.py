@@ -77,19 +77,8 @@ ANDROID_PROFILE = TargetProfile(
 
 
 # --- model helpers -------------------------------------------------------------------
-def _bytes(model: PathOrBytes) -> bytes:
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        return bytes(model)
-    p = Path(model)
-    if not p.is_file():
-        raise ModelFormatError(f"expected a .tflite model file, got {str(p)!r} (not a file)")
-    return p.read_bytes()
-
-
-def _read(data: bytes):
-    from ..tflite_schema import read_tflite
-
-    return read_tflite(data)
+from .._io import model_bytes as _bytes  # noqa: E402  (shared with the other targets)
+from ..tflite_schema import read_tflite as _read  # noqa: E402
 
 
 # --- GPU delegate compatibility ---------------------------------------------------------

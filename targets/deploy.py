@@ -109,8 +109,6 @@ def _ios(model: Path, stage: Path, options: dict) -> Staged:
 
 @bundler("mcu")
 def _mcu(model: Path, stage: Path, options: dict) -> Staged:
-    from dataclasses import asdict
-
     from . import mcu
 
     report = mcu.mcu_report(model)

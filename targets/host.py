@@ -42,7 +42,7 @@ PROFILE = TargetProfile(
     # the runtimes pinned in pyproject.toml; `edgeship deploy --host` installs the line for the model's format
     install=("pip install ai-edge-litert==2.3.0   # TFLite models (LiteRT)",
              "pip install onnxruntime==1.31.1     # ONNX models",
-             "pip install edgeship"),
+             "pip install -e /path/to/edgeship   # from a checkout; `pip wheel --no-deps .` makes a wheel"),
 )
 
 # Which importable module provides each format here (first found wins).

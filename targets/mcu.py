@@ -29,15 +29,15 @@ import math
 import os
 import platform
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .._deps import require
 from .._io import atomic_write_text, sha256_bytes
-from ..errors import InputSpecError, ModelFormatError, TargetError
+from ..errors import InputSpecError, TargetError
 from .profile import DeviceSpec, TargetProfile, register_target
 
 PathOrBytes = Union[str, os.PathLike, bytes]
@@ -149,19 +149,8 @@ def resolver_method(op: str) -> Optional[str]:
     return TFLM_BUILTIN_OPS.get(op) or TFLM_CUSTOM_OPS.get(op)
 
 
-def _model_bytes(model: PathOrBytes) -> bytes:
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        return bytes(model)
-    p = Path(model)
-    if not p.is_file():
-        raise ModelFormatError(f"expected a .tflite model file, got {str(p)!r} (not a file)")
-    return p.read_bytes()
-
-
-def _read(data: bytes):
-    from ..tflite_schema import read_tflite
-
-    return read_tflite(data)
+from .._io import model_bytes as _model_bytes  # noqa: E402  (shared with the other targets)
+from ..tflite_schema import read_tflite as _read  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -39,7 +39,8 @@ INSTALL = (
     "pip install ai-edge-litert==1.4.0            # LiteRT + XNNPACK (newest aarch64 wheel for Python 3.11)",
     "pip install tflite-runtime==2.14.0 'numpy<2' # alternative TFLite interpreter (built against numpy 1.x)",
     "pip install onnxruntime==1.31.1              # ONNX models",
-    "pip install edgeship",
+    "pip install --no-deps edgeship-*.whl numpy typer rich   # edgeship is not on an index: "
+    "`edgeship deploy --host` builds, copies and installs this wheel",
 )
 
 _COMMON = dict(

@@ -234,14 +234,10 @@ def make_fp16(model: PathOrBytes) -> bytes:
 
 
 def _litert_outputs(data: bytes, xs: Sequence[np.ndarray]) -> List[np.ndarray]:
-    from ai_edge_litert.interpreter import Interpreter
+    """Raw outputs from LiteRT, one thread: the reference the other interpreter is held to."""
+    from ..backends import TFLiteBackend
 
-    it = Interpreter(model_content=data, num_threads=1)
-    it.allocate_tensors()
-    for d, x in zip(it.get_input_details(), xs):
-        it.set_tensor(d["index"], x)
-    it.invoke()
-    return [np.array(it.get_tensor(d["index"])) for d in it.get_output_details()]
+    return TFLiteBackend(data, "litert", threads=1).run(list(xs))
 
 
 def fp16_parity(float_model: PathOrBytes, fp16_model: PathOrBytes, *, samples: int = 8, seed: int = 0,

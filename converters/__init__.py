@@ -142,7 +142,8 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             validation: Any = None, labels: Any = None, accuracy_budget: Optional[float] = None,
             tolerance: Optional[dict] = None, out: Any = "edgeship_out", all_formats: bool = False,
             example_inputs: Any = None, preprocessing: Any = None, max_calibration: Optional[int] = None,
-            holdout: Optional[int] = None, seed: int = 0, debug_layers: bool = False, **options) -> ConversionResult:
+            holdout: Optional[int] = None, seed: int = 0, debug_layers: bool = False, static_batch: bool = False,
+            **options) -> ConversionResult:
     """Convert ``src`` and check every output against it.
 
     Args:
@@ -162,6 +163,8 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         tolerance: overrides of the parity defaults, e.g. ``{"cosine_min": 0.999}``.
         out: an output file (single format) or folder.
         all_formats: every exporter that accepts this source (calibrated ones need data).
+        static_batch: fix a Keras source's batch dimension to 1 before converting (Edge TPU and
+            microcontrollers need static shapes); recorded in the report.
         debug_layers: for int8 TFLite outputs, rank layers by quantization error and plot them
             (png next to the file); always done when the accuracy-budget fix runs.
         options: exporter options (``io_dtype``, ``per_channel``, ``keep_float_ops``, ``opset``...).
@@ -177,12 +180,18 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
     from edgeship.converters.sources import load_source
 
     source = load_source(src, example_inputs=example_inputs)
+    notes: List[str] = []
+    if static_batch:
+        from edgeship.converters.sources import with_static_batch
+
+        before = [list(s.shape) for s in source.inputs]
+        source = with_static_batch(source)
+        notes.append(f"--static-batch: input shapes {before} -> {[list(s.shape) for s in source.inputs]}")
     exps = _plan(source, to, quantize, all_formats)
     want_cal = any(e.needs_calibration for e in exps)
     if not all_formats and want_cal and calibration is None:
         raise ConversionError(f"--quantize {exps[0].quantization} needs --calibration data (any iterable of "
                               f"inputs, a .npy/.npz file or a folder of images/audio)")
-    notes: List[str] = []
     cal = val = None
     if calibration is not None:
         cal = resolve_calibration(calibration, source.inputs, preprocessing=preprocessing,

@@ -111,6 +111,8 @@ def convert_cmd(
     max_calibration: Optional[int] = typer.Option(None, "--max-calibration", help="use at most N samples"),
     seed: int = typer.Option(0, "--seed"),
     debug_layers: bool = typer.Option(False, "--debug-layers", help="rank int8 layers by error, plot png"),
+    static_batch: bool = typer.Option(False, "--static-batch",
+                                      help="fix a Keras model's batch dimension to 1 (Edge TPU, MCU)"),
     json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ):
     """Convert SRC to TFLite/ONNX, quantize it, and check every output against SRC."""
@@ -120,7 +122,7 @@ def convert_cmd(
                   labels=_read_labels(labels), accuracy_budget=accuracy_budget,
                   tolerance=_parse_tolerance(tolerance), out=out, all_formats=all_formats,
                   preprocessing=preprocessing, max_calibration=max_calibration, seed=seed,
-                  debug_layers=debug_layers, per_channel=per_channel)
+                  debug_layers=debug_layers, per_channel=per_channel, static_batch=static_batch)
     if io_dtype is not None:  # only when asked: exporters have their own default
         kwargs["io_dtype"] = io_dtype
     if keep_float:

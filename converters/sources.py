@@ -245,6 +245,29 @@ def _keras_source(model, path: Optional[str], sha: Optional[str] = None) -> Sour
     return Source("keras", model, path, sha or _keras_hash(model), inputs, outputs, _runner=run)
 
 
+def with_static_batch(source: Source) -> Source:
+    """The same Keras model with its batch dimension fixed to 1 (same weights, same source hash).
+
+    Edge TPU and microcontroller runtimes need static shapes; a Keras model built with
+    ``keras.Input(shape)`` has a dynamic batch. Only Keras sources can be rebuilt here.
+    """
+    if source.kind != "keras":
+        raise ConversionError(
+            f"--static-batch rebuilds Keras models only; this is a {source.kind} source: fix the batch "
+            f"dimension to 1 in the source model and export it again")
+    keras = require("keras", "convert", "fixing the batch dimension")
+    model = source.obj
+    try:
+        new_inputs = [keras.Input(batch_shape=(1,) + tuple(t.shape[1:]), dtype=t.dtype, name=spec.name)
+                      for t, spec in zip(model.inputs, source.inputs)]
+        clone = keras.models.clone_model(model, input_tensors=new_inputs if len(new_inputs) > 1 else new_inputs[0])
+        clone.set_weights(model.get_weights())
+    except Exception as exc:  # subclassed models cannot be cloned onto new inputs
+        raise ConversionError(f"could not rebuild the Keras model with batch 1: {_first_line(exc)}") from exc
+    fixed = _keras_source(clone, source.path, source.sha256)
+    return fixed
+
+
 # -- SavedModel -----------------------------------------------------------------------------
 
 def _dir_hash(p: Path) -> str:

@@ -36,12 +36,13 @@ def _convert_all(src: Path, out: Path, c, log: List[str]):
 
     from ._io import stdout_to_stderr
 
-    c.print("[bold]1/5 convert[/] shapes_cnn.keras → every format, each checked against the Keras source "
+    c.print("[bold]1/5 convert[/] shapes_cnn.keras (batch fixed to 1) → every format, each checked against the source "
             f"(converter log: {out / 'convert.log'})")
     try:
         with stdout_to_stderr(out / "convert.log"):  # converter chatter goes to the log, not the summary
+            # static batch 1: the Edge TPU and microcontrollers need static shapes
             return convert(str(src), all_formats=True, calibration=calib, validation=val_x, labels=val_y,
-                           out=str(out / "models")).to_dict()
+                           out=str(out / "models"), static_batch=True).to_dict()
     except ParityError as exc:  # the report is still complete; failed files were renamed *.rejected
         log.append(f"parity failed: {exc}")
         return exc.report
@@ -74,9 +75,12 @@ def _check_targets(model_path: str, log: List[str]) -> List[dict]:
             rows.append({"target": t, "compatible": False, "problems": [str(exc)]})
             continue
         d = rep.to_dict() if hasattr(rep, "to_dict") else dict(rep)
+        placed = [o.get("placement") for o in d.get("ops") or [] if isinstance(o, dict)]
         rows.append({"target": t, "compatible": bool(d.get("compatible")),
                      "problems": [p.get("message", str(p)) if isinstance(p, dict) else str(p) for p in d.get("problems", [])],
-                     "estimate": d.get("estimate")})
+                     "estimate": d.get("estimate"),
+                     "on_accelerator": (f"{placed.count('tpu')}/{len(placed)} ops on the TPU"
+                                        if "tpu" in placed or t == "edgetpu" else None)})
     return rows
 
 
@@ -198,7 +202,8 @@ def _print_summary(c, report: dict, Table) -> None:
         for col in ("target", "ok", "estimate", "first problem"):
             t.add_column(col)
         for r in report["targets"]:
-            t.add_row(r["target"], "[green]yes[/]" if r["compatible"] else "[red]no[/]", _estimate(r.get("estimate")),
+            t.add_row(r["target"], "[green]yes[/]" if r["compatible"] else "[red]no[/]",
+                      r.get("on_accelerator") or _estimate(r.get("estimate")),
                       (r["problems"][0] if r["problems"] else "")[:70])
         c.print(t)
     for n in report["notes"]:

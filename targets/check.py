@@ -440,8 +440,8 @@ def generic_check(model_path, profile, *, facts: Optional[ModelFacts] = None,
                 report.add(Problem("dynamic_shape", t.name,
                                    f"input {t.name!r} has dynamic shape {list(t.shape)} (-1 = dynamic); "
                                    f"{profile.name} needs static shapes",
-                                   "make input shape static: fix the dimension in the source model (e.g. "
-                                   "keras.Input(shape=..., batch_size=1)) and re-convert, so the input is "
+                                   "make input shape static: re-convert with --static-batch (Keras sources), "
+                                   "or fix the dimension in the source model, so the input is "
                                    f"[{', '.join(str(d if d > 0 else 1) for d in t.shape)}]"))
     if profile.max_tensor_rank is not None:
         for t in facts.tensors:

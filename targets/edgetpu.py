@@ -313,7 +313,8 @@ def op_reason(facts: ModelFacts, op: OpFact) -> Optional[Tuple[str, str, str]]:
     for t in acts:
         if any(d < 0 for d in t.shape):
             return ("dynamic_shape", f"tensor {t.name!r} of {name} has a dynamic shape {list(t.shape)}",
-                    "make input shape static: fix every dimension in the source model (batch 1) and re-convert")
+                    "make input shape static: re-convert with --static-batch (Keras sources), or fix every "
+                    "dimension in the source model (batch 1)")
     for t in acts:
         if t.dtype not in _EIGHT_BIT:
             return ("dtype", f"{name} works on {t.dtype} tensor {t.name!r}; the Edge TPU needs int8/uint8",

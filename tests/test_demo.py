@@ -29,7 +29,8 @@ def test_demo_json_end_to_end(tmp_path):
         assert o["bench"]["latency_ms"]["p50"] > 0
     targets = {t["target"]: t for t in report["targets"]}
     assert targets["rpi4"]["compatible"] and targets["rpi4"]["estimate"]["latency_ms"] > 0
-    assert not targets["edgetpu"]["compatible"]  # dynamic batch: said, with a fix
+    assert targets["edgetpu"]["compatible"], targets["edgetpu"]["problems"]  # static batch 1, full int8
+    assert all(t["compatible"] for t in targets.values()), {k: t["problems"] for k, t in targets.items()}
     manifest = read_bundle(report["bundle"])
     assert manifest["default"].startswith("tflite-int8") and manifest["labels"] == ["circle", "square", "triangle"]
     assert (out / "latency.png").stat().st_size > 1000 and (out / "convert.log").is_file()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 import time
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence, Union
@@ -396,7 +397,7 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
     if not p.exists():
         raise ModelFormatError(f"{path}: no such file")
     manifest = None
-    if p.is_dir() or (p.is_file() and p.read_bytes()[:4] == b"PK\x03\x04"):
+    if p.is_dir() or (p.is_file() and _head(p, 4) == b"PK\x03\x04"):
         from .bundle import resolve_bundle_file
 
         p, manifest = resolve_bundle_file(p, target)
@@ -411,9 +412,9 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
         raise ModelFormatError(f"{p.name}: a bundle may not contain another bundle")
     sha = sha256_bytes(content)
     delegates = []
-    if verify != "none":
-        _verify_structure(fmt, content, p)
-    if fmt == "tflite" and _is_edgetpu(content):
+    # A TFLite file is always parsed (once): even unverified, an Edge TPU model needs its delegate.
+    parsed = _read_structure(fmt, content, p) if verify != "none" or fmt == "tflite" else None
+    if fmt == "tflite" and parsed.is_edgetpu_compiled:
         delegates.append(_edgetpu_delegate())
     chosen = _choose_backend(fmt, backend, content, threads, sha, delegates)
     if verify == "full" and not delegates:
@@ -424,29 +425,22 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
     return Model(p, fmt, chosen, impl, sha, manifest, threads)
 
 
-def _verify_structure(fmt: str, content: bytes, p: Path) -> None:
+def _head(p: Path, n: int) -> bytes:
+    with open(p, "rb") as f:
+        return f.read(n)
+
+
+def _read_structure(fmt: str, content: bytes, p: Path):
+    """Parse and check the file with edgeship's bounds-checked reader; ModelFormatError if malformed."""
     try:
         if fmt == "tflite":
             from .tflite_schema import read_tflite
 
-            read_tflite(content)
-        else:
-            from .onnx_proto import read_onnx
+            return read_tflite(content)
+        from .onnx_proto import read_onnx
 
-            read_onnx(content)
+        return read_onnx(content)
     except ModelFormatError as exc:
         raise ModelFormatError(f"{p.name}: {exc}") from None
-    except (RecursionError, MemoryError, OverflowError, struct_error()) as exc:
+    except (RecursionError, MemoryError, OverflowError, struct.error) as exc:
         raise ModelFormatError(f"{p.name}: corrupt {fmt} file ({type(exc).__name__}: {exc})") from None
-
-
-def struct_error():
-    import struct
-
-    return struct.error
-
-
-def _is_edgetpu(content: bytes) -> bool:
-    from .tflite_schema import read_tflite
-
-    return read_tflite(content).is_edgetpu_compiled

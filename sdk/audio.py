@@ -1,0 +1,346 @@
+"""Audio front ends in numpy: the MLPerf Tiny MFCC, log-mel variants, and a streaming form.
+
+Everything here needs numpy only, so it runs on the device next to the interpreter.
+The default spec, :data:`MLPERF_KWS`, reproduces the MLPerf Tiny keyword-spotting
+reference front end: 1 s at 16 kHz, the clip divided by its own maximum sample
+value, a 480-sample periodic-Hann STFT with a 320-sample step and a 512-point FFT
+(49 frames, no centre padding), magnitude, 40 HTK-mel bins between 20 and 4,000 Hz
+(TensorFlow's ``linear_to_mel_weight_matrix``), ``log(mel + 1e-6)``, a DCT-II scaled
+as TensorFlow's ``mfccs_from_log_mel_spectrograms`` and the first 10 coefficients.
+
+Peak normalisation divides by the clip's maximum sample value (not its absolute
+maximum). A clip whose maximum is not positive (digital silence, or all samples
+negative) is left unscaled, since the reference would divide by zero or flip its
+sign; that is the one place this front end deliberately differs.
+
+Example:
+    >>> import numpy as np
+    >>> from edgeship import audio
+    >>> t = np.arange(16000) / 16000.0
+    >>> feats = audio.features(0.5 * np.sin(2 * np.pi * 440 * t))
+    >>> feats.shape, feats.dtype.name
+    ((49, 10), 'float32')
+    >>> stream = audio.StreamingFeatures(hop_samples=1600)
+    >>> windows = stream.push(np.zeros(24000, np.float32))
+    >>> [w.end_sample for w in windows]
+    [16000, 17600, 19200, 20800, 22400, 24000]
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Iterator, List, NamedTuple, Optional
+
+import numpy as np
+
+from .errors import InputSpecError
+
+__all__ = ["FrontEndSpec", "MLPERF_KWS", "features", "mel_matrix", "StreamingFeatures", "Window",
+           "quantize_truncate"]
+
+_NORMALIZE = ("peak", "none")
+
+
+@dataclass(frozen=True)
+class FrontEndSpec:
+    """Parameters of an MFCC or log-mel front end (the ``preprocessing`` of a KWS manifest).
+
+    ``num_coefficients=None`` gives the log-mel spectrogram (``frames × num_mel_bins``)
+    instead of MFCCs. ``normalize`` is ``"peak"`` (divide the clip by its maximum
+    sample value, as the MLPerf reference does) or ``"none"``.
+    """
+
+    sample_rate: int = 16000
+    clip_samples: int = 16000
+    frame_length: int = 480
+    frame_step: int = 320
+    fft_length: int = 512
+    num_mel_bins: int = 40
+    lower_hz: float = 20.0
+    upper_hz: float = 4000.0
+    log_offset: float = 1e-6
+    num_coefficients: Optional[int] = 10
+    normalize: str = "peak"
+    window: str = "hann_periodic"
+    mel_scale: str = "htk"
+
+    def __post_init__(self):
+        def bad(what, given, fix):
+            raise InputSpecError(f"front-end spec: expected {what}, given {given!r}; {fix}")
+
+        for name in ("sample_rate", "clip_samples", "frame_length", "frame_step", "fft_length", "num_mel_bins"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
+                bad(f"{name} as a positive integer", v, "fix the spec")
+        if self.fft_length < self.frame_length:
+            bad(f"fft_length >= frame_length ({self.frame_length})", self.fft_length, "raise fft_length")
+        if self.clip_samples < self.frame_length:
+            bad(f"clip_samples >= frame_length ({self.frame_length})", self.clip_samples, "lengthen the clip")
+        if not 0 <= self.lower_hz < self.upper_hz <= self.sample_rate / 2:
+            bad(f"0 <= lower_hz < upper_hz <= {self.sample_rate / 2}", (self.lower_hz, self.upper_hz),
+                "fix the mel band edges")
+        if self.num_coefficients is not None and not 0 < self.num_coefficients <= self.num_mel_bins:
+            bad(f"num_coefficients in 1..{self.num_mel_bins} or None (log-mel)", self.num_coefficients,
+                "fix the spec")
+        if self.normalize not in _NORMALIZE:
+            bad(f"normalize in {_NORMALIZE}", self.normalize, "fix the spec")
+        if self.window != "hann_periodic" or self.mel_scale != "htk":
+            bad("window 'hann_periodic' and mel_scale 'htk' (the only ones implemented)",
+                (self.window, self.mel_scale), "fix the spec")
+
+    @property
+    def type(self) -> str:
+        """``"mfcc"`` or ``"log_mel"`` (derived from ``num_coefficients``)."""
+        return "mfcc" if self.num_coefficients is not None else "log_mel"
+
+    @property
+    def num_frames(self) -> int:
+        """Frames per clip (49 for the MLPerf spec)."""
+        return 1 + (self.clip_samples - self.frame_length) // self.frame_step
+
+    @property
+    def feature_shape(self) -> tuple:
+        """``(frames, coefficients)`` of one clip's features."""
+        return (self.num_frames, self.num_coefficients or self.num_mel_bins)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (what a bundle manifest records as ``preprocessing``)."""
+        d = {"type": self.type, **asdict(self)}
+        d["layout"] = [1, *self.feature_shape, 1]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FrontEndSpec":
+        """Rebuild a spec from :meth:`to_dict` output (unknown keys are an error; ``layout`` is derived).
+
+        Example:
+            >>> FrontEndSpec.from_dict(MLPERF_KWS.to_dict()) == MLPERF_KWS
+            True
+        """
+        if not isinstance(d, dict):
+            raise InputSpecError(f"front-end spec: expected a dict, given {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names - {"layout", "type"})
+        if unknown:
+            raise InputSpecError(f"front-end spec: unknown keys {unknown}; expected a subset of {sorted(names)}")
+        kind = d.get("type", "mfcc")
+        if kind not in ("mfcc", "log_mel"):
+            raise InputSpecError(f"front-end spec: expected type 'mfcc' or 'log_mel', given {kind!r}")
+        kwargs = {k: v for k, v in d.items() if k in names}
+        if kind == "log_mel":
+            kwargs.setdefault("num_coefficients", None)
+        spec = cls(**kwargs)
+        if spec.type != kind:
+            raise InputSpecError(f"front-end spec: type {kind!r} contradicts num_coefficients="
+                                 f"{spec.num_coefficients!r}; use None for log_mel")
+        return spec
+
+
+#: The MLPerf Tiny keyword-spotting front end (49×10 MFCC from 1 s at 16 kHz).
+MLPERF_KWS = FrontEndSpec()
+
+_CACHE: dict = {}
+
+
+def _hz_to_mel(hz):
+    return 1127.0 * np.log1p(np.asarray(hz, np.float64) / 700.0)
+
+
+def mel_matrix(spec: FrontEndSpec = MLPERF_KWS) -> np.ndarray:
+    """TensorFlow's ``linear_to_mel_weight_matrix`` for ``spec``: ``(fft_length//2+1, num_mel_bins)``.
+
+    Example:
+        >>> mel_matrix().shape
+        (257, 40)
+    """
+    key = ("mel", spec.sample_rate, spec.fft_length, spec.num_mel_bins, spec.lower_hz, spec.upper_hz)
+    if key not in _CACHE:
+        bins = spec.fft_length // 2 + 1
+        linear_hz = np.linspace(0.0, spec.sample_rate / 2.0, bins)[1:]   # the DC bin is zeroed
+        spec_mel = _hz_to_mel(linear_hz)[:, None]
+        edges = np.linspace(_hz_to_mel(spec.lower_hz), _hz_to_mel(spec.upper_hz), spec.num_mel_bins + 2)
+        lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+        w = np.maximum(0.0, np.minimum((spec_mel - lower) / (center - lower), (upper - spec_mel) / (upper - center)))
+        _CACHE[key] = np.vstack([np.zeros((1, spec.num_mel_bins)), w]).astype(np.float32)
+    return _CACHE[key]
+
+
+def _window(spec: FrontEndSpec) -> np.ndarray:
+    key = ("hann", spec.frame_length)
+    if key not in _CACHE:
+        n = np.arange(spec.frame_length)
+        _CACHE[key] = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / spec.frame_length)).astype(np.float32)
+    return _CACHE[key]
+
+
+def _dct(spec: FrontEndSpec) -> np.ndarray:
+    """DCT-II as TF's ``mfccs_from_log_mel_spectrograms``: ``2·Σ x cos(...) / sqrt(2N)``, first K."""
+    key = ("dct", spec.num_mel_bins, spec.num_coefficients)
+    if key not in _CACHE:
+        n_mel = spec.num_mel_bins
+        k = np.arange(spec.num_coefficients)[None, :]
+        n = np.arange(n_mel)[:, None]
+        _CACHE[key] = (2.0 * np.cos(np.pi * k * (2 * n + 1) / (2.0 * n_mel)) / np.sqrt(2.0 * n_mel)).astype(np.float32)
+    return _CACHE[key]
+
+
+def _check_audio(audio, what: str) -> np.ndarray:
+    try:
+        x = np.asarray(audio)
+    except Exception as exc:  # ragged lists and the like
+        raise InputSpecError(f"{what}: expected a 1-D array of samples, given {type(audio).__name__} ({exc})") from exc
+    if x.ndim == 2 and 1 in x.shape:
+        x = x.reshape(-1)
+    if x.ndim != 1:
+        raise InputSpecError(f"{what}: expected mono samples as a 1-D array, given shape {x.shape}; "
+                             "mix channels down (e.g. x.mean(axis=1)) first")
+    if x.dtype.kind not in "fiu":
+        raise InputSpecError(f"{what}: expected numeric samples, given dtype {x.dtype}")
+    if x.dtype.kind in "iu":  # integer PCM -> [-1, 1)
+        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
+    x = x.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)):
+        raise InputSpecError(f"{what}: samples contain NaN or inf ({int(np.sum(~np.isfinite(x)))} of {x.size}); "
+                             "clean the signal before feature extraction")
+    return x
+
+
+def _mag_mel(frames_audio: np.ndarray, spec: FrontEndSpec) -> np.ndarray:
+    """Unnormalised mel energies of consecutive frames (linear in the samples)."""
+    n = 1 + (frames_audio.size - spec.frame_length) // spec.frame_step
+    if n <= 0:
+        return np.zeros((0, spec.num_mel_bins), np.float32)
+    idx = np.arange(spec.frame_length)[None, :] + spec.frame_step * np.arange(n)[:, None]
+    spectrum = np.abs(np.fft.rfft(frames_audio[idx] * _window(spec), n=spec.fft_length)).astype(np.float32)
+    return spectrum @ mel_matrix(spec)
+
+
+def _finish(mel: np.ndarray, peak: float, spec: FrontEndSpec) -> np.ndarray:
+    if spec.normalize == "peak" and peak > 0:
+        mel = mel / np.float32(peak)
+    logmel = np.log(mel + np.float32(spec.log_offset))
+    if spec.num_coefficients is None:
+        return logmel.astype(np.float32)
+    return (logmel @ _dct(spec)).astype(np.float32)
+
+
+def features(audio, spec: FrontEndSpec = MLPERF_KWS) -> np.ndarray:
+    """Features of one clip: ``spec.feature_shape`` float32 (49×10 MFCC by default).
+
+    Args:
+        audio: mono samples, float in [-1, 1] or integer PCM, at ``spec.sample_rate``. A clip
+            shorter than ``spec.clip_samples`` is zero-padded at the end (as the reference does).
+        spec: the front end; :data:`MLPERF_KWS` by default.
+
+    Raises:
+        InputSpecError: not 1-D, empty, NaN/inf, or longer than one clip (use
+            :class:`StreamingFeatures` for long audio).
+    """
+    x = _check_audio(audio, "features")
+    if x.size == 0:
+        raise InputSpecError("features: expected at least one sample, given an empty clip")
+    if x.size > spec.clip_samples:
+        raise InputSpecError(f"features: expected at most {spec.clip_samples} samples (one clip), given {x.size}; "
+                             "slice the clip or use StreamingFeatures for longer audio")
+    if x.size < spec.clip_samples:
+        x = np.concatenate([x, np.zeros(spec.clip_samples - x.size, np.float32)])
+    return _finish(_mag_mel(x, spec), float(x.max()), spec)
+
+
+def quantize_truncate(feats: np.ndarray, scale: float = 0.5847, zero_point: int = 83) -> np.ndarray:
+    """Quantize features to int8 the way the MLPerf golden files were made (truncation toward zero).
+
+    Models take float features (edgeship quantizes with rounding at the boundary); this
+    exists to compare against the golden ``kws01_parity/mfcc/*.bin`` files.
+
+    Example:
+        >>> quantize_truncate(np.array([0.0, 1.0, -50.0], np.float32)).tolist()
+        [83, 84, -2]
+    """
+    q = np.trunc(np.asarray(feats, np.float32) / np.float32(scale) + np.float32(zero_point))
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+class Window(NamedTuple):
+    """One analysis window of a stream: its features and the sample index just past its end."""
+
+    end_sample: int
+    features: np.ndarray
+
+
+class StreamingFeatures:
+    """Features of a sliding 1-clip window over a stream of chunks of any size.
+
+    Every ``hop_samples`` a window ends, and its features equal :func:`features` on that
+    window's samples. Each STFT frame is computed once and kept (mel energies are linear in
+    the samples, so peak normalisation is applied per window at the end, which is cheap).
+
+    Args:
+        spec: the front end.
+        hop_samples: window hop; a positive multiple of ``spec.frame_step`` (e.g. 1600 = 100 ms).
+
+    Example:
+        >>> s = StreamingFeatures(hop_samples=3200)
+        >>> len(s.push(np.zeros(15999, np.float32))), len(s.push(np.zeros(1, np.float32)))
+        (0, 1)
+    """
+
+    def __init__(self, spec: FrontEndSpec = MLPERF_KWS, hop_samples: int = 1600):
+        if not isinstance(hop_samples, (int, np.integer)) or hop_samples <= 0 or hop_samples % spec.frame_step:
+            raise InputSpecError(f"StreamingFeatures: expected hop_samples as a positive multiple of the frame step "
+                                 f"({spec.frame_step} samples), given {hop_samples!r}; e.g. 1600 for 100 ms")
+        self.spec = spec
+        self.hop_samples = int(hop_samples)
+        self._frames_per_hop = self.hop_samples // spec.frame_step
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all audio (start a new stream)."""
+        spec = self.spec
+        self._buf = np.zeros(0, np.float32)      # samples not yet consumed by a frame + history for peaks
+        self._buf_start = 0                      # stream index of self._buf[0]
+        self._mel: List[np.ndarray] = []         # per-frame mel energies, oldest first
+        self._mel_start = 0                      # frame index of self._mel[0]
+        self._next_frame = 0                     # next frame index to compute
+        self._next_end = spec.clip_samples       # stream index where the next window ends
+        self.samples_seen = 0
+
+    def push(self, chunk) -> List[Window]:
+        """Add samples; return the windows that ended inside them (possibly none)."""
+        x = _check_audio(chunk, "StreamingFeatures.push")
+        spec = self.spec
+        self._buf = np.concatenate([self._buf, x])
+        self.samples_seen += x.size
+        # frames whose samples are all present
+        avail_end = self._buf_start + self._buf.size
+        n_new = 0 if avail_end < self._next_frame * spec.frame_step + spec.frame_length else \
+            1 + (avail_end - spec.frame_length - self._next_frame * spec.frame_step) // spec.frame_step
+        if n_new > 0:
+            start = self._next_frame * spec.frame_step - self._buf_start
+            seg = self._buf[start:start + (n_new - 1) * spec.frame_step + spec.frame_length]
+            self._mel.extend(_mag_mel(seg, spec))
+            self._next_frame += n_new
+        out = []
+        while self._next_end <= avail_end:
+            first_frame = (self._next_end - spec.clip_samples) // spec.frame_step
+            a = first_frame - self._mel_start
+            mel = np.asarray(self._mel[a:a + spec.num_frames])
+            w0 = self._next_end - spec.clip_samples - self._buf_start
+            peak = float(self._buf[w0:w0 + spec.clip_samples].max())
+            out.append(Window(self._next_end, _finish(mel, peak, spec)))
+            self._next_end += self.hop_samples
+        # drop what no future window needs
+        keep_from = self._next_end - spec.clip_samples
+        drop = max(0, min(keep_from, self._next_frame * spec.frame_step) - self._buf_start)
+        if drop:
+            self._buf = self._buf[drop:]
+            self._buf_start += drop
+        drop_frames = max(0, keep_from // spec.frame_step - self._mel_start)
+        if drop_frames:
+            del self._mel[:drop_frames]
+            self._mel_start += drop_frames
+        return out
+
+    def iter_windows(self, chunks) -> Iterator[Window]:
+        """Feed an iterable of chunks and yield every window as it completes."""
+        for chunk in chunks:
+            yield from self.push(chunk)

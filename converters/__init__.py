@@ -18,34 +18,19 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
-import pkgutil
-import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from edgeship.converters.registry import EXPORTERS, Exporter, find
+from edgeship.converters.registry import EXPORTERS, Exporter, find, load_exporters
 from edgeship.errors import ConversionError, MissingDependencyError, ParityError
-
-# Exporter modules (tflite_*, onnx_*, torch_* in this folder) register themselves on import;
-# none imports TF/ONNX/torch at module level, so importing them all is cheap.
-EXPORTER_PREFIXES = ("tflite_", "onnx_", "torch_")
+from edgeship.facts import QuantMode
 FILE_SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
 REPORT_NAME = "edgeship-convert.json"
 SYNTHETIC_VALIDATION = 32  # samples of N(0, 1) when no data at all is given (float outputs only)
-
-
-def load_exporters() -> Dict[str, Exporter]:
-    """Import every exporter module present in this install and return the registry."""
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith(EXPORTER_PREFIXES):
-            importlib.import_module(f"{__name__}.{info.name}")
-    return EXPORTERS
 
 
 @dataclass
@@ -92,19 +77,6 @@ class ConversionResult:
                 "report": self.report_path, "versions": self.versions, "skipped": self.skipped}
 
 
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    v = {"python": platform.python_version()}
-    for pkg in ("edgeship", "tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "onnx", "onnxruntime",
-                "tf2onnx", "torch", "numpy"):
-        try:
-            v[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return v
-
-
 def _plan(source, to, quantize, all_formats) -> List[Exporter]:
     load_exporters()
     if all_formats:
@@ -112,7 +84,7 @@ def _plan(source, to, quantize, all_formats) -> List[Exporter]:
         if not exps:
             raise ConversionError(f"no exporter accepts a {source.kind} source")
         return exps
-    return [find(to, quantize or "none", source.kind)]
+    return [find(to, quantize, source.kind)]
 
 
 def _synthetic(source, n: int, seed: int) -> List[dict]:
@@ -150,7 +122,8 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         src: Keras model or .keras/.h5, SavedModel dir (legacy too), .onnx/ModelProto,
             torch.nn.Module (+ ``example_inputs``).
         to / quantize: output format ("tflite" | "onnx") and quantization
-            (None/"none" | "fp16" | "dynamic" | "int8" | "int16x8").
+            (a :class:`~edgeship.facts.QuantMode` or its value: None/"fp32" | "fp16" | "dynamic" |
+            "int8" | "int16x8").
         calibration: data for calibrated quantization (see
             :func:`~edgeship.converters.calibration.resolve_calibration`).
         validation: held-out data for parity. If omitted, ``holdout`` samples (default 20 %,
@@ -174,7 +147,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         ParityError: an output is out of tolerance (after the report is written); ``.report``
             holds the :meth:`ConversionResult.to_dict`.
     """
-    from edgeship._io import atomic_write_bytes, atomic_write_json
+    from edgeship._io import atomic_write_bytes, atomic_write_json, versions
     from edgeship.converters.calibration import resolve_calibration
     from edgeship.converters.parity import check_parity
     from edgeship.converters.sources import load_source
@@ -256,7 +229,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
                            reference=reference)
         fix = None
         if not rep.passed and accuracy_budget is not None and exp.format == "tflite" and \
-                exp.quantization == "int8":
+                exp.quantization is QuantMode.INT8:
             from edgeship.converters.quant_debug import auto_fix
 
             fix = auto_fix(source, exp, dict(opts_base), val_samples, reference, label_arr, tol, path, rep)
@@ -265,7 +238,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
                 atomic_write_bytes(path, data)
                 rep = fix.report
             rec_notes.extend(fix.notes)
-        if debug_layers and exp.format == "tflite" and exp.quantization == "int8" and fix is None:
+        if debug_layers and exp.format == "tflite" and exp.quantization is QuantMode.INT8 and fix is None:
             from edgeship.converters.quant_debug import layer_errors, plot_layer_errors
 
             errs = layer_errors(source, dict(opts_base))
@@ -283,7 +256,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         records.append(rec)
     report_dir = out_root if many or out_root.suffix.lower() not in FILE_SUFFIX.values() else out_root.parent
     result = ConversionResult(source.describe(), records, cal.describe() if cal else None, val_desc,
-                              str(report_dir / REPORT_NAME), _versions(), skipped)
+                              str(report_dir / REPORT_NAME), versions(), skipped)
     atomic_write_json(report_dir / REPORT_NAME, result.to_dict())
     failed = [r for r in records if not r.parity["passed"]]
     if failed:

@@ -29,6 +29,7 @@ import numpy as np
 
 from edgeship._deps import require
 from edgeship.errors import ConversionError
+from edgeship.progress import track
 from edgeship.spec import TensorSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".gif", ".webp")
@@ -367,7 +368,7 @@ def _from_dir(p: Path, inputs, preprocessing, max_samples, seed) -> List[Sample]
     fn, params, name = _resolve_preprocessing(preprocessing)
     spec = inputs[0]
     samples: List[Sample] = []
-    for f in progress(files, f"preprocessing ({name})"):
+    for f in track(files, f"preprocessing ({name})"):
         try:
             arr = fn(f, spec, **params)
         except ConversionError:
@@ -378,14 +379,5 @@ def _from_dir(p: Path, inputs, preprocessing, max_samples, seed) -> List[Sample]
     return samples
 
 
-def progress(items, description: str, total: Optional[int] = None):
-    """Iterate with a rich progress bar on stderr (quiet when stderr is not a terminal)."""
-    from rich.progress import track
-
-    from edgeship._cli_util import console
-
-    return track(items, description=description, total=total, console=console(), transient=True)
-
-
 __all__ = ["CalibrationSet", "resolve_calibration", "hash_samples", "PREPROCESSORS", "preprocessor",
-           "read_audio", "progress"]
+           "read_audio"]

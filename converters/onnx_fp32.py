@@ -103,7 +103,7 @@ def to_onnx_model(source, options: Optional[dict] = None):
     return model
 
 
-@register("onnx-fp32", format="onnx", quantization="none",
+@register("onnx-fp32", format="onnx", quantization="fp32",
           sources=("keras", "saved_model", "tflite", "torch", "onnx"))
 def export_onnx_fp32(source, options: dict) -> bytes:
     """Float ONNX (tf2onnx for TF/Keras/TFLite, torch.onnx dynamo for PyTorch, checked pass-through for ONNX)."""

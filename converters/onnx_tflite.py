@@ -124,7 +124,7 @@ def _cwd(path: Path):
         os.chdir(old)
 
 
-@register("tflite-fp32-onnx", format="tflite", quantization="none", sources=("onnx",))
+@register("tflite-fp32-onnx", format="tflite", quantization="fp32", sources=("onnx",))
 def export_tflite_from_onnx(source, options: dict) -> bytes:
     """Float32 TFLite from an ONNX model via onnx2tf, inputs kept in the ONNX (NCHW) layout."""
     onnx = require("onnx", "convert", "converting ONNX to TFLite")

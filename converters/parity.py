@@ -5,7 +5,7 @@ Metrics (over every output, every sample): max-abs and mean-abs error, cosine si
 agreement for classifiers (one output of shape [N, C], C >= 2), and, when labels are given,
 the accuracy of the source and of the output side by side.
 
-Default tolerances, one row per (format, quantization). ``rel_max_abs`` is max-abs error
+Default tolerances, one row per (format, :class:`~edgeship.facts.QuantMode`). ``rel_max_abs`` is max-abs error
 divided by the largest absolute source output, so it means the same for logits and
 probabilities; ``acc_drop`` is the largest allowed drop of accuracy (only with labels).
 Quantized rows allow one flipped sample in 20 (5 %), so small validation sets of ~25
@@ -15,12 +15,12 @@ A key set to ``None`` is not checked. Pass ``tolerance={...}`` to override any o
 =====================  ==========  ===========  =========  ========
 format / quantization  cosine_min  rel_max_abs  top1_min   acc_drop
 =====================  ==========  ===========  =========  ========
-tflite / none          0.99999     1e-4         0.99       0.0
+tflite / fp32          0.99999     1e-4         0.99       0.0
 tflite / fp16          0.999       0.01         0.98       0.01
 tflite / dynamic       0.99        0.15         0.95       0.05
 tflite / int8          0.98        0.25         0.90       0.05
 tflite / int16x8       0.995       0.15         0.95       0.05
-onnx / none            0.99999     1e-4         0.99       0.0
+onnx / fp32            0.99999     1e-4         0.99       0.0
 onnx / fp16            0.999       0.01         0.98       0.01
 onnx / dynamic         0.99        0.15         0.95       0.05
 onnx / int8            0.98        0.25         0.90       0.05
@@ -40,27 +40,28 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgeship.errors import ConversionError
+from edgeship.errors import ConversionError, ModelFormatError
+from edgeship.facts import QuantMode
 
 _T = lambda cos, rel, top1, acc: {"cosine_min": cos, "rel_max_abs": rel, "max_abs": None,
                                   "top1_min": top1, "acc_drop": acc}
 
-DEFAULT_TOLERANCES: Dict[Tuple[str, str], dict] = {
-    ("tflite", "none"): _T(0.99999, 1e-4, 0.99, 0.0),
-    ("tflite", "fp16"): _T(0.999, 0.01, 0.98, 0.01),
-    ("tflite", "dynamic"): _T(0.99, 0.15, 0.95, 0.05),
-    ("tflite", "int8"): _T(0.98, 0.25, 0.90, 0.05),
-    ("tflite", "int16x8"): _T(0.995, 0.15, 0.95, 0.05),
-    ("onnx", "none"): _T(0.99999, 1e-4, 0.99, 0.0),
-    ("onnx", "fp16"): _T(0.999, 0.01, 0.98, 0.01),
-    ("onnx", "dynamic"): _T(0.99, 0.15, 0.95, 0.05),
-    ("onnx", "int8"): _T(0.98, 0.25, 0.90, 0.05),
+DEFAULT_TOLERANCES: Dict[Tuple[str, QuantMode], dict] = {
+    ("tflite", QuantMode.FP32): _T(0.99999, 1e-4, 0.99, 0.0),
+    ("tflite", QuantMode.FP16): _T(0.999, 0.01, 0.98, 0.01),
+    ("tflite", QuantMode.DYNAMIC): _T(0.99, 0.15, 0.95, 0.05),
+    ("tflite", QuantMode.INT8): _T(0.98, 0.25, 0.90, 0.05),
+    ("tflite", QuantMode.INT16X8): _T(0.995, 0.15, 0.95, 0.05),
+    ("onnx", QuantMode.FP32): _T(0.99999, 1e-4, 0.99, 0.0),
+    ("onnx", QuantMode.FP16): _T(0.999, 0.01, 0.98, 0.01),
+    ("onnx", QuantMode.DYNAMIC): _T(0.99, 0.15, 0.95, 0.05),
+    ("onnx", QuantMode.INT8): _T(0.98, 0.25, 0.90, 0.05),
 }
 TOLERANCE_KEYS = ("cosine_min", "rel_max_abs", "max_abs", "top1_min", "acc_drop")
 
 
-def split_fmt_key(fmt_key: str) -> Tuple[str, str]:
-    """``"tflite/int8"``, ``"tflite-int8"`` or a registered exporter name -> (format, quantization)."""
+def split_fmt_key(fmt_key: str) -> Tuple[str, QuantMode]:
+    """``"tflite/int8"``, ``"tflite-int8"`` or a registered exporter name -> (format, QuantMode)."""
     from edgeship.converters.registry import EXPORTERS
 
     if fmt_key in EXPORTERS:
@@ -68,8 +69,10 @@ def split_fmt_key(fmt_key: str) -> Tuple[str, str]:
         return e.format, e.quantization
     sep = "/" if "/" in fmt_key else "-"
     fmt, _, quant = fmt_key.partition(sep)
-    quant = quant.rsplit("-", 1)[-1] if quant else "none"
-    return fmt, {"fp32": "none", "float32": "none", "float": "none"}.get(quant, quant)
+    try:
+        return fmt, QuantMode.parse(quant.split("-")[0] or None)
+    except ModelFormatError as exc:
+        raise ConversionError(f"parity key {fmt_key!r}: {exc}") from None
 
 
 def default_tolerance(fmt_key: str) -> dict:
@@ -77,7 +80,7 @@ def default_tolerance(fmt_key: str) -> dict:
     key = split_fmt_key(fmt_key)
     if key not in DEFAULT_TOLERANCES:
         raise ConversionError(f"no default tolerance for {key[0]}/{key[1]}; known: "
-                              f"{sorted('/'.join(k) for k in DEFAULT_TOLERANCES)}")
+                              f"{sorted(f'{f}/{q}' for f, q in DEFAULT_TOLERANCES)}")
     return dict(DEFAULT_TOLERANCES[key])
 
 
@@ -160,7 +163,7 @@ def _as_list(pred, n_expected: int, ref_shapes) -> List[np.ndarray]:
 
 
 def check_parity(source, model_path, samples: Sequence[dict], *, labels=None,
-                 tolerance: Optional[dict] = None, fmt_key: str,
+                 tolerance: Optional[dict] = None, fmt_key: Optional[str] = None,
                  reference: Optional[List[List[np.ndarray]]] = None) -> ParityReport:
     """Run ``model_path`` and ``source`` on ``samples`` and compare them against a tolerance.
 
@@ -170,17 +173,24 @@ def check_parity(source, model_path, samples: Sequence[dict], *, labels=None,
         samples: held-out inputs ``{source input name: float array with batch 1}``.
         labels: optional class indices, one per sample, for accuracy.
         tolerance: overrides of the defaults for ``fmt_key`` (see the table above).
-        fmt_key: ``"tflite/int8"``, ``"tflite-int8"`` or an exporter name.
+        fmt_key: ``"tflite/int8"``, ``"tflite-int8"`` or an exporter name; default: the file's own
+            format and quantization from :func:`edgeship.facts.read_facts` (``mixed`` is judged as int8).
         reference: source outputs per sample, if already computed (saves re-running the source).
 
     Returns:
         A :class:`ParityReport`; ``passed`` is False when any checked figure is out of tolerance
         and ``failures`` says which and by how much. This function does not raise on failure.
     """
-    from edgeship.converters.calibration import progress
+    from edgeship.progress import track
 
     if not samples:
         raise ConversionError("parity needs at least one validation sample; none were given")
+    if fmt_key is None:
+        from edgeship.facts import read_facts
+
+        facts = read_facts(model_path)
+        quant = QuantMode.INT8 if facts.quantization is QuantMode.MIXED else facts.quantization
+        fmt_key = f"{facts.format}-{quant}"
     tol = merge_tolerance(fmt_key, tolerance)
     if labels is not None:
         labels = np.asarray(labels).astype(np.int64).reshape(-1)
@@ -191,7 +201,7 @@ def check_parity(source, model_path, samples: Sequence[dict], *, labels=None,
     diffs_max, abs_sum, abs_n, ref_peak, cosines = 0.0, 0.0, 0, 0.0, []
     top_src, top_out, times = [], [], []
     classifier = len(source.outputs) == 1 and len(source.outputs[0].shape) == 2 and source.outputs[0].shape[-1] >= 2
-    for sample, ref in progress(list(zip(samples, ref_all)), f"validating {fmt_key}"):
+    for sample, ref in track(list(zip(samples, ref_all)), f"validating {fmt_key}"):
         if ref is None:
             ref = source.run(sample)
         t0 = time.perf_counter()

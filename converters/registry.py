@@ -1,13 +1,15 @@
-"""A small decorator registry of exporters: one module per output format.
+"""The registry of exporters: one module per output format, listed in :data:`EXPORTER_MODULES`.
 
-Each exporter turns a loaded :class:`~edgeship.converters.sources.Source` into
-the bytes of one deployable file. The registry is data, so ``--all`` and the
-docs can list what exists without a god-class with a flag per format.
+Each exporter turns a loaded :class:`~edgeship.converters.sources.Source` into the bytes of
+one deployable file and declares itself with :func:`register`. The list of exporter modules
+is explicit (a new exporter is added here, nothing is found by a name scan); none of them
+imports TF/ONNX/torch at module level, so :func:`load_exporters` is cheap.
 
 Example:
-    >>> from edgeship.converters.registry import EXPORTERS
-    >>> isinstance(EXPORTERS, dict)
-    True
+    >>> from edgeship.converters.registry import load_exporters
+    >>> exporters = load_exporters()
+    >>> exporters["tflite-int8"].quantization, exporters["onnx-fp32"].format
+    (<QuantMode.INT8: 'int8'>, 'onnx')
 """
 from __future__ import annotations
 
@@ -15,13 +17,18 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
 from edgeship.errors import ConversionError
+from edgeship.facts import QuantMode
+
+# Every exporter module, in the order ``--all`` runs them.
+EXPORTER_MODULES = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "tflite_int16x8",
+                    "onnx_fp32", "onnx_quant", "onnx_tflite", "torch_tflite")
 
 
 @dataclass(frozen=True)
 class Exporter:
     name: str                 # unique, e.g. "tflite-int8", "onnx-qdq-int8"
     format: str               # "tflite" | "onnx" | "coreml"
-    quantization: str         # "none" | "fp16" | "dynamic" | "int8" | "int16x8"
+    quantization: QuantMode
     sources: Tuple[str, ...]  # Source.kind values it accepts: keras, saved_model, onnx, torch, tflite
     needs_calibration: bool
     fn: Callable              # fn(source, options: dict) -> bytes
@@ -38,15 +45,26 @@ def register(name: str, *, format: str, quantization: str, sources: Tuple[str, .
     def deco(fn: Callable) -> Callable:
         if name in EXPORTERS:
             raise RuntimeError(f"exporter {name!r} registered twice")
-        EXPORTERS[name] = Exporter(name, format, quantization, tuple(sources), needs_calibration,
+        EXPORTERS[name] = Exporter(name, format, QuantMode.parse(quantization), tuple(sources), needs_calibration,
                                    fn, (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "")
         return fn
 
     return deco
 
 
-def find(format: str, quantization: str, source_kind: str) -> Exporter:
+def load_exporters() -> Dict[str, Exporter]:
+    """Import every module of :data:`EXPORTER_MODULES` (each registers itself) and return the registry."""
+    import importlib
+
+    for name in EXPORTER_MODULES:
+        importlib.import_module(f"edgeship.converters.{name}")
+    return EXPORTERS
+
+
+def find(format: str, quantization, source_kind: str) -> Exporter:
     """The exporter for (format, quantization) that accepts ``source_kind``."""
+    load_exporters()
+    quantization = QuantMode.parse(quantization)
     for exp in EXPORTERS.values():
         if exp.format == format and exp.quantization == quantization and source_kind in exp.sources:
             return exp

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from edgeship._deps import require
-from edgeship._io import sha256_file
+from edgeship._io import sha256_file, tree_sha256
 from edgeship.errors import ConversionError, ModelFormatError
 from edgeship.spec import TensorSpec
 
@@ -270,17 +270,9 @@ def with_static_batch(source: Source) -> Source:
 
 # -- SavedModel -----------------------------------------------------------------------------
 
-def _dir_hash(p: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(x for x in p.rglob("*") if x.is_file()):
-        h.update(str(f.relative_to(p)).encode() + b"\0")
-        h.update(sha256_file(f).encode())
-    return h.hexdigest()
-
-
 def _saved_model_source(p: Path) -> Source:
     tf = require("tensorflow", "convert", "loading a SavedModel")
-    sha = _dir_hash(p)
+    sha = tree_sha256(p)
     try:
         loaded = tf.saved_model.load(str(p))
         fn = loaded.signatures["serving_default"]

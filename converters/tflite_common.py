@@ -53,9 +53,9 @@ def representative_dataset(source, calibration):
     names = [s.name for s in source.inputs]
 
     def gen():
-        from edgeship.converters.calibration import progress
+        from edgeship.progress import track
 
-        for s in progress(calibration.samples, "calibrating"):
+        for s in track(calibration.samples, "calibrating"):
             yield [s[n] for n in names]
 
     return gen

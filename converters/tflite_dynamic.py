@@ -12,8 +12,6 @@ from edgeship._deps import require
 from edgeship.converters.registry import register
 from edgeship.converters.tflite_common import TFLITE_SOURCES, make_converter, run_converter
 
-CAPABILITIES = {"needs_calibration": False, "weights": "int8", "activations": "float32 (int8 on the fly)",
-                "io": "float32", "size_vs_fp32": 0.25}
 
 
 @register("tflite-dynamic", format="tflite", quantization="dynamic", sources=TFLITE_SOURCES)

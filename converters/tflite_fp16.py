@@ -12,8 +12,6 @@ from edgeship._deps import require
 from edgeship.converters.registry import register
 from edgeship.converters.tflite_common import TFLITE_SOURCES, make_converter, run_converter
 
-CAPABILITIES = {"needs_calibration": False, "weights": "float16", "activations": "float32",
-                "io": "float32", "size_vs_fp32": 0.5}
 
 
 @register("tflite-fp16", format="tflite", quantization="fp16", sources=TFLITE_SOURCES)

@@ -4,18 +4,16 @@ Example:
     >>> from edgeship.converters.registry import EXPORTERS
     >>> import edgeship.converters.tflite_fp32
     >>> EXPORTERS["tflite-fp32"].quantization
-    'none'
+    <QuantMode.FP32: 'fp32'>
 """
 from __future__ import annotations
 
 from edgeship.converters.registry import register
 from edgeship.converters.tflite_common import TFLITE_SOURCES, make_converter, run_converter
 
-CAPABILITIES = {"needs_calibration": False, "weights": "float32", "activations": "float32",
-                "io": "float32", "size_vs_fp32": 1.0}
 
 
-@register("tflite-fp32", format="tflite", quantization="none", sources=TFLITE_SOURCES)
+@register("tflite-fp32", format="tflite", quantization="fp32", sources=TFLITE_SOURCES)
 def export_tflite_fp32(source, options: dict) -> bytes:
     """TFLite float32 (no quantization)."""
     return run_converter(make_converter(source), "TFLite float32 conversion")

@@ -16,8 +16,6 @@ from edgeship.converters.registry import register
 from edgeship.converters.tflite_common import (TFLITE_SOURCES, make_converter, representative_dataset,
                                                run_converter)
 
-CAPABILITIES = {"needs_calibration": True, "weights": "int8", "activations": "int16", "io": "float32",
-                "size_vs_fp32": 0.25, "edgetpu_compilable": False}
 
 
 @register("tflite-int16x8", format="tflite", quantization="int16x8", sources=TFLITE_SOURCES,

@@ -17,8 +17,6 @@ from edgeship.converters.registry import register
 from edgeship.converters.tflite_common import TFLITE_SOURCES, float_op_names, quantize_calibrated
 from edgeship.errors import ConversionError
 
-CAPABILITIES = {"needs_calibration": True, "weights": "int8 (per-channel)", "activations": "int8",
-                "io": "int8 | uint8 | float32", "size_vs_fp32": 0.25, "edgetpu_compilable": True}
 
 
 @register("tflite-int8", format="tflite", quantization="int8", sources=TFLITE_SOURCES,

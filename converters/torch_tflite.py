@@ -61,7 +61,7 @@ PIP_LINE = ("pip install --no-deps litert-torch==0.10.0 litert-converter==0.5.0 
             "wadler-lindig==0.1.8 xdsl==0.28.0")
 
 
-@register("tflite-fp32-torch", format="tflite", quantization="none", sources=("torch",))
+@register("tflite-fp32-torch", format="tflite", quantization="fp32", sources=("torch",))
 def export_tflite_from_torch(source, options: dict) -> bytes:
     """Float32 TFLite from a torch.nn.Module via litert-torch (torch.export + LiteRT lowering)."""
     require("torch", "torch", "converting PyTorch models to TFLite")

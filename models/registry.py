@@ -115,7 +115,7 @@ def path(name: str) -> Path:
 
 
 def cache_root() -> Path:
-    from edgeship.probe import cache_dir
+    from edgeship._io import cache_dir
 
     return cache_dir() / "models"
 

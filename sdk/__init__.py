@@ -10,8 +10,9 @@ Example:
 """
 from __future__ import annotations
 
-from .errors import (ConversionError, EdgeshipError, InputSpecError, IntegrityError,
+from .errors import (ConversionError, EdgeshipError, IncompatibleTargetError, InputSpecError, IntegrityError,
                      MissingDependencyError, ModelFormatError, ParityError, TargetError)
+from .facts import QuantMode
 from .spec import Quantization, TensorSpec
 
 __version__ = "0.1.0"
@@ -19,7 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__", "load", "Model", "TensorSpec", "Quantization",
     "EdgeshipError", "ModelFormatError", "InputSpecError", "MissingDependencyError",
-    "IntegrityError", "TargetError", "ConversionError", "ParityError",
+    "IntegrityError", "TargetError", "IncompatibleTargetError", "ConversionError", "ParityError", "QuantMode",
 ]
 
 

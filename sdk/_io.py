@@ -114,3 +114,42 @@ def model_bytes(model, what: str = "a .tflite model file") -> bytes:
     if not p.is_file():
         raise ModelFormatError(f"expected {what}, got {str(p)!r} (not a file)")
     return p.read_bytes()
+
+
+def cache_dir() -> Path:
+    """edgeship's one cache root: ``$EDGESHIP_CACHE``, else ``$XDG_CACHE_HOME/edgeship``, else
+    ``~/.cache/edgeship``. Subfolders: ``probe/``, ``backend/``, ``bundles/``, ``models/``, ``wheels/``."""
+    if os.environ.get("EDGESHIP_CACHE"):
+        return Path(os.environ["EDGESHIP_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "edgeship"
+
+
+def tree_sha256(root: PathLike) -> str:
+    """One hash over every file (relative path + content) below a folder, e.g. a SavedModel."""
+    root = Path(root)
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + sha256_file(f).encode())
+    return h.hexdigest()
+
+
+# Distributions whose versions are recorded in everything edgeship produces.
+VERSIONED_DISTS = ("numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow-cpu", "tensorflow",
+                   "keras", "onnx", "tf2onnx", "torch")
+
+
+def versions() -> dict:
+    """Versions of everything that produced an artefact (read from package metadata, no imports)."""
+    import platform
+    from importlib import metadata
+
+    from . import __version__
+
+    out = {"edgeship": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for dist in VERSIONED_DISTS:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

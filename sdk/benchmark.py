@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -105,6 +105,9 @@ class BenchResult:
 
 
 # --------------------------------------------------------------------------- inputs
+
+if TYPE_CHECKING:
+    from .progress import ProgressCallback
 
 
 def random_inputs(specs: Sequence[TensorSpec], seed: int = 0) -> List[np.ndarray]:
@@ -265,19 +268,17 @@ def _maxrss_bytes() -> Optional[int]:
 
 
 def _versions(backend: str) -> Dict[str, Optional[str]]:
+    """:func:`edgeship._io.versions` plus the runtime that ran the benchmark."""
     from importlib import metadata
 
-    from . import __version__
+    from ._io import versions
 
-    def v(dist):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {"edgeship": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "runtime": _BACKEND_DIST.get(backend), "runtime_version": v(_BACKEND_DIST.get(backend, ""))
-            if backend in _BACKEND_DIST else None}
+    dist = _BACKEND_DIST.get(backend)
+    try:
+        runtime_version = metadata.version(dist) if dist else None
+    except metadata.PackageNotFoundError:
+        runtime_version = None
+    return {**versions(), "runtime": dist, "runtime_version": runtime_version}
 
 
 def host_info() -> Dict[str, Any]:
@@ -321,7 +322,7 @@ def _check_args(runs, warmup, threads, backend, seed):
 
 def benchmark(model, *, runs: int = 100, warmup: int = 10, threads: Optional[int] = None,
               backend: str = "auto", inputs: Any = None, seed: int = 0,
-              progress: bool = False) -> BenchResult:
+              progress: Optional["ProgressCallback"] = None) -> BenchResult:
     """Load ``model`` (unless already loaded) and time ``runs`` calls of ``predict``.
 
     Order: load (``init_ms``), one first call (``first_inference_ms``), ``warmup``
@@ -348,7 +349,9 @@ def benchmark(model, *, runs: int = 100, warmup: int = 10, threads: Optional[int
         backend: "auto", "litert", "tflite-runtime" or "onnxruntime".
         inputs: real input data; random when None.
         seed: seed of the random inputs.
-        progress: show a rich progress bar on stderr.
+        progress: a :data:`~edgeship.progress.ProgressCallback` for the warm-up and timed loops
+            (called outside the timed interval); default: the one installed with
+            :func:`edgeship.progress.reporting`, else none.
 
     Raises:
         EdgeshipError: bad arguments; ModelFormatError/InputSpecError from loading
@@ -435,39 +438,26 @@ def _sha256(path: str) -> Optional[str]:
 
 
 def _timed_loop(predict, x, runs, warmup, progress, label) -> List[float]:
-    bar = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """Warm-up calls, then ``runs`` timed calls; progress is reported outside the timed interval."""
+    from .progress import current
 
-        from ._cli_util import console
-
-        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeRemainingColumn(), console=console(), transient=True)
-        bar.start()
+    report = progress if callable(progress) else current()
+    for i in range(warmup):
+        predict(x)
+        if report is not None:
+            report(f"warm-up {label}", i + 1, warmup)
+    samples = [0.0] * runs
+    clock = time.perf_counter_ns
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        if bar is not None:
-            task = bar.add_task(f"warm-up {label}", total=warmup)
-        for _ in range(warmup):
+        for i in range(runs):
+            t0 = clock()
             predict(x)
-            if bar is not None:
-                bar.advance(task)
-        if bar is not None:
-            bar.update(task, description=f"bench {label}", completed=0, total=runs)
-        samples = [0.0] * runs
-        clock = time.perf_counter_ns
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            for i in range(runs):
-                t0 = clock()
-                predict(x)
-                samples[i] = (clock() - t0) / 1e6
-                if bar is not None:  # outside the timed interval
-                    bar.advance(task)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        return samples
+            samples[i] = (clock() - t0) / 1e6
+            if report is not None:
+                report(f"bench {label}", i + 1, runs)
     finally:
-        if bar is not None:
-            bar.stop()
+        if gc_was_enabled:
+            gc.enable()
+    return samples

@@ -19,16 +19,19 @@
 Loading verifies every checksum first and raises :class:`IntegrityError` on any mismatch.
 
 Example:
-    >>> from edgeship.bundle import write_bundle, read_bundle       # doctest: +SKIP
-    >>> d = write_bundle("out/kws", {"tflite-int8": "kws_int8.tflite"}, labels=["yes", "no"])  # doctest: +SKIP
-    >>> read_bundle(d)["default"]                                      # doctest: +SKIP
-    'tflite-int8'
+    >>> import tempfile, edgeship.models
+    >>> from edgeship.bundle import write_bundle, read_bundle
+    >>> out = tempfile.mkdtemp() + "/shapes"
+    >>> manifest = write_bundle(out, {"tflite-int8": edgeship.models.path("shapes_cnn_int8")}, labels=["a", "b", "c"])
+    >>> manifest["default"], manifest["files"]["tflite-int8"]["quantization"]
+    ('tflite-int8', 'int8')
+    >>> read_bundle(out)["labels"]
+    ['a', 'b', 'c']
 """
 from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import shutil
 import tempfile
@@ -36,7 +39,8 @@ import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
-from ._io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file, to_jsonable
+from ._io import (atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file, to_jsonable, tree_sha256,
+                  versions)
 from .errors import IntegrityError, ModelFormatError, TargetError
 
 SCHEMA_VERSION = 1
@@ -45,29 +49,21 @@ REMOTE_DIR = "remote"   # not covered by the manifest: device results added afte
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
-def versions() -> Dict[str, str]:
-    """Versions of everything that produced an artefact (read from metadata, no imports)."""
-    from importlib import metadata
+def _file_entry(path: Path, targets: Iterable[str]) -> dict:
+    """A manifest entry from the file's :class:`~edgeship.facts.ModelFacts` (one parse)."""
+    from .facts import read_facts
 
-    from . import __version__
-
-    out = {"edgeship": __version__, "python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("numpy", "ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow-cpu", "tensorflow",
-                 "keras", "onnx", "tf2onnx", "torch"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    facts = read_facts(path)
+    return {"path": path.name, "sha256": facts.sha256, "bytes": facts.file_bytes, "format": facts.format,
+            "quantization": facts.quantization.value, "targets": sorted(set(targets)), **facts.io_dict()}
 
 
-def _file_entry(path: Path, key: str, targets: Iterable[str]) -> dict:
-    from .inspect import inspect_model
+def default_key(path) -> str:
+    """The key a model file gets in a bundle when none is given: ``<format>-<quantization>``
+    from its facts, e.g. ``tflite-int8`` or ``onnx-fp32`` (:attr:`ModelFacts.key`)."""
+    from .facts import read_facts
 
-    info = inspect_model(path)
-    return {"path": path.name, "sha256": info["sha256"], "bytes": info["bytes"], "format": info["format"],
-            "quantization": info["quantization"], "targets": sorted(set(targets)),
-            "inputs": info["inputs"], "outputs": info["outputs"]}
+    return read_facts(path).key
 
 
 def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, labels: Optional[List[str]] = None,
@@ -76,7 +72,7 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
                  extra_dirs: Optional[Mapping[str, Union[str, os.PathLike]]] = None,
                  targets: Optional[Mapping[str, Iterable[str]]] = None, default: Optional[str] = None,
                  zip_path: Optional[Union[str, os.PathLike]] = None, name: Optional[str] = None,
-                 overwrite: bool = False) -> Path:
+                 overwrite: bool = False) -> dict:
     """Write a bundle directory (built in a temporary folder, then moved into place).
 
     Args:
@@ -95,7 +91,8 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
         overwrite: replace an existing bundle at ``out_dir``. Never replaces a non-bundle folder.
 
     Returns:
-        The bundle directory.
+        The manifest that was written, as :func:`read_bundle` returns it (``_dir`` holds the
+        bundle directory), so callers need not re-read and re-hash what was just written.
     """
     out = Path(out_dir)
     if not files:
@@ -125,7 +122,7 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
             fname = src.name if src.name not in used else f"{key}{src.suffix}"
             used.add(fname)
             shutil.copyfile(src, tmp / fname)
-            entries[key] = _file_entry(tmp / fname, key, (targets or {}).get(key, [key]))
+            entries[key] = _file_entry(tmp / fname, (targets or {}).get(key, [key]))
         extras = {}
         if labels is not None:
             (tmp / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
@@ -156,14 +153,16 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
             "extra": extra or {},
             "extra_files": extras,
         }
-        atomic_write_json(tmp / MANIFEST, to_jsonable(manifest))
+        manifest = to_jsonable(manifest)
+        atomic_write_json(tmp / MANIFEST, manifest)
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if zip_path is not None:
         write_zip(out, zip_path)
-    return out
+    manifest["_dir"] = str(out)
+    return manifest
 
 
 def _source_entry(source) -> Optional[dict]:
@@ -177,16 +176,6 @@ def _source_entry(source) -> Optional[dict]:
     if p.is_dir():
         return {"path": str(p), "sha256": tree_sha256(p)}
     raise ModelFormatError(f"source {source} does not exist")
-
-
-def tree_sha256(root: Path) -> str:
-    """One hash over every file (relative path + content) below a folder, e.g. a SavedModel."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in sorted(p for p in Path(root).rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(root)).encode() + b"\0" + sha256_file(f).encode())
-    return h.hexdigest()
 
 
 def _replace_dir(new: Path, out: Path) -> None:
@@ -222,7 +211,7 @@ def write_zip(bundle_dir, zip_path) -> Path:
 
 def _extract_zip(zip_path: Path) -> Path:
     """Unpack a bundle zip into the cache (keyed by its hash) after checking every member name."""
-    from .probe import cache_dir
+    from ._io import cache_dir
 
     dest = cache_dir() / "bundles" / sha256_file(zip_path)
     if (dest / MANIFEST).is_file():

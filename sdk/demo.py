@@ -56,7 +56,7 @@ def _shipped_outputs() -> List[dict]:
     from edgeship import models
 
     return [{"path": str(models.path(n)), "format": "tflite", "quantization": q, "parity": None}
-            for n, q in (("shapes_cnn_fp32", "none"), ("shapes_cnn_int8", "int8"))]
+            for n, q in (("shapes_cnn_fp32", "fp32"), ("shapes_cnn_int8", "int8"))]
 
 
 def _check_targets(model_path: str, log: List[str]) -> List[dict]:
@@ -146,16 +146,16 @@ def demo_cmd(
     files = {}
     for r in rows:
         if r["path"].endswith((".tflite", ".onnx")) and r.get("shipped", True):
-            key = f"{Path(r['path']).suffix[1:]}-{r.get('quantization') or 'none'}"
+            key = f"{Path(r['path']).suffix[1:]}-{r['quantization']}"
             files.setdefault(key, r["path"])
     default = next((k for k in files if k.startswith("tflite-int8")), next(iter(files)))
-    bundle = write_bundle(out / "bundle", files, labels=LABELS, preprocessing=PREPROCESSING, source=src,
+    manifest = write_bundle(out / "bundle", files, labels=LABELS, preprocessing=PREPROCESSING, source=src,
                           default=default, zip_path=out / "bundle.zip", overwrite=True,
                           extra={"parity": [{"file": Path(r["path"]).name, "parity": r.get("parity")} for r in rows]})
     plot = _plot(rows, out / "latency.png")
     report = {"ok": all((r.get("parity") or {}).get("passed", True) for r in rows),
               "source": str(src), "conversion_report": (result or {}).get("report"),
-              "outputs": rows, "targets": target_rows, "bundle": str(bundle), "zip": str(out / "bundle.zip"),
+              "outputs": rows, "targets": target_rows, "bundle": manifest["_dir"], "zip": str(out / "bundle.zip"),
               "plot": plot, "notes": log, "seconds": round(time.perf_counter() - t0, 1)}
     atomic_write_json(out / "report.json", to_jsonable(report))
     if json_:

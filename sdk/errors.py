@@ -30,6 +30,14 @@ class TargetError(EdgeshipError):
     """A target cannot run or receive the model (incompatible, unreachable, unknown)."""
 
 
+class IncompatibleTargetError(TargetError):
+    """The model fails a target's check; ``report`` holds the check report (a dict) that says why."""
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
+
+
 class ConversionError(EdgeshipError):
     """A conversion could not be carried out (bad source, unsupported layer, bad calibration)."""
 
@@ -44,5 +52,5 @@ class ParityError(ConversionError):
 
 __all__ = [
     "EdgeshipError", "ModelFormatError", "InputSpecError", "MissingDependencyError",
-    "IntegrityError", "TargetError", "ConversionError", "ParityError",
+    "IntegrityError", "TargetError", "IncompatibleTargetError", "ConversionError", "ParityError",
 ]

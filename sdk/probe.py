@@ -15,15 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ._io import cache_dir
 from .errors import ModelFormatError
 
 PROBE_TIMEOUT_S = float(os.environ.get("EDGESHIP_PROBE_TIMEOUT", "120"))
 _EXIT_PY_ERROR = 3
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("EDGESHIP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "edgeship")
-    return Path(root)
 
 
 def _marker(sha256: str, backend: str) -> Path:

@@ -20,28 +20,12 @@ import numpy as np
 
 from ._io import sha256_bytes
 from .backends import available_backends, make_backend
+from .facts import sniff_format
 from .errors import InputSpecError, MissingDependencyError, ModelFormatError, TargetError
 from .spec import TensorSpec
 
 EDGETPU_LIB = "libedgetpu.so.1"
 _VERIFY_MODES = ("full", "structure", "none")
-
-
-def detect_format(path: Path, head: bytes) -> str:
-    """'tflite', 'onnx', 'bundle' or 'zip' from the content (the extension only breaks ties)."""
-    if path.is_dir():
-        return "bundle"
-    if head[4:8] == b"TFL3":
-        return "tflite"
-    if head[:4] == b"PK\x03\x04":
-        return "zip"
-    if path.suffix.lower() in (".tflite", ".lite"):
-        return "tflite"  # let the TFLite reader say precisely what is wrong
-    if path.suffix.lower() == ".onnx" or (head[:1] == b"\x08" and path.suffix.lower() not in (".tflite", ".lite")):
-        return "onnx"
-    raise ModelFormatError(
-        f"{path.name}: unknown model format; expected a TFLite flatbuffer (.tflite, identifier TFL3), "
-        f"an ONNX protobuf (.onnx) or an edgeship bundle directory/.zip; the file starts with {head[:8]!r}")
 
 
 def _edgetpu_delegate():
@@ -330,7 +314,7 @@ def _choose_backend(fmt: str, backend: str, content: bytes, threads, sha: str, d
 
 def _fastest(fmt: str, names: List[str], content: bytes, threads, sha: str) -> str:
     """Time each installed runtime on this very file (cached per file and thread count)."""
-    from .probe import cache_dir
+    from ._io import cache_dir
 
     cache = cache_dir() / "backend" / f"{sha}-{threads}.json"
     try:
@@ -407,7 +391,7 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
         content = p.read_bytes()
     except OSError as exc:
         raise ModelFormatError(f"{p}: cannot read: {exc}") from exc
-    fmt = detect_format(p, content[:16])
+    fmt = sniff_format(p, content[:16])
     if fmt in ("bundle", "zip"):
         raise ModelFormatError(f"{p.name}: a bundle may not contain another bundle")
     sha = sha256_bytes(content)

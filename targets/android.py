@@ -27,6 +27,8 @@ import numpy as np
 
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_bytes
 from ..errors import InputSpecError, ModelFormatError, ParityError
+from edgeship.facts import QuantMode
+
 from .profile import DeviceSpec, TargetProfile, register_target
 
 PathOrBytes = Union[str, os.PathLike, bytes]
@@ -62,7 +64,7 @@ ANDROID_PROFILE = TargetProfile(
     name="android",
     title="Android phone (LiteRT: CPU/XNNPACK, GPU delegate, NNAPI)",
     formats=frozenset({"tflite"}),
-    quantizations=frozenset({"none", "fp16", "dynamic", "int8"}),
+    quantizations=frozenset({QuantMode.FP32, QuantMode.FP16, QuantMode.DYNAMIC, QuantMode.INT8}),
     io_dtypes=frozenset({"float32", "int8", "uint8", "int32", "int64", "bool"}),
     supported_ops=None,
     runtimes=("litert",),

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence
 
-from .check import ModelFacts
+from edgeship.facts import ModelFacts
 
 CONV_OPS = {"CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D",
             "Conv", "Gemm", "MatMul", "ConvTranspose", "QLinearConv", "QLinearMatMul", "MatMulInteger",

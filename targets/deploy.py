@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Union
 
 from .._io import atomic_write_json, sha256_file
-from ..errors import InputSpecError, ModelFormatError, TargetError
+from ..errors import IncompatibleTargetError, InputSpecError, ModelFormatError, TargetError
 
 if TYPE_CHECKING:
     from .device_install import LocalWheel
@@ -212,7 +212,7 @@ def deploy(model: PathLike, target: str, out_dir: PathLike, *, labels: Optional[
     Example:
         >>> # deploy("kws_int8.tflite", "mcu", "out/kws_mcu").files
     """
-    from ..bundle import read_bundle, write_bundle
+    from ..bundle import write_bundle
     from . import check, get_target
 
     model = Path(model)
@@ -222,7 +222,7 @@ def deploy(model: PathLike, target: str, out_dir: PathLike, *, labels: Optional[
     report = check(model, profile)
     if not report.compatible:
         msgs = "; ".join(f"{p.message} (fix: {p.fix})" for p in report.blocking)
-        raise TargetError(f"{model.name} cannot be deployed to {target}: {msgs}")
+        raise IncompatibleTargetError(f"{model.name} cannot be deployed to {target}: {msgs}", report=report.to_dict())
     opts = dict(options, labels=list(labels) if labels else None, mean=mean, std=std, image=image)
     with tempfile.TemporaryDirectory(prefix="edgeship-deploy-") as tmp:
         stage = Path(tmp)
@@ -234,15 +234,15 @@ def deploy(model: PathLike, target: str, out_dir: PathLike, *, labels: Optional[
             sums = {f"{staged.subdir.name}/{p.relative_to(staged.subdir).as_posix()}": sha256_file(p)
                     for p in sorted(staged.subdir.rglob("*")) if p.is_file()}
             atomic_write_json(staged.subdir / "SHA256SUMS.json", sums)
-        out = write_bundle(out_dir, {k: str(v) for k, v in staged.files.items()}, labels=opts["labels"],
+        manifest = write_bundle(out_dir, {k: str(v) for k, v in staged.files.items()}, labels=opts["labels"],
                            source=model, overwrite=overwrite,
                            extra_dirs={staged.subdir.name: staged.subdir} if staged.subdir is not None else None,
                            extra={"target": target, "run_command": staged.run_command,
                                   "check": report.to_dict(), **staged.extra},
                            extra_files={k: (v if isinstance(v, bytes) else str(v)) for k, v in extra_files.items()},
                            targets={k: [target] for k in staged.files})
-    manifest = read_bundle(out)
-    return DeployResult(out, target, {k: e["path"] for k, e in manifest["files"].items()}, staged.run_command)
+    return DeployResult(Path(manifest["_dir"]), target, {k: e["path"] for k, e in manifest["files"].items()},
+                        staged.run_command)
 
 
 # --- SSH ---------------------------------------------------------------------------------

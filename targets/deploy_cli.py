@@ -61,18 +61,17 @@ def deploy(
     json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Write the deploy bundle for TARGET (files, manifest, README with the run command)."""
-    from edgeship.errors import TargetError
+    from edgeship.errors import IncompatibleTargetError
     from edgeship.targets.deploy import deploy as run_deploy
     from edgeship.targets.deploy import deploy_ssh
 
     try:
         result = run_deploy(model, target, out, labels=_labels(labels), mean=_floats(mean, "--mean"),
                             std=_floats(std, "--std"), overwrite=force)
-    except TargetError as exc:
-        if "cannot be deployed" not in str(exc):
-            raise
+    except IncompatibleTargetError as exc:
         if json:
-            emit_json({"ok": False, "error": {"type": "TargetError", "message": str(exc)}})
+            emit_json({"ok": False, "error": {"type": "IncompatibleTargetError", "message": str(exc)},
+                       "check": exc.report})
         else:
             console().print(f"[bold red]incompatible:[/] {exc}")
         raise typer.Exit(1)

@@ -87,14 +87,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def default_cache_dir() -> Path:
-    """``$EDGESHIP_CACHE_DIR``, else ``$XDG_CACHE_HOME/edgeship``, else ``~/.cache/edgeship``."""
-    if os.environ.get("EDGESHIP_CACHE_DIR"):
-        return Path(os.environ["EDGESHIP_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "edgeship"
-
-
 # --- where the running edgeship comes from ---------------------------------------------------
 def _package_dir() -> Path:
     import edgeship
@@ -263,7 +255,9 @@ def local_wheel(cache_dir: Optional[Path] = None) -> LocalWheel:
     """
     from .. import __version__
 
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    from .._io import cache_dir as cache_root
+
+    cache = Path(cache_dir) if cache_dir is not None else cache_root()
     tree = find_source_tree()
     wheel = _build_from_source(*tree, __version__, cache) if tree else _from_installed(__version__, cache)
     got = wheel_metadata(wheel.path).get("Version")
@@ -344,5 +338,5 @@ def model_format(path: Path) -> str:
 
 
 __all__ = ["LocalWheel", "local_wheel", "find_source_tree", "source_hash", "repack_installed", "wheel_metadata",
-           "core_requirements", "runtime_line", "device_requirements", "model_format", "default_cache_dir",
+           "core_requirements", "runtime_line", "device_requirements", "model_format", 
            "RUNTIME_PACKAGES"]

@@ -37,8 +37,10 @@ from typing import Dict, List, Optional, Tuple
 
 from edgeship.errors import TargetError
 
-from .check import (BOUNDARY_OPS, CheckReport, ModelFacts, OpFact, OpPlacement, Problem, generic_check,
-                    read_facts, which_path)
+from edgeship.facts import BOUNDARY_OPS, ModelFacts, OpFact, QuantMode, read_facts
+
+from .check import (CheckReport, OpPlacement, Problem, generic_check,
+                    which_path)
 from .profile import DeviceSpec, TargetProfile, register_target
 
 CUSTOM_OP = "edgetpu-custom-op"
@@ -96,7 +98,7 @@ PROFILE = TargetProfile(
     name="edgetpu",
     title="Coral Edge TPU (USB / M.2 / Dev Board)",
     formats=frozenset({"tflite"}),
-    quantizations=frozenset({"int8"}),
+    quantizations=frozenset({QuantMode.INT8}),
     io_dtypes=frozenset({"int8", "uint8", "float32"}),   # float I/O: boundary quantize runs on the CPU
     supported_ops=frozenset(EDGETPU_OPS) | {CUSTOM_OP},
     op_limits={op: {"note": note} for op, note in EDGETPU_OPS.items() if note},
@@ -143,15 +145,11 @@ def is_compiled(model) -> bool:
     if isinstance(model, ModelFacts):
         return any(op.op == CUSTOM_OP for op in model.ops)
     if isinstance(model, (bytes, bytearray, memoryview)):
-        from edgeship.tflite_schema import read_tflite
-
-        return read_tflite(bytes(model)).is_edgetpu_compiled
+        return read_facts(Path("model.tflite"), data=bytes(model)).edgetpu_compiled
     path = Path(model)
     if not path.is_file() or path.suffix.lower() != ".tflite":
         return False
-    from edgeship.tflite_schema import read_tflite
-
-    return read_tflite(path.read_bytes()).is_edgetpu_compiled
+    return read_facts(path).edgetpu_compiled
 
 
 def require_delegate(model_path) -> None:
@@ -497,7 +495,7 @@ def check_edgetpu(model_path, profile=PROFILE, *, use_compiler: bool = True) -> 
         return report
     predict_placement(facts, report)
     for t in facts.inputs + facts.outputs:
-        if t.dtype.startswith("float") and facts.quantization == "int8":
+        if t.dtype.startswith("float") and facts.quantization is QuantMode.INT8:
             report.add(Problem("dtype", t.name, f"{t.name!r} is {t.dtype}: the quantize/dequantize at the "
                                                 "boundary runs on the CPU", "re-convert with --quantize int8 "
                                                 "--io-dtype int8 (or uint8) to skip it", blocking=False))

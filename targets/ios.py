@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from typing import Optional
 
+from edgeship.facts import QuantMode
+
 from .profile import DeviceSpec, TargetProfile, register_target
 
 IOS_PROFILE = TargetProfile(
     name="ios",
     title="iPhone / iPad (Core ML, or LiteRT with the Core ML / Metal delegate)",
     formats=frozenset({"coreml", "tflite"}),
-    quantizations=frozenset({"none", "fp16", "dynamic", "int8"}),
+    quantizations=frozenset({QuantMode.FP32, QuantMode.FP16, QuantMode.DYNAMIC, QuantMode.INT8}),
     io_dtypes=frozenset({"float32", "float16", "int32", "int8", "uint8"}),
     supported_ops=None,
     runtimes=("coreml", "litert"),

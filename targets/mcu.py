@@ -38,6 +38,8 @@ import numpy as np
 from .._deps import require
 from .._io import atomic_write_text, sha256_bytes
 from ..errors import InputSpecError, TargetError
+from edgeship.facts import QuantMode
+
 from .profile import DeviceSpec, TargetProfile, register_target
 
 PathOrBytes = Union[str, os.PathLike, bytes]
@@ -121,7 +123,7 @@ MCU_PROFILE = TargetProfile(
     name="mcu",
     title="Microcontroller (Cortex-M, TensorFlow Lite Micro)",
     formats=frozenset({"tflite"}),
-    quantizations=frozenset({"int8", "none"}),
+    quantizations=frozenset({QuantMode.INT8, QuantMode.FP32}),
     io_dtypes=TFLM_IO_DTYPES,
     supported_ops=frozenset(TFLM_BUILTIN_OPS) | frozenset(TFLM_CUSTOM_OPS),
     max_tensor_rank=6,
@@ -499,18 +501,12 @@ class LatencyEstimate:
 
 
 def count_macs(model: PathOrBytes) -> int:
-    """MACs of one inference as ``edgeship.inspect`` counts them."""
-    data = _model_bytes(model)
-    from .. import inspect as es_inspect
+    """MACs of one inference, from :func:`edgeship.facts.read_facts` (the ``inspect`` figure)."""
+    from ..facts import read_facts
 
     if isinstance(model, (bytes, bytearray, memoryview)):
-        with tempfile.TemporaryDirectory() as d:
-            p = Path(d) / "model.tflite"
-            p.write_bytes(data)
-            info = es_inspect.inspect_model(p)
-    else:
-        info = es_inspect.inspect_model(model)
-    return int(info["macs_total"])
+        return read_facts(Path("model.tflite"), data=bytes(model)).macs_total
+    return read_facts(model).macs_total
 
 
 def estimate_latency(macs: int) -> List[LatencyEstimate]:
@@ -575,13 +571,15 @@ def check_mcu(model_path, profile: TargetProfile = MCU_PROFILE):
     is raised when it exceeds the board's SRAM; MACs give ``report.estimate``.
     """
     from .._deps import available
+    from ..facts import read_facts
     from .check import Problem, generic_check
 
-    report = generic_check(model_path, profile)
+    facts = read_facts(model_path)
+    report = generic_check(model_path, profile, facts=facts)
     if report.format != "tflite":
         return report
     try:
-        _check_static(_read(Path(str(model_path)).read_bytes()))
+        _check_static(facts.raw)
     except TargetError as exc:
         report.add(Problem("dynamic_shape", Path(str(model_path)).name, str(exc),
                            "re-convert with a fixed input shape"))
@@ -591,12 +589,9 @@ def check_mcu(model_path, profile: TargetProfile = MCU_PROFILE):
         report.add(Problem("memory", Path(str(model_path)).name,
                            f"model file is {size} B; {profile.device.cpu} has {flash} B of flash",
                            "re-convert with --quantize int8 or use a smaller model"))
-    try:
-        macs = count_macs(model_path)
-        report.estimate = {"macs": macs, "band": list(LATENCY_BAND),
-                           "latency_ms": [asdict(e) for e in estimate_latency(macs)]}
-    except ImportError:
-        report.notes.append("edgeship.inspect unavailable: no latency estimate")
+    macs = facts.macs_total
+    report.estimate = {"macs": macs, "band": list(LATENCY_BAND),
+                       "latency_ms": [asdict(e) for e in estimate_latency(macs)]}
     if not report.compatible:
         return report
     if not available("tflite_micro"):

@@ -13,9 +13,11 @@ from __future__ import annotations
 import platform
 
 from .check import generic_check
+from edgeship.facts import QuantMode
+
 from .profile import DeviceSpec, TargetProfile, register_target
 
-ALL_QUANTIZATIONS = frozenset({"none", "fp16", "dynamic", "int8", "int16x8", "mixed"})
+ALL_QUANTIZATIONS = frozenset(QuantMode)
 ALL_DTYPES = frozenset({"float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool",
                         "string"})
 

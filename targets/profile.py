@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, Optional, Tuple
 
+from edgeship.facts import QuantMode
+
 
 @dataclass(frozen=True)
 class DeviceSpec:
@@ -27,7 +29,7 @@ class TargetProfile:
     name: str                                   # "rpi4", "edgetpu", "null", ...
     title: str                                  # human name
     formats: FrozenSet[str]                     # {"tflite", "onnx", "coreml"}
-    quantizations: FrozenSet[str]               # {"none","fp16","dynamic","int8","int16x8"}
+    quantizations: FrozenSet[QuantMode]         # edgeship.facts.QuantMode members
     io_dtypes: FrozenSet[str]                   # allowed input/output dtypes
     supported_ops: Optional[FrozenSet[str]]     # None = every op the runtime has
     op_limits: Dict[str, dict] = field(default_factory=dict)   # op -> {max_version, notes...}

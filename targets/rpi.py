@@ -28,7 +28,9 @@ from dataclasses import replace
 
 from edgeship.errors import TargetError
 
-from .check import CheckReport, ModelFacts, generic_check, read_facts
+from edgeship.facts import ModelFacts, QuantMode, read_facts
+
+from .check import CheckReport, generic_check
 from .costmodel import PI4_ANCHORS, CostParams, OpCost, leave_one_out, op_costs, predict_seconds
 from .profile import DeviceSpec, TargetProfile, register_target
 
@@ -45,7 +47,7 @@ INSTALL = (
 
 _COMMON = dict(
     formats=frozenset({"tflite", "onnx"}),
-    quantizations=frozenset({"none", "fp16", "dynamic", "int8", "int16x8", "mixed"}),
+    quantizations=frozenset(QuantMode),
     io_dtypes=frozenset({"float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool"}),
     supported_ops=None,
     memory_limit_bytes=1 * GIB,   # smallest board sold; larger boards have 2-16 GiB
@@ -143,7 +145,7 @@ def estimate(model, target: str = "rpi4", *, threads: int = 4) -> dict:
     if facts.format == "onnx":
         rel *= 1.5
         why.append("calibrated on XNNPACK; onnxruntime's ARM kernels differ: band x1.5")
-    if facts.quantization == "int16x8":
+    if facts.quantization is QuantMode.INT16X8:
         rel *= 2
         why.append("int16x8 runs on reference kernels, not XNNPACK: band x2")
     if target == "rpi5":
@@ -176,9 +178,9 @@ def _check_pi(model_path, profile: TargetProfile) -> CheckReport:
     report = generic_check(model_path, profile, facts=facts, placement="cpu")
     report.estimate = estimate(facts, profile.name)
     report.notes.append("runtime: " + runtime_advice(facts))
-    if facts.quantization == "int16x8":
+    if facts.quantization is QuantMode.INT16X8:
         report.notes.append("int16x8 models run on TFLite reference kernels (no XNNPACK): expect them to be slow")
-    if facts.quantization == "dynamic":
+    if facts.quantization is QuantMode.DYNAMIC:
         report.notes.append("dynamic-range models quantize activations at run time; full int8 is usually faster")
     return report
 

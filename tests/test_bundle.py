@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import zipfile
 
 import numpy as np
@@ -16,11 +17,11 @@ PRE = {"type": "image", "size": [32, 32], "color": "GRAY", "scale": 1 / 255}
 
 @pytest.fixture()
 def bundle(weights, tmp_path):
-    return write_bundle(tmp_path / "b", {"tflite-int8": weights / "shapes_cnn_int8.tflite",
+    return Path(write_bundle(tmp_path / "b", {"tflite-int8": weights / "shapes_cnn_int8.tflite",
                                          "tflite-fp32": weights / "shapes_cnn_fp32.tflite"},
                         labels=["circle", "square", "triangle"], preprocessing=PRE,
                         source=weights / "shapes_cnn.keras", targets={"tflite-int8": ["rpi4", "edgetpu"]},
-                        extra_files={"README.md": b"# device readme\n"})
+                        extra_files={"README.md": b"# device readme\n"})["_dir"])
 
 
 def test_manifest_contents(bundle, weights):
@@ -98,7 +99,7 @@ def test_never_replaces_user_data(weights, tmp_path):
     with pytest.raises(ModelFormatError, match="not an edgeship bundle"):
         write_bundle(user, {"m": weights / "shapes_cnn_int8.tflite"}, overwrite=True)
     assert (user / "thesis.tex").read_text() == "precious"
-    b = write_bundle(tmp_path / "b", {"m": weights / "shapes_cnn_int8.tflite"})
+    b = Path(write_bundle(tmp_path / "b", {"m": weights / "shapes_cnn_int8.tflite"})["_dir"])
     with pytest.raises(ModelFormatError, match="overwrite"):
         write_bundle(b, {"m": weights / "shapes_cnn_fp32.tflite"})
     write_bundle(b, {"m": weights / "shapes_cnn_fp32.tflite"}, overwrite=True)
@@ -122,7 +123,7 @@ def test_extra_dir_is_checksummed_and_zipped(weights, tmp_path):
     (assets / "sub").mkdir(parents=True)
     (assets / "model.tflite").write_bytes((weights / "shapes_cnn_int8.tflite").read_bytes())
     (assets / "sub" / "labels.txt").write_text("a\nb\n")
-    b = write_bundle(tmp_path / "b", {"m": weights / "shapes_cnn_int8.tflite"}, extra_dirs={"assets": assets})
+    b = Path(write_bundle(tmp_path / "b", {"m": weights / "shapes_cnn_int8.tflite"}, extra_dirs={"assets": assets})["_dir"])
     assert {"assets/model.tflite", "assets/sub/labels.txt"} <= set(read_bundle(b)["extra_files"])
     z = write_zip(b, tmp_path / "b.zip")
     with zipfile.ZipFile(z) as zf:

@@ -46,14 +46,14 @@ def test_every_tflite_format_loads_and_is_within_tolerance(converted, kws_data, 
     results, _ = converted
     rec = results[quant].outputs[0]
     assert rec.shipped and rec.parity["passed"], rec.parity["failures"]
-    assert rec.quantization == (quant or "none")
+    assert rec.quantization == (quant or "fp32")
     m = edgeship.load(rec.path)
     assert m.format == "tflite"
     _, val, labels = kws_data
     pred = m.predict(val[:4])
     ref = np.asarray(ds_cnn(val[:4]))
     assert pred.shape == ref.shape
-    tol = default_tolerance(f"tflite/{quant or 'none'}")
+    tol = default_tolerance(f"tflite/{quant or 'fp32'}")
     assert rec.parity["cosine"] >= tol["cosine_min"]
     assert rec.parity["top1_agreement"] >= tol["top1_min"]
     assert rec.parity["accuracy_source"] >= 0.8

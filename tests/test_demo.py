@@ -21,8 +21,8 @@ def test_demo_json_end_to_end(tmp_path):
     report = json.loads(lines[0])
     assert report["ok"] is True
     formats = {(o["format"], o["quantization"]) for o in report["outputs"]}
-    assert {("tflite", "none"), ("tflite", "fp16"), ("tflite", "dynamic"), ("tflite", "int8"),
-            ("tflite", "int16x8"), ("onnx", "none"), ("onnx", "int8")} <= formats
+    assert {("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "dynamic"), ("tflite", "int8"),
+            ("tflite", "int16x8"), ("onnx", "fp32"), ("onnx", "int8")} <= formats
     for o in report["outputs"]:
         p = o["parity"]
         assert p["passed"] and p["top1_agreement"] >= 0.95 and p["accuracy_output"] >= 0.9, o["exporter"]

@@ -80,7 +80,7 @@ def model():
 @pytest.mark.slow
 def test_deploy_installs_this_edgeship_as_a_wheel(device, model, tmp_path, monkeypatch):
     server, env = device
-    monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "bundle"
     res = CliRunner().invoke(app, [
         "deploy", str(model), "--target", "host", "-o", str(out),
@@ -176,7 +176,7 @@ def test_an_installed_edgeship_ships_its_wheel_or_repacks_it(tmp_path):
     # a python whose edgeship is that installed copy, not this source tree
     probe = ("import json, edgeship; from edgeship.targets.device_install import local_wheel; "
              "w = local_wheel(); print(json.dumps(dict(w.to_dict(), path=str(w.path), file=edgeship.__file__)))")
-    env = dict(os.environ, PYTHONPATH=str(site), EDGESHIP_CACHE_DIR=str(tmp_path / "cache2"))
+    env = dict(os.environ, PYTHONPATH=str(site), EDGESHIP_CACHE=str(tmp_path / "cache2"))
 
     def run():
         out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=tmp_path)
@@ -202,7 +202,7 @@ def test_an_installed_edgeship_ships_its_wheel_or_repacks_it(tmp_path):
 @pytest.mark.skipif(os.environ.get("EDGESHIP_TEST_NETWORK") != "1",
                     reason="set EDGESHIP_TEST_NETWORK=1 to pip-install the device's requirements from the index")
 def test_deploy_into_a_bare_device_over_the_network(model, tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))
     python = "/usr/bin/python3" if Path("/usr/bin/python3").is_file() else str(BASE_PYTHON)
     server, stop = start_server(tmp_path / "ssh")
     try:

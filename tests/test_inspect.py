@@ -17,13 +17,13 @@ def test_shapes_cnn_macs_by_hand(weights):
     assert info["params"] == (9 * 16 + 16) + (9 * 16 * 32 + 32) + (9 * 32 * 48 + 48) + (48 * 3 + 3) + 2  # + MEAN's axes
     assert info["quantization"] == "int8"
     assert info["inputs"][0]["quantization"]["zero_point"] == [-128]
-    assert info["min_runtime_version"] and info["memory"]["activations_peak_bytes"] > 0
+    assert info["min_runtime_version"] and info["memory"]["peak_activation_bytes"] > 0
     assert {o["op"] for o in info["operators"]} >= {"CONV_2D", "MAX_POOL_2D", "FULLY_CONNECTED"}
 
 
 def test_float_model_classification(weights):
     info = inspect_model(weights / "shapes_cnn_fp32.tflite")
-    assert info["quantization"] == "float32" and info["weight_dtypes"].get("float32")
+    assert info["quantization"] == "fp32" and info["weight_dtypes"].get("float32")
 
 
 def test_onnx_inspection(tmp_path):
@@ -42,7 +42,7 @@ def test_shared_models(shared_dir):
     twin = inspect_model(shared_dir / "models/edgetpu/mobilenet_v1_0.25_128_quant_edgetpu.tflite")
     assert twin["edgetpu_compiled"] and "edgetpu-custom-op" in twin["custom_ops"]
     cpu = inspect_model(shared_dir / "models/edgetpu/mobilenet_v1_0.25_128_quant.tflite")
-    assert not cpu["edgetpu_compiled"] and cpu["quantization"] == "uint8"
+    assert not cpu["edgetpu_compiled"] and cpu["quantization"] == "int8" and cpu["inputs"][0]["dtype"] == "uint8"
     yunet = inspect_model(shared_dir / "models/yunet/yunet_n_320_320.onnx")
     assert yunet["macs_total"] > 10_000_000 and yunet["opsets"]["ai.onnx"] == 11
 

@@ -130,7 +130,7 @@ def test_fp32_passthrough_keeps_names_and_can_change_opset(src, valid, tmp_path)
     model = onnx.load_from_string(data)
     assert {o.domain: o.version for o in model.opset_import}[""] == 17
     assert [i.name for i in model.graph.input] == ["image"]
-    rep = check_parity(src, write(tmp_path, "fp32.onnx", data), valid, fmt_key="onnx/none")
+    rep = check_parity(src, write(tmp_path, "fp32.onnx", data), valid, fmt_key="onnx/fp32")
     assert rep.passed and rep.max_abs < 1e-5
 
 

@@ -56,7 +56,7 @@ def test_keras_to_onnx_fp32(keras_model, images, tmp_path):
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["edgeship.source_sha256"] == src.sha256 and meta["edgeship.source_kind"] == "keras"
     rep = check_parity(src, write(tmp_path, "k.onnx", data), samples(src.inputs[0].name, images[:6]),
-                       fmt_key="onnx/none")
+                       fmt_key="onnx/fp32")
     print(f"\nkeras -> onnx: {rep.summary()}")
     assert rep.passed, rep.failures
 
@@ -84,7 +84,7 @@ def test_keras_exported_saved_model_to_onnx(keras_model, images, tmp_path):
     assert src.kind == "saved_model" and not src.legacy
     data = export_onnx_fp32(src, {})
     rep = check_parity(src, write(tmp_path, "sm.onnx", data), samples(src.inputs[0].name, images[:6]),
-                       fmt_key="onnx/none")
+                       fmt_key="onnx/fp32")
     print(f"\nsaved_model -> onnx: {rep.summary()}")
     assert rep.passed, rep.failures
 
@@ -96,7 +96,7 @@ def test_float_tflite_to_onnx(keras_model, images, tmp_path):
     src = load_source(write(tmp_path, "k.tflite", tfl))
     data = export_onnx_fp32(src, {})
     rep = check_parity(src, write(tmp_path, "tfl.onnx", data), samples(src.inputs[0].name, images[:1]),
-                       fmt_key="onnx/none")
+                       fmt_key="onnx/fp32")
     print(f"\ntflite -> onnx: {rep.summary()}")
     assert rep.passed, rep.failures
 
@@ -123,14 +123,14 @@ def test_legacy_mlperf_saved_model_to_every_onnx_format(legacy, tmp_path):
     # Three of the 20 held-out clips have a top-2 margin < 0.07 in the float model, so one flip
     # costs 5 % of top-1 agreement: quantized outputs get top1_min 0.85 and an accuracy budget.
     relaxed = {"top1_min": 0.85, "acc_drop": 0.10}
-    for quant, fn, opts in (("none", export_onnx_fp32, {}), ("dynamic", export_onnx_dynamic, {}),
+    for quant, fn, opts in (("fp32", export_onnx_fp32, {}), ("dynamic", export_onnx_dynamic, {}),
                             ("int8", export_onnx_int8, {"calibration": cal})):
         out = write(tmp_path, f"kws_{quant}.onnx", fn(src, opts))
         rep = check_parity(src, out, val, labels=val_y, fmt_key=f"onnx/{quant}",
-                           tolerance=None if quant == "none" else relaxed)
+                           tolerance=None if quant == "fp32" else relaxed)
         figures[quant] = rep
         print(f"\nlegacy KWS -> onnx/{quant}: {rep.summary()} rel_max_abs={rep.rel_max_abs:.4g}")
         assert rep.passed, rep.failures
-    assert figures["none"].max_abs < 1e-5
+    assert figures["fp32"].max_abs < 1e-5
     # real speech features: the float model is right on 15 of these 20 (43 of all 50 clips, 86 %)
-    assert figures["none"].accuracy_source >= 0.7
+    assert figures["fp32"].accuracy_source >= 0.7

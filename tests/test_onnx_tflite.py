@@ -43,7 +43,7 @@ def test_onnx_cnn_to_tflite_offline_with_onnx_layout_and_names(no_network, tmp_p
     model = edgeship.load(path)
     assert [(s.name, tuple(s.shape)) for s in model.inputs] == [("image", (1, 3, 16, 16))]
     assert [s.name for s in model.outputs] == ["logits"]
-    rep = check_parity(src, path, samples("image", image_batch(6, seed=2, shape=(3, 16, 16))), fmt_key="tflite/none")
+    rep = check_parity(src, path, samples("image", image_batch(6, seed=2, shape=(3, 16, 16))), fmt_key="tflite/fp32")
     print(f"\nonnx -> tflite: {rep.summary()}")
     assert rep.passed, rep.failures
 
@@ -58,7 +58,7 @@ def test_yunet_to_tflite_keeps_twelve_outputs_in_order(shared_dir, no_network, t
     path = write(tmp_path, "yunet.tflite", export_tflite_from_onnx(src, {}))
     assert [s.name for s in edgeship.load(path).outputs] == [s.name for s in src.outputs]
     val = samples("input", image_batch(2, seed=3, shape=(3, 320, 320)) * 127.0 + 127.0)
-    rep = check_parity(src, path, val, fmt_key="tflite/none")
+    rep = check_parity(src, path, val, fmt_key="tflite/fp32")
     print(f"\nyunet onnx -> tflite: {rep.summary()}")
     assert rep.passed, rep.failures
 

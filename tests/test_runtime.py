@@ -131,7 +131,7 @@ def test_auto_backend_measures_and_caches(weights):
 
     content = (weights / "shapes_cnn_int8.tflite").read_bytes()
     assert _fastest("tflite", ["litert"], content, 1, "sha-test") == "litert"
-    from edgeship.probe import cache_dir
+    from edgeship._io import cache_dir
     import json
 
     rec = json.loads((cache_dir() / "backend" / "sha-test-1.json").read_text())

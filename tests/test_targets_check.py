@@ -7,7 +7,8 @@ import pytest
 
 from edgeship.errors import ModelFormatError
 from edgeship.targets import check
-from edgeship.targets.check import generic_check, peak_activation_bytes, read_facts
+from edgeship.facts import peak_activation_bytes, read_facts
+from edgeship.targets.check import generic_check
 from edgeship.targets.profile import TargetProfile
 
 from tests._targets_helpers import session_small_models
@@ -38,7 +39,7 @@ def test_null_accepts_every_small_model(small):
 
 def test_quantization_mode_detection(small):
     assert read_facts(small["int8"]).quantization == "int8"
-    assert read_facts(small["fp32"]).quantization == "none"
+    assert read_facts(small["fp32"]).quantization == "fp32"
 
 
 def test_quantization_rule_names_the_fix(small):
@@ -140,9 +141,8 @@ def test_shared_models_quantization_modes(shared_dir):
 @pytest.mark.shared
 def test_onnx_model_on_cpu_targets_and_rejected_by_edgetpu(shared_dir):
     onnx_path = shared_dir / "models" / "yunet" / "yunet_n_320_320.onnx"
-    pytest.importorskip("onnx")
     facts = read_facts(onnx_path)
-    assert facts.format == "onnx" and facts.quantization == "none" and facts.params_bytes > 100_000
+    assert facts.format == "onnx" and facts.quantization == "fp32" and facts.params_bytes > 100_000
     assert check(onnx_path, "null").compatible
     r = check(onnx_path, "edgetpu")
     assert not r.compatible and r.problems[0].kind == "format"

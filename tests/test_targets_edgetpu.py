@@ -6,7 +6,7 @@ import pytest
 from edgeship.errors import TargetError
 from edgeship.targets import check
 from edgeship.targets import edgetpu
-from edgeship.targets.check import read_facts
+from edgeship.facts import read_facts
 
 from tests._targets_helpers import FAKE_COMPILER_LOG, install_fake_compiler, session_small_models
 

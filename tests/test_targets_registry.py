@@ -14,7 +14,7 @@ from edgeship.targets.profile import TargetProfile
 
 from tests._targets_helpers import session_small_models
 
-KNOWN_QUANT = {"none", "fp16", "dynamic", "int8", "int16x8", "mixed"}
+KNOWN_QUANT = {"fp32", "fp16", "dynamic", "int8", "int16x8", "mixed"}
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 
 from edgeship.errors import TargetError
 from edgeship.targets import check, get_target
-from edgeship.targets.check import read_facts
+from edgeship.facts import read_facts
 from edgeship.targets.costmodel import PI4_ANCHORS, op_costs, summarize
 from edgeship.targets.rpi import ANCHOR_COSTS, calibration, estimate
 

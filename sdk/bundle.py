@@ -37,7 +37,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Iterable, List, Mapping, Optional, Tuple, Union
 
 from ._io import (atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file, to_jsonable, tree_sha256,
                   versions)

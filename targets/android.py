@@ -27,9 +27,9 @@ import numpy as np
 
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_bytes
 from ..errors import InputSpecError, ModelFormatError, ParityError
-from edgeship.facts import QuantMode
+from ..facts import QuantMode
 
-from .profile import DeviceSpec, TargetProfile, register_target
+from .profile import DeviceSpec, Staged, TargetProfile, register_target
 
 PathOrBytes = Union[str, os.PathLike, bytes]
 
@@ -375,7 +375,7 @@ def _readme(name, info, gpu: GpuReport, fp16_report, has_labels, sha) -> str:
 # --- check ---------------------------------------------------------------------------------
 def check_android(model_path, profile: TargetProfile = ANDROID_PROFILE):
     """Generic rules, then GPU placement per op (CPU fallback listed, never blocking)."""
-    from .check import OpPlacement, generic_check
+    from .rules import OpPlacement, generic_check
 
     report = generic_check(model_path, profile)
     if report.format != "tflite":
@@ -389,7 +389,23 @@ def check_android(model_path, profile: TargetProfile = ANDROID_PROFILE):
     return report
 
 
-register_target(ANDROID_PROFILE, check_android)
+def bundle_android(model: Path, stage: Path, options: dict) -> Staged:
+    """``edgeship deploy --target android``: the ``assets/`` drop-in folder."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", model.stem) or "model"
+    out = android_assets(model, stage, name=name, labels=options.get("labels"), mean=options.get("mean"),
+                         std=options.get("std"), image=bool(options.get("image")),
+                         fp16=options.get("fp16", True))
+    files = {"android": out["model"]}
+    if "model_fp16" in out:
+        files["android-fp16"] = out["model_fp16"]
+    return Staged(files=files, extra_files={"gpu_compatibility.json": out["gpu_compatibility"]},
+                  readme=out["readme"].read_text(), run_command="copy assets/ into app/src/main/assets/",
+                  subdir=stage / "assets")
+
+
+ANDROID_PROFILE = register_target(ANDROID_PROFILE, check_android, bundle_android)
 
 __all__ = ["ANDROID_PROFILE", "GPU_DELEGATE_OPS", "NNAPI_NOTES", "GpuReport", "GpuOp", "gpu_op_problem",
            "gpu_compatibility", "make_fp16", "fp16_parity", "android_assets", "check_android"]

@@ -17,11 +17,12 @@ the edgeship running here into a venv on the device (``~/.edgeship/venv``; edges
 any package index) with the target's runtime pip line, runs ``python -m edgeship bench MODEL
 --json`` there and returns the parsed JSON (``--no-install``: use the device's edgeship as is).
 
-Bundlers are plain functions registered per target name (``@bundler("mcu")``).
+A target's bundler is part of its profile (``TargetProfile.bundler``, next to its check, in the
+target's own module); targets without one get the generic bundle (model + README).
 
 Example:
-    >>> from edgeship.targets.deploy import BUNDLERS
-    >>> sorted(k for k in BUNDLERS if k in ("android", "ios", "mcu"))
+    >>> from edgeship.targets import get_target
+    >>> sorted(n for n in ("android", "ios", "mcu", "rpi4") if get_target(n).bundler is not None)
     ['android', 'ios', 'mcu']
 """
 from __future__ import annotations
@@ -31,12 +32,13 @@ import os
 import re
 import shlex
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
 
 from .._io import atomic_write_json, sha256_file
 from ..errors import IncompatibleTargetError, InputSpecError, ModelFormatError, TargetError
+from .profile import Staged, TargetProfile
 
 if TYPE_CHECKING:
     from .device_install import LocalWheel
@@ -44,128 +46,15 @@ if TYPE_CHECKING:
 PathLike = Union[str, os.PathLike]
 
 
-@dataclass
-class Staged:
-    """What a bundler prepared: model files by key, extra files, the README, a sub-folder."""
-
-    files: Dict[str, Path]
-    extra_files: Dict[str, Union[Path, bytes]] = field(default_factory=dict)
-    readme: str = ""
-    run_command: str = ""
-    subdir: Optional[Path] = None       # copied as <bundle>/<subdir.name>/ (android assets/)
-    extra: dict = field(default_factory=dict)
-
-
-BUNDLERS: Dict[str, Callable[..., Staged]] = {}
-
-
-def bundler(name: str) -> Callable:
-    """Register ``fn(model_path, staging_dir, options) -> Staged`` for target ``name``."""
-
-    def deco(fn):
-        if name in BUNDLERS:
-            raise RuntimeError(f"bundler {name!r} registered twice")
-        BUNDLERS[name] = fn
-        return fn
-
-    return deco
-
-
-# --- bundlers ----------------------------------------------------------------------
-def _bench_command(model_name: str, python: str = "python3") -> str:
+# --- the generic bundler --------------------------------------------------------------
+def bench_command(model_name: str, python: str = "python3") -> str:
+    """The command that runs and times a bundled model on a device (one JSON object on stdout)."""
     return f"{python} -m edgeship bench {shlex.quote(model_name)} --json"
 
 
-@bundler("android")
-def _android(model: Path, stage: Path, options: dict) -> Staged:
-    from .android import android_assets
-
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", model.stem) or "model"
-    out = android_assets(model, stage, name=name, labels=options.get("labels"), mean=options.get("mean"),
-                         std=options.get("std"), image=bool(options.get("image")),
-                         fp16=options.get("fp16", True))
-    files = {"android": out["model"]}
-    if "model_fp16" in out:
-        files["android-fp16"] = out["model_fp16"]
-    return Staged(files=files, extra_files={"gpu_compatibility.json": out["gpu_compatibility"]},
-                  readme=out["readme"].read_text(), run_command="copy assets/ into app/src/main/assets/",
-                  subdir=stage / "assets")
-
-
-@bundler("ios")
-def _ios(model: Path, stage: Path, options: dict) -> Staged:
-    from .ios import ios_readme
-
-    extra: Dict[str, Union[Path, bytes]] = {}
-    mlpackage = options.get("mlpackage")
-    if mlpackage:
-        from .coreml import zip_mlpackage
-
-        extra[Path(mlpackage).name + ".zip"] = zip_mlpackage(mlpackage)
-    return Staged(files={"ios": model}, extra_files=extra,
-                  readme=ios_readme(model.name, Path(mlpackage).name if mlpackage else None),
-                  run_command="add the .tflite to the Xcode target and load it with LiteRT's Interpreter")
-
-
-@bundler("mcu")
-def _mcu(model: Path, stage: Path, options: dict) -> Staged:
-    from . import mcu
-
-    report = mcu.mcu_report(model)
-    fw = mcu.export_firmware_files(model, stage / "firmware", arena_bytes=report["arena"]["recommended_bytes"])
-    readme = mcu_readme(model.name, report)
-    extra = {name: path for name, path in fw.items()}
-    report_path = stage / "mcu_report.json"
-    atomic_write_json(report_path, report)
-    extra["mcu_report.json"] = report_path
-    return Staged(files={"mcu": model}, extra_files=extra, readme=readme,
-                  run_command="build the firmware with model_data.cc and op_resolver.h (see README)",
-                  extra={"mcu": {"arena": report["arena"], "macs": report["macs"]}})
-
-
-def mcu_readme(model_name: str, report: dict) -> str:
-    a = report["arena"]
-    est = "\n".join(f"| {e['board']} ({e['core']}) | {e['ms']:.3g} ms | {e['low_ms']:.3g}-{e['high_ms']:.3g} ms |"
-                    for e in report["latency_estimates"])
-    return f"""# {model_name} on a Cortex-M microcontroller (TensorFlow Lite Micro)
-
-Files: `model_data.cc`/`model_data.h` (the model as a 16-byte aligned C array, byte-identical to
-`{model_name}`), `op_resolver.h` (the {len(report['ops'])} op registrations and `kTensorArenaSize`).
-
-```cpp
-#include "model_data.h"
-#include "op_resolver.h"
-#include "tensorflow/lite/micro/micro_interpreter.h"
-
-alignas(16) static uint8_t tensor_arena[kTensorArenaSize];
-
-EdgeshipOpResolver resolver;
-RegisterOps(resolver);
-tflite::MicroInterpreter interpreter(tflite::GetModel(g_model), resolver, tensor_arena, kTensorArenaSize);
-interpreter.AllocateTensors();
-// fill interpreter.input(0)->data.int8, then:
-interpreter.Invoke();
-```
-
-Tensor arena: **{a['min_bytes']} bytes** is the smallest arena TFLM ({a['tflm_version']}) allocated and ran
-this model with on the host ({a['host']}); `kTensorArenaSize` = {a['recommended_bytes']} adds the margin
-({a['margin_note']}).
-TFLM vs LiteRT on seeded inputs: max difference {report['parity']['max_abs_diff_raw']} (raw output units).
-
-Latency estimate ({report['macs']:,} MACs, scaled from the MLPerf Tiny DS-CNN results; a factor-of-two
-band, not a measurement):
-
-| board | estimate | band |
-|---|---|---|
-{est}
-"""
-
-
-def _generic(model: Path, stage: Path, options: dict, target: str) -> Staged:
-    from . import get_target
-
-    profile = get_target(target)
-    run = _bench_command(model.name)
+def _generic(model: Path, stage: Path, options: dict, profile: TargetProfile) -> Staged:
+    target = profile.name
+    run = bench_command(model.name)
     install = "\n".join(profile.install) or "pip install edgeship"
     readme = f"""# {model.name} on {profile.title}
 
@@ -226,8 +115,8 @@ def deploy(model: PathLike, target: str, out_dir: PathLike, *, labels: Optional[
     opts = dict(options, labels=list(labels) if labels else None, mean=mean, std=std, image=image)
     with tempfile.TemporaryDirectory(prefix="edgeship-deploy-") as tmp:
         stage = Path(tmp)
-        fn = BUNDLERS.get(target)
-        staged = fn(model, stage, opts) if fn else _generic(model, stage, opts, target)
+        staged = (profile.bundler(model, stage, opts) if profile.bundler is not None
+                  else _generic(model, stage, opts, profile))
         extra_files = dict(staged.extra_files)
         extra_files["README.md"] = staged.readme.encode("utf-8")
         if staged.subdir is not None:  # the drop-in folder lists its own checksums for app developers
@@ -467,5 +356,5 @@ def deploy_ssh(bundle_dir: PathLike, host: str, *, port: int = 22, identity: Opt
     return result
 
 
-__all__ = ["BUNDLERS", "bundler", "Staged", "DeployResult", "deploy", "deploy_ssh", "parse_host", "mcu_readme",
+__all__ = ["bench_command", "Staged", "DeployResult", "deploy", "deploy_ssh", "parse_host",
            "InstallPlan", "install_plan"]

@@ -39,7 +39,7 @@ from edgeship.errors import TargetError
 
 from edgeship.facts import BOUNDARY_OPS, ModelFacts, OpFact, QuantMode, read_facts
 
-from .check import (CheckReport, OpPlacement, Problem, generic_check,
+from .rules import (CheckReport, OpPlacement, Problem, generic_check,
                     which_path)
 from .profile import DeviceSpec, TargetProfile, register_target
 
@@ -530,7 +530,7 @@ def _run_compiler(model_path, report: CheckReport) -> None:
                            blocking=op not in BOUNDARY_OPS))
 
 
-register_target(PROFILE, check_edgetpu)
+PROFILE = register_target(PROFILE, check_edgetpu)
 
 __all__ = ["PROFILE", "EDGETPU_OPS", "compiler_path", "delegate_available", "is_compiled", "require_delegate",
            "load_delegate", "compile_model", "parse_compiler_log", "CompilerLog", "check_edgetpu", "op_reason",

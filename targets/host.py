@@ -16,7 +16,7 @@ import platform
 
 from edgeship._deps import available
 
-from .check import Problem, generic_check
+from .rules import Problem, generic_check
 from .null import ALL_DTYPES, ALL_QUANTIZATIONS
 from .profile import DeviceSpec, TargetProfile, register_target
 
@@ -63,4 +63,4 @@ def check_host(model_path, profile=PROFILE):
     return report
 
 
-register_target(PROFILE, check_host)
+PROFILE = register_target(PROFILE, check_host)

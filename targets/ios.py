@@ -11,11 +11,12 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Optional
+from pathlib import Path
+from typing import Dict, Optional, Union
 
 from edgeship.facts import QuantMode
 
-from .profile import DeviceSpec, TargetProfile, register_target
+from .profile import DeviceSpec, Staged, TargetProfile, register_target
 
 IOS_PROFILE = TargetProfile(
     name="ios",
@@ -37,7 +38,6 @@ IOS_PROFILE = TargetProfile(
     ),
 )
 
-register_target(IOS_PROFILE)
 
 
 def ios_readme(tflite_name: str, mlpackage_name: Optional[str] = None) -> str:
@@ -78,3 +78,19 @@ let output = try interpreter.output(at: 0)
 
 
 __all__ = ["IOS_PROFILE", "ios_readme"]
+
+
+def bundle_ios(model: Path, stage: Path, options: dict) -> Staged:
+    """``edgeship deploy --target ios``: the .tflite (+ a zipped Core ML package when given)."""
+    extra: Dict[str, Union[Path, bytes]] = {}
+    mlpackage = options.get("mlpackage")
+    if mlpackage:
+        from .coreml import zip_mlpackage
+
+        extra[Path(mlpackage).name + ".zip"] = zip_mlpackage(mlpackage)
+    return Staged(files={"ios": model}, extra_files=extra,
+                  readme=ios_readme(model.name, Path(mlpackage).name if mlpackage else None),
+                  run_command="add the .tflite to the Xcode target and load it with LiteRT's Interpreter")
+
+
+IOS_PROFILE = register_target(IOS_PROFILE, bundler=bundle_ios)

@@ -36,11 +36,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .._deps import require
-from .._io import atomic_write_text, sha256_bytes
+from .._io import atomic_write_json, atomic_write_text, sha256_bytes
 from ..errors import InputSpecError, TargetError
 from edgeship.facts import QuantMode
 
-from .profile import DeviceSpec, TargetProfile, register_target
+from .profile import DeviceSpec, Staged, TargetProfile, register_target
 
 PathOrBytes = Union[str, os.PathLike, bytes]
 
@@ -623,12 +623,64 @@ def check_mcu(model_path, profile: TargetProfile = MCU_PROFILE):
     return report
 
 
-register_target(MCU_PROFILE, check_mcu)
+def bundle_mcu(model: Path, stage: Path, options: dict) -> Staged:
+    """``edgeship deploy --target mcu``: firmware sources, TFLM report and README."""
+    report = mcu_report(model)
+    fw = export_firmware_files(model, stage / "firmware", arena_bytes=report["arena"]["recommended_bytes"])
+    readme = mcu_readme(model.name, report)
+    extra = {name: path for name, path in fw.items()}
+    report_path = stage / "mcu_report.json"
+    atomic_write_json(report_path, report)
+    extra["mcu_report.json"] = report_path
+    return Staged(files={"mcu": model}, extra_files=extra, readme=readme,
+                  run_command="build the firmware with model_data.cc and op_resolver.h (see README)",
+                  extra={"mcu": {"arena": report["arena"], "macs": report["macs"]}})
+
+
+def mcu_readme(model_name: str, report: dict) -> str:
+    a = report["arena"]
+    est = "\n".join(f"| {e['board']} ({e['core']}) | {e['ms']:.3g} ms | {e['low_ms']:.3g}-{e['high_ms']:.3g} ms |"
+                    for e in report["latency_estimates"])
+    return f"""# {model_name} on a Cortex-M microcontroller (TensorFlow Lite Micro)
+
+Files: `model_data.cc`/`model_data.h` (the model as a 16-byte aligned C array, byte-identical to
+`{model_name}`), `op_resolver.h` (the {len(report['ops'])} op registrations and `kTensorArenaSize`).
+
+```cpp
+#include "model_data.h"
+#include "op_resolver.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+
+alignas(16) static uint8_t tensor_arena[kTensorArenaSize];
+
+EdgeshipOpResolver resolver;
+RegisterOps(resolver);
+tflite::MicroInterpreter interpreter(tflite::GetModel(g_model), resolver, tensor_arena, kTensorArenaSize);
+interpreter.AllocateTensors();
+// fill interpreter.input(0)->data.int8, then:
+interpreter.Invoke();
+```
+
+Tensor arena: **{a['min_bytes']} bytes** is the smallest arena TFLM ({a['tflm_version']}) allocated and ran
+this model with on the host ({a['host']}); `kTensorArenaSize` = {a['recommended_bytes']} adds the margin
+({a['margin_note']}).
+TFLM vs LiteRT on seeded inputs: max difference {report['parity']['max_abs_diff_raw']} (raw output units).
+
+Latency estimate ({report['macs']:,} MACs, scaled from the MLPerf Tiny DS-CNN results; a factor-of-two
+band, not a measurement):
+
+| board | estimate | band |
+|---|---|---|
+{est}
+"""
+
+
+MCU_PROFILE = register_target(MCU_PROFILE, check_mcu, bundle_mcu)
 
 
 __all__ = [
     "TFLM_BUILTIN_OPS", "TFLM_CUSTOM_OPS", "DSCNN_MACS", "LATENCY_REFERENCES", "MCU_PROFILE",
-    "check_mcu", "OpSupport", "ArenaReport", "TFLMRun", "LatencyEstimate", "resolver_method", "check_tflm_ops",
+    "check_mcu", "bundle_mcu", "mcu_readme", "OpSupport", "ArenaReport", "TFLMRun", "LatencyEstimate", "resolver_method", "check_tflm_ops",
     "find_arena_size", "run_tflm", "c_array_source", "parse_c_array", "resolver_source",
     "export_firmware_files", "count_macs", "estimate_latency", "mcu_report",
 ]

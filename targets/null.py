@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import platform
 
-from .check import generic_check
+from .rules import generic_check
 from edgeship.facts import QuantMode
 
 from .profile import DeviceSpec, TargetProfile, register_target
@@ -39,4 +39,4 @@ def check_null(model_path, profile=PROFILE):
     return generic_check(model_path, profile, placement="cpu")
 
 
-register_target(PROFILE, check_null)
+PROFILE = register_target(PROFILE, check_null)

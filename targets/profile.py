@@ -1,13 +1,16 @@
 """Targets declared as data: what a device accepts, how fast it is, what runs it.
 
-Each target module builds one or more :class:`TargetProfile` and registers it
-with :func:`register_target`; adapters (check, estimate, run, deploy files) are
-plain functions next to the profile.
+Each target module builds one or more :class:`TargetProfile` and registers it with
+:func:`register_target`, handing over its ``checker`` (what ``edgeship check`` runs; default:
+the profile's declarative rules, :func:`edgeship.targets.rules.generic_check`) and its
+``bundler`` (what ``edgeship deploy`` writes; default: model + README). So one device's
+knowledge lives in one file.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Dict, FrozenSet, Optional, Tuple
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Dict, FrozenSet, Optional, Tuple, Union
 
 from edgeship.facts import QuantMode
 
@@ -41,17 +44,32 @@ class TargetProfile:
     device: DeviceSpec = field(default_factory=DeviceSpec)
     install: Tuple[str, ...] = ()               # exact commands for the device
     notes: Tuple[str, ...] = ()
+    # fn(model_path, profile) -> CheckReport; None = generic_check
+    checker: Optional[Callable] = field(default=None, compare=False, repr=False)
+    # fn(model_path, staging_dir, options) -> Staged; None = the generic bundle
+    bundler: Optional[Callable] = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class Staged:
+    """What a bundler prepared: model files by key, extra files, the README, a sub-folder."""
+
+    files: Dict[str, Path]
+    extra_files: Dict[str, Union[Path, bytes]] = field(default_factory=dict)
+    readme: str = ""
+    run_command: str = ""
+    subdir: Optional[Path] = None       # copied as <bundle>/<subdir.name>/ (android assets/)
+    extra: dict = field(default_factory=dict)
 
 
 TARGETS: Dict[str, TargetProfile] = {}
-CHECKERS: Dict[str, Callable] = {}
 
 
-def register_target(profile: TargetProfile, checker: Optional[Callable] = None) -> TargetProfile:
-    """Add a profile (and its check function ``checker(model_path, profile) -> dict``)."""
+def register_target(profile: TargetProfile, checker: Optional[Callable] = None,
+                    bundler: Optional[Callable] = None) -> TargetProfile:
+    """Add a profile, carrying its ``checker`` and ``bundler``; returns the registered profile."""
     if profile.name in TARGETS:
         raise RuntimeError(f"target {profile.name!r} registered twice")
+    profile = replace(profile, checker=checker or profile.checker, bundler=bundler or profile.bundler)
     TARGETS[profile.name] = profile
-    if checker is not None:
-        CHECKERS[profile.name] = checker
     return profile

@@ -30,7 +30,7 @@ from edgeship.errors import TargetError
 
 from edgeship.facts import ModelFacts, QuantMode, read_facts
 
-from .check import CheckReport, generic_check
+from .rules import CheckReport, generic_check
 from .costmodel import PI4_ANCHORS, CostParams, OpCost, leave_one_out, op_costs, predict_seconds
 from .profile import DeviceSpec, TargetProfile, register_target
 
@@ -185,7 +185,7 @@ def _check_pi(model_path, profile: TargetProfile) -> CheckReport:
     return report
 
 
-register_target(RPI4, _check_pi)
-register_target(RPI5, _check_pi)
+RPI4 = register_target(RPI4, _check_pi)
+RPI5 = register_target(RPI5, _check_pi)
 
 __all__ = ["RPI4", "RPI5", "INSTALL", "ANCHOR_COSTS", "calibration", "estimate", "runtime_advice"]

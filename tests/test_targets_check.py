@@ -8,7 +8,7 @@ import pytest
 from edgeship.errors import ModelFormatError
 from edgeship.targets import check
 from edgeship.facts import peak_activation_bytes, read_facts
-from edgeship.targets.check import generic_check
+from edgeship.targets.rules import generic_check
 from edgeship.targets.profile import TargetProfile
 
 from tests._targets_helpers import session_small_models

@@ -110,7 +110,7 @@ def test_cli_check_user_errors_exit_2(app, small, tmp_path):
 
 
 def test_cli_module_import_is_light():
-    code = ("import sys, edgeship.targets.cli, edgeship.targets; "
+    code = ("import sys, edgeship.cli.targets, edgeship.targets; "
             "print([m for m in ('tensorflow', 'onnx', 'torch', 'keras', 'cv2') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

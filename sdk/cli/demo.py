@@ -1,5 +1,8 @@
 """``edgeship demo``: the main job, end to end, on the model edgeship ships.
 
+It uses converters, targets and the model zoo, so it lives in the CLI layer (the top of the
+import graph), not in the light core.
+
 Source model (Keras ``shapes_cnn``) → every TFLite/ONNX format with a parity
 report against the source → target checks → benchmarks → a verified bundle,
 then one readable summary (and ``report.json`` + ``latency.png`` in the output
@@ -13,17 +16,17 @@ from typing import List, Optional
 
 import typer
 
-from ._cli_util import EXIT_FAILED_CHECK, console, emit_json, handle_errors
-from ._io import atomic_write_json, to_jsonable
+from .._io import atomic_write_json, to_jsonable
+from .console import EXIT_FAILED_CHECK, console, emit_json, handle_errors, json_option, rich_progress
 
 DEMO_TARGETS = ("host", "rpi4", "edgetpu", "android", "mcu")
 
 
 def _convert_all(src: Path, out: Path, c, log: List[str]):
     """Every applicable format from the Keras source, with parity; None when [convert] is missing."""
-    from ._deps import available
+    from .._deps import available
 
-    if not (available("tensorflow") and available("edgeship.converters")):
+    if not available("tensorflow"):
         log.append("converters unavailable (pip install 'edgeship[convert]'): using the shipped TFLite files")
         return None
     from edgeship.converters import convert
@@ -34,7 +37,7 @@ def _convert_all(src: Path, out: Path, c, log: List[str]):
     val_x, val_y = make_dataset(300, seed=11)     # held-out validation images + labels
     from edgeship.errors import ParityError
 
-    from ._io import stdout_to_stderr
+    from .._io import stdout_to_stderr
 
     c.print("[bold]1/5 convert[/] shapes_cnn.keras (batch fixed to 1) → every format, each checked against the source "
             f"(converter log: {out / 'convert.log'})")
@@ -60,11 +63,6 @@ def _shipped_outputs() -> List[dict]:
 
 
 def _check_targets(model_path: str, log: List[str]) -> List[dict]:
-    from ._deps import available
-
-    if not available("edgeship.targets.check"):
-        log.append("edgeship.targets unavailable: target checks skipped")
-        return []
     from edgeship import targets
 
     rows = []
@@ -74,7 +72,7 @@ def _check_targets(model_path: str, log: List[str]) -> List[dict]:
         except Exception as exc:  # a target that cannot judge this model says so in the table
             rows.append({"target": t, "compatible": False, "problems": [str(exc)]})
             continue
-        d = rep.to_dict() if hasattr(rep, "to_dict") else dict(rep)
+        d = rep.to_dict()
         placed = [o.get("placement") for o in d.get("ops") or [] if isinstance(o, dict)]
         rows.append({"target": t, "compatible": bool(d.get("compatible")),
                      "problems": [p.get("message", str(p)) if isinstance(p, dict) else str(p) for p in d.get("problems", [])],
@@ -108,27 +106,28 @@ def _plot(rows: List[dict], path: Path) -> Optional[str]:
     return str(path)
 
 
-@handle_errors()
+@handle_errors
 def demo_cmd(
     out: Path = typer.Option(Path("demo_out"), "-o", "--out", help="Folder for models, bundle and report."),
     runs: int = typer.Option(50, help="Timed runs per model in the benchmark."),
-    json_: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    json_: bool = json_option(),
 ):
     """Run the main job on the shipped model: convert, check parity, check targets, benchmark, bundle."""
     from rich.table import Table
 
     from edgeship import models
 
-    from .benchmark import benchmark
-    from .bundle import write_bundle
-    from .inspect import inspect_model
+    from ..benchmark import benchmark
+    from ..bundle import write_bundle
+    from ..inspect import inspect_model
 
     c = console()
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     log: List[str] = []
     src = models.path("shapes_cnn_keras")
-    result = _convert_all(src, out, c, log)
+    with rich_progress(enabled=not json_):
+        result = _convert_all(src, out, c, log)
     rows = _outputs_from_result(result) if result is not None else _shipped_outputs()
     c.print("[bold]2/5 inspect[/] and [bold]3/5 benchmark[/] each output (1 thread)")
     for r in rows:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import typer
 
-from edgeship._cli_util import EXIT_FAILED_CHECK, console, emit_json, handle_errors
+from .console import EXIT_FAILED_CHECK, console, emit_json, handle_errors, json_option
 
 
 def _profile_dict(p) -> dict:
     return {
-        "name": p.name, "title": p.title, "formats": sorted(p.formats), "quantizations": sorted(p.quantizations),
+        "name": p.name, "title": p.title, "formats": sorted(p.formats), "quantizations": sorted(map(str, p.quantizations)),
         "io_dtypes": sorted(p.io_dtypes),
         "supported_ops": None if p.supported_ops is None else sorted(p.supported_ops),
         "op_limits": p.op_limits, "max_tensor_rank": p.max_tensor_rank,
@@ -25,13 +25,13 @@ def _profile_dict(p) -> dict:
     }
 
 
-@handle_errors()
-def targets(json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout.")) -> None:
+@handle_errors
+def targets(json_: bool = json_option()) -> None:
     """List every target: formats, quantization modes, runtimes and device."""
-    from edgeship.targets import get_target, list_targets
+    from ..targets import get_target, list_targets
 
     profiles = [get_target(n) for n in list_targets()]
-    if json:
+    if json_:
         emit_json({"ok": True, "targets": [_profile_dict(p) for p in profiles]})
         return
     from rich.table import Table
@@ -42,23 +42,23 @@ def targets(json: bool = typer.Option(False, "--json", help="Print one JSON obje
     for p in profiles:
         dev = p.device.cpu + (f" + {p.device.accelerator}" if p.device.accelerator else "")
         ops = "all" if p.supported_ops is None else f"{len(p.supported_ops)} ops"
-        t.add_row(p.name, f"{p.title}\n{dev}", ", ".join(sorted(p.formats)), ", ".join(sorted(p.quantizations)),
+        t.add_row(p.name, f"{p.title}\n{dev}", ", ".join(sorted(p.formats)), ", ".join(sorted(map(str, p.quantizations))),
                   ops + (", static shapes" if p.static_shapes_required else ""),
                   ", ".join(p.runtimes) + (f" / {', '.join(p.delegates)}" if p.delegates else ""))
     console().print(t)
 
 
-@handle_errors()
+@handle_errors
 def check(
     model: str = typer.Argument(..., help="Path to a .tflite or .onnx model."),
     target: str = typer.Option(..., "--target", "-t", help="Target name (see `edgeship targets`)."),
-    json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    json_: bool = json_option(),
 ) -> None:
     """Is MODEL compatible with TARGET? Blocking problems with fixes, op placement, CPU fallback."""
-    from edgeship.targets import check as run_check
+    from ..targets import check as check_model
 
-    report = run_check(model, target)
-    if json:
+    report = check_model(model, target)
+    if json_:
         emit_json({"ok": True, **report.to_dict()})
     else:
         _print_report(report)

@@ -20,11 +20,11 @@ Conventions for target profiles (``targets/<name>.py``):
 * ``op_limits[op]`` may hold ``max_version`` (int), ``min_version`` (int) and
   ``note`` (str, shown with the problem).
 * ``memory_limit_bytes`` is compared with parameters + peak activations.
-* A checker is ``fn(model_path, profile) -> CheckReport``, registered with
-  ``register_target(profile, checker)``; without one :func:`generic_check` is used.
+* A checker is ``fn(model_path, profile) -> CheckReport``, carried by the profile
+  (``register_target(profile, checker)``); without one :func:`generic_check` is used.
 
 Example:
-    >>> from edgeship.targets.check import Problem
+    >>> from edgeship.targets.rules import Problem
     >>> Problem("dynamic_shape", "input", "input has a dynamic dimension", "make input shape static").blocking
     True
 """
@@ -33,10 +33,9 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional
 
-from edgeship.facts import (BOUNDARY_OPS, ModelFacts, OpFact, QuantMode, TensorFact,  # noqa: F401
-                            peak_activation_bytes, quantization_mode, read_facts)
+from edgeship.facts import ModelFacts, OpFact, QuantMode, read_facts
 
 
 # --------------------------------------------------------------------------- report
@@ -145,7 +144,7 @@ def generic_check(model_path, profile, *, facts: Optional[ModelFacts] = None,
 
     Example:
         >>> from edgeship.targets import get_target
-        >>> from edgeship.targets.check import generic_check
+        >>> from edgeship.targets.rules import generic_check
         >>> report = generic_check("model.tflite", get_target("null"))  # doctest: +SKIP
     """
     facts = facts or read_facts(model_path)

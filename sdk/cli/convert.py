@@ -1,62 +1,22 @@
 """``edgeship convert``: convert, quantize and check a model from the command line.
 
 Importing this module is light (typer only); TensorFlow/ONNX load when the command runs.
+Converter chatter (Python and C level) goes to stderr, so ``--json`` stays one object.
 
 Example:
     $ edgeship convert model.keras --to tflite --quantize int8 --calibration calib.npz -o out/ --json
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from edgeship._cli_util import EXIT_FAILED_CHECK, console, emit_json, handle_errors
-from edgeship.errors import ConversionError, ParityError
-
-
-def _read_labels(path: Optional[str]):
-    """Class indices from a .npy file or a text/CSV file (last comma-separated field of each line)."""
-    if path is None:
-        return None
-    import numpy as np
-
-    p = Path(path)
-    if not p.is_file():
-        raise ConversionError(f"labels file '{p}' does not exist")
-    if p.suffix.lower() == ".npy":
-        return np.load(p, allow_pickle=False).reshape(-1)
-    out = []
-    for i, line in enumerate(p.read_text().splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        field = line.split(",")[-1].strip()
-        try:
-            out.append(int(field))
-        except ValueError:
-            if not out:  # a header line
-                continue
-            raise ConversionError(f"{p}:{i}: expected an integer class index as the last field, got {field!r}")
-    return np.asarray(out, np.int64)
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """Converters print progress to stdout (Python and C level); keep stdout for the one JSON object."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+from ..errors import ConversionError, ParityError
+from ..facts import QuantMode
+from .console import EXIT_FAILED_CHECK, console, emit_json, handle_errors, json_option, rich_progress
+from .options import class_indices
 
 
 def _parse_tolerance(items: List[str]) -> dict:
@@ -90,11 +50,12 @@ def _table(result: dict):
     return t
 
 
-@handle_errors()
+@handle_errors
 def convert_cmd(
     src: str = typer.Argument(..., help="Keras .keras/.h5, SavedModel dir, .onnx file"),
     to: str = typer.Option("tflite", "--to", help="tflite | onnx"),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="fp16 | dynamic | int8 | int16x8"),
+    quantize: Optional[str] = typer.Option(None, "--quantize",
+                                           help=" | ".join(m.value for m in QuantMode.requestable())),
     calibration: Optional[str] = typer.Option(None, "--calibration", help=".npy/.npz or folder of images/audio"),
     validation: Optional[str] = typer.Option(None, "--validation", help="held-out data (.npy/.npz/folder)"),
     labels: Optional[str] = typer.Option(None, "--labels", help="class indices: .npy or text/CSV (last field)"),
@@ -113,13 +74,14 @@ def convert_cmd(
     debug_layers: bool = typer.Option(False, "--debug-layers", help="rank int8 layers by error, plot png"),
     static_batch: bool = typer.Option(False, "--static-batch",
                                       help="fix a Keras model's batch dimension to 1 (Edge TPU, MCU)"),
-    json: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+    json_: bool = json_option(),
 ):
     """Convert SRC to TFLite/ONNX, quantize it, and check every output against SRC."""
-    from edgeship.converters import convert
+    from .._io import stdout_to_stderr
+    from ..converters import convert
 
     kwargs = dict(to=to, quantize=quantize, calibration=calibration, validation=validation,
-                  labels=_read_labels(labels), accuracy_budget=accuracy_budget,
+                  labels=class_indices(labels), accuracy_budget=accuracy_budget,
                   tolerance=_parse_tolerance(tolerance), out=out, all_formats=all_formats,
                   preprocessing=preprocessing, max_calibration=max_calibration, seed=seed,
                   debug_layers=debug_layers, per_channel=per_channel, static_batch=static_batch)
@@ -128,14 +90,14 @@ def convert_cmd(
     if keep_float:
         kwargs["keep_float_ops"] = list(keep_float)
     try:
-        with _stdout_to_stderr():
+        with stdout_to_stderr(), rich_progress(enabled=not json_):
             result = convert(src, **kwargs).to_dict()
         failed = None
     except ParityError as exc:
         result, failed = exc.report, exc
         if result is None:
             raise
-    if json:
+    if json_:
         emit_json(result)
     else:
         con = console()
@@ -147,7 +109,7 @@ def convert_cmd(
             con.print(f"  [yellow]{n}[/]")
         con.print(f"report: {result['report']}")
     if failed is not None:
-        if not json:
+        if not json_:
             console().print(f"[bold red]ParityError:[/] {failed}")
         raise typer.Exit(EXIT_FAILED_CHECK)
 

@@ -8,10 +8,10 @@ from typing import Optional
 
 import typer
 
-from ._cli_util import console, emit_json, handle_errors
+from .console import console, emit_json, handle_errors, json_option, rich_progress
 
 
-@handle_errors()
+@handle_errors
 def bench(
     model: str = typer.Argument(..., help="Path to a .tflite or .onnx model."),
     runs: int = typer.Option(100, "--runs", help="Timed predict calls (>= 1)."),
@@ -19,14 +19,14 @@ def bench(
     threads: Optional[int] = typer.Option(None, "--threads", help="Interpreter threads (default: runtime's)."),
     backend: str = typer.Option("auto", "--backend", help="auto | litert | tflite-runtime | onnxruntime."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
-    json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of a table."),
+    json_: bool = json_option("Print one JSON object on stdout instead of a table."),
 ) -> None:
     """Load MODEL, then report init time, first inference, latency percentiles, throughput, peak RSS."""
-    from .benchmark import benchmark
+    from ..benchmark import benchmark
 
-    result = benchmark(model, runs=runs, warmup=warmup, threads=threads, backend=backend,
-                       seed=seed, progress=not json)
-    if json:
+    with rich_progress(enabled=not json_):
+        result = benchmark(model, runs=runs, warmup=warmup, threads=threads, backend=backend, seed=seed)
+    if json_:
         emit_json({"ok": True, **result.to_dict()})
     else:
         console().print(result_table(result))

@@ -1,0 +1,59 @@
+"""``edgeship bundle KEY=PATH ... -o DIR``: model files + a checked manifest.json."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import ModelFormatError
+from .console import console, emit_json, handle_errors, json_option
+from .options import json_value, label_names
+
+
+def _keyed_files(models: List[str]) -> dict:
+    """KEY=PATH pairs, or bare paths keyed by format and quantization (``tflite-int8``, ``onnx-fp32``...)."""
+    from ..bundle import default_key
+
+    files = {}
+    for item in models:
+        key, sep, p = item.partition("=")
+        if not sep:
+            p, key = item, default_key(item)
+        if key in files:
+            raise ModelFormatError(f"two models would both be called {key!r}; name them with KEY=PATH")
+        files[key] = p
+    return files
+
+
+@handle_errors
+def bundle_cmd(
+    models: List[str] = typer.Argument(..., help="Model files, as PATH or KEY=PATH (KEY: a target or variant name)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Bundle directory to write."),
+    labels: Optional[str] = typer.Option(None, help="Labels: a text file (one per line) or a comma list."),
+    preprocessing: Optional[str] = typer.Option(None, help="Preprocessing spec: a JSON file or JSON text."),
+    source: Optional[Path] = typer.Option(None, help="The source model the files were made from (hashed)."),
+    default: Optional[str] = typer.Option(None, help="Key loaded by default."),
+    zip_: bool = typer.Option(False, "--zip", help="Also write OUT.zip."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing bundle at OUT."),
+    json_: bool = json_option(),
+):
+    """Write a bundle: model files + manifest.json (I/O, preprocessing, labels, sha256 of every file)."""
+    from ..bundle import write_bundle
+
+    zip_path = out.with_suffix(".zip") if zip_ else None
+    manifest = write_bundle(out, _keyed_files(models), labels=label_names(labels),
+                            preprocessing=json_value(preprocessing, "--preprocessing"), source=source,
+                            default=default, zip_path=zip_path, overwrite=force)
+    bundle_dir = manifest.pop("_dir")
+    if json_:
+        emit_json({"ok": True, "bundle": bundle_dir, "zip": str(zip_path) if zip_path else None, "manifest": manifest})
+        return
+    c = console()
+    c.print(f"[green]bundle written[/] {bundle_dir}" + (f" and {zip_path}" if zip_path else ""))
+    for k, e in manifest["files"].items():
+        c.print(f"  {k:20s} {e['path']:32s} {e['bytes']:>9d} B  {e['quantization']:8s} sha256 {e['sha256'][:12]}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bundle")(bundle_cmd)

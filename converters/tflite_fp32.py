@@ -3,8 +3,8 @@
 Example:
     >>> from edgeship.converters.registry import EXPORTERS
     >>> import edgeship.converters.tflite_fp32
-    >>> EXPORTERS["tflite-fp32"].quantization
-    <QuantMode.FP32: 'fp32'>
+    >>> str(EXPORTERS["tflite-fp32"].quantization)
+    'fp32'
 """
 from __future__ import annotations
 

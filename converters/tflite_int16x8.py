@@ -6,7 +6,7 @@ models that lose too much accuracy in int8.
 Example:
     >>> from edgeship.converters.registry import EXPORTERS
     >>> import edgeship.converters.tflite_int16x8
-    >>> EXPORTERS["tflite-int16x8"].quantization
+    >>> str(EXPORTERS["tflite-int16x8"].quantization)
     'int16x8'
 """
 from __future__ import annotations

@@ -6,10 +6,10 @@ list. Protobuf's wire format is small enough to read directly.
 
 Example:
     >>> from edgeship.onnx_proto import read_onnx
-    >>> read_onnx(b"\\x08")
+    >>> read_onnx(b"\\x08\\x07\\x12\\x00")
     Traceback (most recent call last):
     ...
-    edgeship.errors.ModelFormatError: corrupt ONNX file: varint runs past the end of the data at byte 1
+    edgeship.errors.ModelFormatError: not an ONNX model: the file holds no graph (ModelProto field 7)
 """
 from __future__ import annotations
 

@@ -572,7 +572,7 @@ def check_mcu(model_path, profile: TargetProfile = MCU_PROFILE):
     """
     from .._deps import available
     from ..facts import read_facts
-    from .check import Problem, generic_check
+    from .rules import Problem, generic_check
 
     facts = read_facts(model_path)
     report = generic_check(model_path, profile, facts=facts)

@@ -131,7 +131,6 @@ def test_latency_estimate_is_calibrated_and_linear():
 
 @pytest.mark.shared
 def test_calibration_macs_are_inspects_count(kws):
-    pytest.importorskip("edgeship.inspect", reason="edgeship.inspect not available yet")
     assert mcu.count_macs(kws) == mcu.DSCNN_MACS
 
 

@@ -164,8 +164,9 @@ def test_delegate_detection_matches_the_system():
 
 
 def test_models_converted_by_edgeship(tmp_path, no_compiler):
-    np = pytest.importorskip("numpy")
-    keras = pytest.importorskip("keras")
+    import numpy as np
+
+    keras = pytest.importorskip("keras", reason="converting needs edgeship[convert]")
     from edgeship.converters import convert
 
     keras.utils.set_random_seed(0)

@@ -86,7 +86,6 @@ def test_check_on_pi_includes_estimate_and_runtime(small, name, cpu):
 
 @pytest.mark.shared
 def test_onnx_estimate_has_a_wider_band(shared_dir, small):
-    pytest.importorskip("onnx")
     onnx_model = shared_dir / "models" / "yunet" / "yunet_n_320_320.onnx"
     e = estimate(onnx_model, "rpi4")
     assert e["runtime"] == "onnxruntime" and e["macs"] > 10_000_000

@@ -83,16 +83,6 @@ class CalibrationSet:
         d.update({k: v for k, v in self.extra.items() if k != "indices"})
         return d
 
-    def as_generator(self):
-        """A representative-dataset generator for TFLiteConverter (list of arrays in input order)."""
-        names = list(self.samples[0]) if self.samples else []
-
-        def gen():
-            for s in self.samples:
-                yield [s[n] for n in names]
-
-        return gen
-
 
 def hash_samples(samples: Sequence[Sample]) -> str:
     h = hashlib.sha256()

@@ -85,16 +85,6 @@ def conversion_error(exc: BaseException, what: str) -> ConversionError:
     return ConversionError(f"{what} failed: {lines[0][:400]}")
 
 
-def set_io_types(conv, io_dtype: str):
-    """Set inference input/output types for full-integer models: int8, uint8 or float32."""
-    tf = require("tensorflow", "convert")
-    types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
-    if io_dtype not in types:
-        raise ConversionError(f"io_dtype must be one of {sorted(types)}, got {io_dtype!r}")
-    conv.inference_input_type = types[io_dtype]
-    conv.inference_output_type = types[io_dtype]
-
-
 def float_op_names(model_bytes: bytes) -> List[str]:
     """Compute ops (not QUANTIZE/DEQUANTIZE) that still run in float in a quantized model."""
     from ai_edge_litert.interpreter import Interpreter
@@ -292,8 +282,3 @@ def quantize_calibrated(source, options: dict) -> bytes:
     keep = list(options.get("keep_float_ops") or [])
     return quantize_model(calibrated, options,
                           resolve_keep_float(calibrated, keep, source_layer_names(source)) if keep else None)
-
-
-def tensorflow_version() -> Optional[str]:
-    tf = require("tensorflow", "convert")
-    return tf.__version__

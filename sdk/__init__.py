@@ -15,7 +15,7 @@ from .errors import (ConversionError, EdgeshipError, IncompatibleTargetError, In
 from .facts import QuantMode
 from .spec import Quantization, TensorSpec
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "__version__", "load", "Model", "TensorSpec", "Quantization",

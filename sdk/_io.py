@@ -144,7 +144,7 @@ def versions() -> dict:
     import platform
     from importlib import metadata
 
-    from . import __version__
+    from ._version import __version__
 
     out = {"edgeship": __version__, "python": platform.python_version(), "platform": platform.platform()}
     for dist in VERSIONED_DISTS:

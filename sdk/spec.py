@@ -50,9 +50,3 @@ class TensorSpec:
         d["shape"] = list(self.shape)
         d["quantization"] = self.quantization.to_dict() if self.quantization else None
         return d
-
-
-def spec_from_dict(d: dict) -> TensorSpec:
-    q = d.get("quantization")
-    quant = Quantization(tuple(q["scale"]), tuple(q["zero_point"]), q.get("axis")) if q else None
-    return TensorSpec(d["name"], tuple(d["shape"]), d["dtype"], quant, d.get("index", -1))

@@ -254,7 +254,7 @@ async def _deploy_ssh(bundle_dir: Path, model_name: str, *, user, addr, port, id
                       python, remote_dir, plan, runs, warmup, connect_timeout):
     import asyncssh
 
-    from .. import __version__
+    from .._version import __version__
 
     install = plan is not None
     kwargs = {"port": port, "username": user, "connect_timeout": connect_timeout}

@@ -253,7 +253,7 @@ def local_wheel(cache_dir: Optional[Path] = None) -> LocalWheel:
         >>> w.path.name, w.origin  # doctest: +SKIP
         ('edgeship-0.1.0-py3-none-any.whl', 'source-build')
     """
-    from .. import __version__
+    from .._version import __version__
 
     from .._io import cache_dir as cache_root
 

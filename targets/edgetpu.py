@@ -14,10 +14,9 @@ requirements (https://coral.ai/docs/edgetpu/models-intro/):
 
 When ``edgetpu_compiler`` is on PATH, :func:`compile_model` runs it and
 :func:`parse_compiler_log` reads its log; the check then reports the compiler's
-verdict next to the prediction. When ``libedgetpu.so.1`` is present
-:func:`load_delegate` loads it; otherwise :func:`require_delegate` raises a
-clear :class:`TargetError`. Compiled ``*_edgetpu.tflite`` files (an
-``edgetpu-custom-op``) are recognised by :func:`is_compiled`.
+verdict next to the prediction. Compiled ``*_edgetpu.tflite`` files (an
+``edgetpu-custom-op``) are recognised by :func:`is_compiled`; :func:`edgeship.load` loads
+their delegate (``libedgetpu.so.1``) or raises a clear :class:`TargetError` saying why it cannot.
 
 Example:
     >>> from edgeship.targets.edgetpu import EDGETPU_OPS, is_compiled
@@ -150,44 +149,6 @@ def is_compiled(model) -> bool:
     if not path.is_file() or path.suffix.lower() != ".tflite":
         return False
     return read_facts(path).edgetpu_compiled
-
-
-def require_delegate(model_path) -> None:
-    """Raise :class:`TargetError` when ``model_path`` is Edge-TPU-compiled and libedgetpu is absent.
-
-    ``edgeship.load`` calls this before building an interpreter, so a compiled model never
-    fails later with an obscure "unresolved custom op" error.
-    """
-    if is_compiled(model_path) and not delegate_available():
-        raise TargetError(
-            f"{model_path} is compiled for the Coral Edge TPU (it holds an {CUSTOM_OP}), but the Edge TPU "
-            f"runtime {DELEGATE_LIBRARY} is not installed on this machine, so it cannot run here. "
-            f"Install libedgetpu1-std and attach a Coral device, or load the CPU model it was compiled from "
-            f"(the same name without '_edgetpu').")
-
-
-def load_delegate(options: Optional[dict] = None):
-    """Load the Edge TPU delegate for the LiteRT / tflite-runtime interpreter.
-
-    Raises:
-        TargetError: libedgetpu.so.1 is missing or no Edge TPU device answers.
-    """
-    if not delegate_available():
-        raise TargetError(f"{DELEGATE_LIBRARY} is not installed here; the Edge TPU cannot be used. "
-                          "Install libedgetpu1-std (see `edgeship targets --json` install lines).")
-    errors = []
-    for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
-        try:
-            mod = __import__(module, fromlist=["load_delegate"])
-        except ImportError as exc:
-            errors.append(f"{module}: {exc}")
-            continue
-        try:
-            return mod.load_delegate(DELEGATE_LIBRARY, options or {})
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise TargetError(f"{DELEGATE_LIBRARY} is installed but the delegate failed to load "
-                              f"(is a Coral device attached?): {exc}") from exc
-    raise TargetError("no TFLite interpreter with load_delegate is installed: " + "; ".join(errors))
 
 
 # --------------------------------------------------------------------------- compiler
@@ -532,6 +493,6 @@ def _run_compiler(model_path, report: CheckReport) -> None:
 
 PROFILE = register_target(PROFILE, check_edgetpu)
 
-__all__ = ["PROFILE", "EDGETPU_OPS", "compiler_path", "delegate_available", "is_compiled", "require_delegate",
-           "load_delegate", "compile_model", "parse_compiler_log", "CompilerLog", "check_edgetpu", "op_reason",
+__all__ = ["PROFILE", "EDGETPU_OPS", "compiler_path", "delegate_available", "is_compiled",
+           "compile_model", "parse_compiler_log", "CompilerLog", "check_edgetpu", "op_reason",
            "predict_placement"]

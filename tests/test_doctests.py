@@ -11,7 +11,6 @@ import pkgutil
 
 import pytest
 
-import edgeship
 
 PACKAGES = ("edgeship", "edgeship.converters", "edgeship.targets", "edgeship.models", "edgeship.cli")
 # Modules that run as scripts or need extras missing from a base install are still imported here:

@@ -52,9 +52,11 @@ def test_compiled_twins_are_recognised(name, no_delegate, shared_dir):
     assert len(r.details["mapped_inside"]) == twin_ops
     runtime = [p for p in r.problems if p.kind == "runtime"]
     assert runtime and not runtime[0].blocking and "libedgetpu.so.1" in runtime[0].message
-    with pytest.raises(TargetError, match="libedgetpu.so.1"):
-        edgetpu.require_delegate(path)
-    edgetpu.require_delegate(path.with_name(f"{name}.tflite"))   # CPU model: nothing to require
+    if not edgetpu.delegate_available():   # edgeship.load says why a compiled model cannot run here
+        import edgeship
+
+        with pytest.raises(TargetError, match="libedgetpu.so.1"):
+            edgeship.load(path)
 
 
 def test_float_model_rejected(small, no_compiler):
@@ -141,11 +143,6 @@ def test_no_compiler_says_so(small, no_compiler):
     with pytest.raises(TargetError, match="not on PATH"):
         edgetpu.compile_model(small["int8"])
     assert any("not on PATH" in n for n in check(small["int8"], "edgetpu").notes)
-
-
-def test_delegate_missing_is_clear(no_delegate):
-    with pytest.raises(TargetError, match="libedgetpu.so.1"):
-        edgetpu.load_delegate()
 
 
 def test_delegate_detection_matches_the_system():

@@ -39,7 +39,7 @@ class OutputRecord:
 
     path: str
     format: str
-    quantization: str
+    quantization: QuantMode       # what the written file is (edgeship.facts), not only what was asked
     bytes: int
     parity: dict
     exporter: str
@@ -147,9 +147,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         ParityError: an output is out of tolerance (after the report is written); ``.report``
             holds the :meth:`ConversionResult.to_dict`.
     """
-    from edgeship._io import atomic_write_bytes, atomic_write_json, versions
-    from edgeship.converters.calibration import resolve_calibration
-    from edgeship.converters.parity import check_parity
+    from edgeship._io import atomic_write_json, versions
     from edgeship.converters.sources import load_source
 
     source = load_source(src, example_inputs=example_inputs)
@@ -161,102 +159,36 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         source = with_static_batch(source)
         notes.append(f"--static-batch: input shapes {before} -> {[list(s.shape) for s in source.inputs]}")
     exps = _plan(source, to, quantize, all_formats)
-    want_cal = any(e.needs_calibration for e in exps)
-    if not all_formats and want_cal and calibration is None:
+    if not all_formats and exps[0].needs_calibration and calibration is None:
         raise ConversionError(f"--quantize {exps[0].quantization} needs --calibration data (any iterable of "
                               f"inputs, a .npy/.npz file or a folder of images/audio)")
-    cal = val = None
-    if calibration is not None:
-        cal = resolve_calibration(calibration, source.inputs, preprocessing=preprocessing,
-                                  max_samples=max_calibration, seed=seed)
-    label_arr = None if labels is None else np.asarray(labels).reshape(-1)
-    if validation is not None:
-        val = resolve_calibration(validation, source.inputs, preprocessing=preprocessing, seed=seed)
-        val_samples, val_desc = val.samples, val.describe()
-    elif cal is not None:
-        n_hold = holdout or min(100, max(1, cal.count // 5))
-        if label_arr is not None and len(label_arr) != cal.count:
-            raise ConversionError(f"{len(label_arr)} labels given for {cal.count} calibration samples")
-        cal, val = cal.split(n_hold, seed)
-        if label_arr is not None:
-            label_arr = label_arr[val.extra["indices"]]
-        val_samples, val_desc = val.samples, val.describe()
-        notes.append(f"validation: {val.count} samples held out of the calibration data (not used to calibrate)")
-    else:
-        val_samples = _synthetic(source, SYNTHETIC_VALIDATION, seed)
-        val_desc = {"count": len(val_samples), "seed": seed, "source": "synthetic N(0,1)",
-                    "sha256": None}
-        notes.append("validation: no data given; checked on 32 seeded N(0,1) inputs, which say nothing "
-                     "about accuracy on real data")
-        if label_arr is not None:
-            raise ConversionError("labels were given without --validation or --calibration data")
     if accuracy_budget is not None and not 0 <= float(accuracy_budget) < 1:
         raise ConversionError(f"accuracy_budget is a fraction in [0, 1), e.g. 0.02; got {accuracy_budget}")
-
+    data = _resolve_data(source, calibration, validation, labels, preprocessing, max_calibration, holdout,
+                         seed, notes)
     out_root = Path(out)
     many = len(exps) > 1 or all_formats
     if many and out_root.suffix.lower() in FILE_SUFFIX.values():
         raise ConversionError(f"--all writes several files: -o must be a folder, got '{out}'")
-    reference = [source.run(s) for s in val_samples]  # the source runs once, every output reuses it
+    reference = [source.run(s) for s in data.val_samples]  # the source runs once, every output reuses it
     records: List[OutputRecord] = []
-    skipped: List[str] = []  # --all: exporters whose optional dependency is not installed
-    opts_base = dict(options, calibration=cal, seed=seed)
+    skipped: List[str] = []  # exporters not run, and why
+    opts_base = dict(options, calibration=data.cal, seed=seed)
     for exp in exps:
-        rec_notes = list(notes)
-        if exp.needs_calibration and cal is None:
+        if exp.needs_calibration and data.cal is None:
             skipped.append(f"skipped {exp.name}: needs calibration data")
             continue
-        path = _out_path(out_root, exp, source, many)
-        fmt_key = exp.name
-        tol = dict(tolerance or {})
-        if accuracy_budget is not None:
-            key = "acc_drop" if label_arr is not None else "top1_min"
-            tol.setdefault(key, float(accuracy_budget) if key == "acc_drop" else 1.0 - float(accuracy_budget))
-            rec_notes.append(f"accuracy budget {accuracy_budget}: checked as {key}={tol[key]}")
-        exp_opts = dict(opts_base)
-        if many and exp.format != "tflite" and exp_opts.get("io_dtype") not in (None, "float32"):
-            exp_opts.pop("io_dtype")  # ONNX quantizers keep float I/O; said in the report, not silently
-            rec_notes.append(f"io_dtype={options['io_dtype']} applies to TFLite outputs; {exp.name} keeps float I/O")
         try:
-            data = exp.fn(source, exp_opts)
+            records.append(_export_one(exp, source, data, reference, opts_base, options, notes,
+                                       _out_path(out_root, exp, source, many), many, tolerance,
+                                       accuracy_budget, debug_layers))
         except MissingDependencyError as exc:
             if not many:
                 raise
             skipped.append(f"skipped {exp.name}: {exc}")
-            continue
-        atomic_write_bytes(path, data)
-        rep = check_parity(source, path, val_samples, labels=label_arr, tolerance=tol, fmt_key=fmt_key,
-                           reference=reference)
-        fix = None
-        if not rep.passed and accuracy_budget is not None and exp.format == "tflite" and \
-                exp.quantization is QuantMode.INT8:
-            from edgeship.converters.quant_debug import auto_fix
-
-            fix = auto_fix(source, exp, dict(opts_base), val_samples, reference, label_arr, tol, path, rep)
-            if fix.data is not None:
-                data = fix.data
-                atomic_write_bytes(path, data)
-                rep = fix.report
-            rec_notes.extend(fix.notes)
-        if debug_layers and exp.format == "tflite" and exp.quantization is QuantMode.INT8 and fix is None:
-            from edgeship.converters.quant_debug import layer_errors, plot_layer_errors
-
-            errs = layer_errors(source, dict(opts_base))
-            png = plot_layer_errors(errs, path.with_suffix(".layers.png"))
-            fix = _LayerReport([asdict(e) for e in errs], str(png))
-            rec_notes.append(f"per-layer error: worst {errs[0].layer} ({errs[0].rel_error:.3f}); plot {png.name}"
-                             if errs else "per-layer error: no quantized layers")
-        rec = OutputRecord(str(path), exp.format, exp.quantization, len(data), rep.to_dict(), exp.name,
-                           rec_notes, fix=fix.to_dict() if fix else None)
-        if not rep.passed:
-            rejected = path.with_name(path.name + ".rejected")
-            os.replace(path, rejected)
-            rec.path, rec.shipped = str(rejected), False
-            rec.notes.append(f"out of tolerance: {'; '.join(rep.failures)}; file renamed to {rejected.name}")
-        records.append(rec)
     report_dir = out_root if many or out_root.suffix.lower() not in FILE_SUFFIX.values() else out_root.parent
-    result = ConversionResult(source.describe(), records, cal.describe() if cal else None, val_desc,
-                              str(report_dir / REPORT_NAME), versions(), skipped)
+    result = ConversionResult(source.describe(), records, data.cal.describe() if data.cal else None,
+                              data.val_desc, str(report_dir / REPORT_NAME), versions(), skipped)
     atomic_write_json(report_dir / REPORT_NAME, result.to_dict())
     failed = [r for r in records if not r.parity["passed"]]
     if failed:
@@ -264,6 +196,104 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
                                     f"{', '.join(r.parity['failures'])}" for r in failed),
                           report=result.to_dict())
     return result
+
+
+@dataclass
+class _Data:
+    """Calibration and validation data of one conversion."""
+
+    cal: Any                      # CalibrationSet or None
+    val_samples: List[dict]
+    val_desc: dict
+    labels: Optional[np.ndarray]
+
+
+def _resolve_data(source, calibration, validation, labels, preprocessing, max_calibration, holdout, seed,
+                  notes: List[str]) -> _Data:
+    """Calibration set, validation samples (given, held out of the calibration data, or synthetic)
+    and the labels that go with the validation samples."""
+    from edgeship.converters.calibration import resolve_calibration
+
+    cal = None
+    if calibration is not None:
+        cal = resolve_calibration(calibration, source.inputs, preprocessing=preprocessing,
+                                  max_samples=max_calibration, seed=seed)
+    label_arr = None if labels is None else np.asarray(labels).reshape(-1)
+    if validation is not None:
+        val = resolve_calibration(validation, source.inputs, preprocessing=preprocessing, seed=seed)
+        return _Data(cal, val.samples, val.describe(), label_arr)
+    if cal is not None:
+        n_hold = holdout or min(100, max(1, cal.count // 5))
+        if label_arr is not None and len(label_arr) != cal.count:
+            raise ConversionError(f"{len(label_arr)} labels given for {cal.count} calibration samples")
+        cal, val = cal.split(n_hold, seed)
+        if label_arr is not None:
+            label_arr = label_arr[val.extra["indices"]]
+        notes.append(f"validation: {val.count} samples held out of the calibration data (not used to calibrate)")
+        return _Data(cal, val.samples, val.describe(), label_arr)
+    if label_arr is not None:
+        raise ConversionError("labels were given without --validation or --calibration data")
+    samples = _synthetic(source, SYNTHETIC_VALIDATION, seed)
+    notes.append("validation: no data given; checked on 32 seeded N(0,1) inputs, which say nothing "
+                 "about accuracy on real data")
+    return _Data(None, samples, {"count": len(samples), "seed": seed, "source": "synthetic N(0,1)",
+                                 "sha256": None}, None)
+
+
+def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, options: dict,
+                notes: List[str], path: Path, many: bool, tolerance, accuracy_budget,
+                debug_layers: bool) -> OutputRecord:
+    """Export, write, check parity (and fix or rank layers when asked); a rejected file is renamed."""
+    from edgeship._io import atomic_write_bytes
+    from edgeship.converters.parity import check_parity
+    from edgeship.facts import read_facts
+
+    rec_notes = list(notes)
+    tol = dict(tolerance or {})
+    if accuracy_budget is not None:
+        key = "acc_drop" if data.labels is not None else "top1_min"
+        tol.setdefault(key, float(accuracy_budget) if key == "acc_drop" else 1.0 - float(accuracy_budget))
+        rec_notes.append(f"accuracy budget {accuracy_budget}: checked as {key}={tol[key]}")
+    exp_opts = dict(opts_base)
+    if many and exp.format != "tflite" and exp_opts.get("io_dtype") not in (None, "float32"):
+        exp_opts.pop("io_dtype")  # ONNX quantizers keep float I/O; said in the report, not silently
+        rec_notes.append(f"io_dtype={options['io_dtype']} applies to TFLite outputs; {exp.name} keeps float I/O")
+    blob = exp.fn(source, exp_opts)
+    atomic_write_bytes(path, blob)
+    rep = check_parity(source, path, data.val_samples, labels=data.labels, tolerance=tol, fmt_key=exp.name,
+                       reference=reference)
+    fix = None
+    int8_tflite = exp.format == "tflite" and exp.quantization is QuantMode.INT8
+    if not rep.passed and accuracy_budget is not None and int8_tflite:
+        from edgeship.converters.quant_debug import auto_fix
+
+        fix = auto_fix(source, exp, dict(opts_base), data.val_samples, reference, data.labels, tol, path, rep,
+                       current=blob)
+        if fix.data is not None:
+            blob = fix.data
+            atomic_write_bytes(path, blob)
+            rep = fix.report
+        rec_notes.extend(fix.notes)
+    if debug_layers and int8_tflite and fix is None:
+        from edgeship.converters.quant_debug import layer_errors, plot_layer_errors
+
+        errs = layer_errors(source, dict(opts_base))
+        png = plot_layer_errors(errs, path.with_suffix(".layers.png"))
+        fix = _LayerReport([asdict(e) for e in errs], str(png))
+        rec_notes.append(f"per-layer error: worst {errs[0].layer} ({errs[0].rel_error:.3f}); plot {png.name}"
+                         if errs else "per-layer error: no quantized layers")
+    quant = read_facts(path, data=blob).quantization   # what the file is, which may differ from the request
+    if quant is not exp.quantization:
+        rec_notes.append(f"asked for {exp.quantization}; the file is {quant} (e.g. the converter keeps small "
+                         f"weight tensors in float, or layers were kept in float)")
+    rec = OutputRecord(str(path), exp.format, quant, len(blob), rep.to_dict(), exp.name,
+                       rec_notes, fix=fix.to_dict() if fix else None)
+    if not rep.passed:
+        rejected = path.with_name(path.name + ".rejected")
+        os.replace(path, rejected)
+        rec.path, rec.shipped = str(rejected), False
+        rec.notes.append(f"out of tolerance: {'; '.join(rep.failures)}; file renamed to {rejected.name}")
+    return rec
 
 
 __all__ = ["convert", "ConversionResult", "OutputRecord", "load_exporters"]

@@ -31,13 +31,12 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
-import sys
 import tempfile
 from pathlib import Path
 from typing import List, Optional
 
 from edgeship._deps import require
+from edgeship._io import stdout_to_stderr
 from edgeship.errors import ConversionError
 
 from .registry import register
@@ -179,13 +178,6 @@ def check_loads(model, what: str) -> None:
         raise ConversionError(f"{what} does not load in onnxruntime: {_first_line(exc)}") from exc
 
 
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """Converters print progress on stdout; the CLI's stdout carries exactly one JSON object."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
-
-
 # -- one route per source kind --------------------------------------------------------------------
 
 def _from_keras(source, opset):
@@ -194,7 +186,7 @@ def _from_keras(source, opset):
     sig = [tf.TensorSpec([None if d < 0 else d for d in s.shape], tf.as_dtype(s.dtype), name=s.name)
            for s in source.inputs]
     try:
-        with _stdout_to_stderr():
+        with stdout_to_stderr():
             model, _ = tf2onnx.convert.from_keras(source.obj, input_signature=sig, opset=opset)
     except Exception as exc:
         raise ConversionError(f"tf2onnx could not convert the Keras model: {_first_line(exc)}") from exc
@@ -231,7 +223,7 @@ def _from_saved_model(source, opset):
 
     frozen, in_t, out_t = _freeze_serving_signature(tf, str(source.obj))
     try:
-        with _stdout_to_stderr():
+        with stdout_to_stderr():
             with tf.Graph().as_default():  # grappler pass: inlines the Keras call functions
                 frozen = tf_loader.tf_optimize(in_t, out_t, frozen)
             model, _ = tf2onnx.convert.from_graph_def(frozen, input_names=in_t, output_names=out_t, opset=opset)
@@ -249,7 +241,7 @@ def _from_tflite(source, opset):
         path = Path(tmp) / "model.tflite"
         path.write_bytes(bytes(source.obj))
         try:
-            with _stdout_to_stderr():
+            with stdout_to_stderr():
                 model, _ = tf2onnx.convert.from_tflite(str(path), opset=opset)
         except Exception as exc:
             raise ConversionError(f"tf2onnx could not convert the TFLite model: {_first_line(exc)}") from exc
@@ -263,7 +255,7 @@ def _from_torch(source, opset):
         raise ConversionError("a torch source needs example_inputs to be exported to ONNX; none were given")
     module = source.obj.eval()
     try:
-        with _stdout_to_stderr(), torch.no_grad():
+        with stdout_to_stderr(), torch.no_grad():
             program = torch.onnx.export(
                 module, tuple(source.example_inputs), dynamo=True, opset_version=opset,
                 input_names=[s.name for s in source.inputs], output_names=[s.name for s in source.outputs],

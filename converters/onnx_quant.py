@@ -54,9 +54,10 @@ from typing import Dict, List
 import numpy as np
 
 from edgeship._deps import require
+from edgeship._io import stdout_to_stderr
 from edgeship.errors import ConversionError
 
-from .onnx_fp32 import (_first_line, _stdout_to_stderr, check_loads, is_quantized,
+from .onnx_fp32 import (_first_line, check_loads, is_quantized,
                         strip_initializer_value_info, to_onnx_model)
 from .registry import register
 
@@ -228,7 +229,7 @@ def _entropy_ranges(pre: Path, feeds: List[Dict[str, np.ndarray]], workdir: Path
     calibrate = require("onnxruntime.quantization.calibrate", "convert", "entropy calibration")
     registry = require("onnxruntime.quantization.registry", "convert", "entropy calibration")
     op_types = sorted(set(registry.QLinearOpsRegistry) | set(registry.QDQRegistry))  # quantize_static's default
-    with _stdout_to_stderr():
+    with stdout_to_stderr():
         calibrator = calibrate.create_calibrator(
             str(pre), op_types, augmented_model_path=str(workdir / "augmented.onnx"),
             calibrate_method=calibrate.CalibrationMethod.Entropy,
@@ -252,7 +253,7 @@ def export_onnx_dynamic(source, options: dict) -> bytes:
         excl = _exclusions(onnx.load(str(pre)), options.get("keep_float_ops"))
         out = Path(tmp) / "dynamic.onnx"
         try:
-            with _stdout_to_stderr():
+            with stdout_to_stderr():
                 quantization.quantize_dynamic(str(pre), str(out), per_channel=per_channel,
                                               weight_type=quantization.QuantType.QUInt8, **excl)
         except Exception as exc:
@@ -287,7 +288,7 @@ def export_onnx_int8(source, options: dict) -> bytes:
                 reader, cache = None, str(_entropy_ranges(pre, feeds, Path(tmp)))
             else:
                 reader, cache = _calibration_reader(feeds), None
-            with _stdout_to_stderr():  # ORT prints calibration progress on stdout
+            with stdout_to_stderr():  # ORT prints calibration progress on stdout
                 quantization.quantize_static(
                     str(pre), str(out), reader, quant_format=quantization.QuantFormat.QDQ,
                     per_channel=per_channel, activation_type=quantization.QuantType.QUInt8,

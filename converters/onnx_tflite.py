@@ -46,9 +46,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeship._deps import require
+from edgeship._io import stdout_to_stderr
 from edgeship.errors import ConversionError, MissingDependencyError
 
-from .onnx_fp32 import _first_line, _stdout_to_stderr, to_onnx_model
+from .onnx_fp32 import _first_line, to_onnx_model
 from .registry import register
 
 PIP_SPEC = "onnx2tf==1.29.24"
@@ -141,7 +142,7 @@ def export_tflite_from_onnx(source, options: dict) -> bytes:
         tmp = Path(tmp)
         onnx.save(model, str(tmp / "model.onnx"))
         try:
-            with _stdout_to_stderr(), _environ_kept(), _cwd(tmp), _offline(core, common,
+            with stdout_to_stderr(), _environ_kept(), _cwd(tmp), _offline(core, common,
                                                                             int(options.get("seed") or 0)):
                 core.convert(input_onnx_file_path=str(tmp / "model.onnx"), output_folder_path=str(tmp / "out"),
                              keep_ncw_or_nchw_or_ncdhw_input_names=[s.name for s in source.inputs],

@@ -171,7 +171,7 @@ def _consumers(calibrated: bytes, tensors: List[str]) -> List[str]:
 
 
 def auto_fix(source, exporter, options: dict, samples, reference, labels, tolerance: dict, path,
-             baseline, *, max_float_layers: int = 4) -> FixResult:
+             baseline, *, current: bytes, max_float_layers: int = 4) -> FixResult:
     """Try per-channel weights, then selective float layers, until the int8 output passes parity.
 
     Args:
@@ -180,6 +180,7 @@ def auto_fix(source, exporter, options: dict, samples, reference, labels, tolera
         tolerance: the tolerance (with the accuracy budget folded in) the output must meet.
         path: where the output file goes (attempts are written there to be loaded and checked).
         baseline: the ParityReport of the plain int8 file.
+        current: the bytes of the plain int8 file (put back when no attempt meets the budget).
         max_float_layers: give up after keeping this many layers (plus their readers) in float.
 
     Returns:
@@ -191,9 +192,9 @@ def auto_fix(source, exporter, options: dict, samples, reference, labels, tolera
     from edgeship.converters.tflite_common import calibrate_with_method, quantize_model
 
     res = FixResult()
-    res.baseline = {"change": "plain int8", "passed": baseline.passed, "bytes": Path(path).stat().st_size,
+    res.baseline = {"change": "plain int8", "passed": baseline.passed, "bytes": len(current),
                     "latency_ms": baseline.latency_ms, "parity": baseline.summary(), "failures": baseline.failures}
-    base_bytes = Path(path).stat().st_size
+    base_bytes = len(current)
     base_lat = baseline.latency_ms
 
     def attempt(change: str, opts: dict, calibrated: bytes, keep: List[str]):
@@ -250,7 +251,7 @@ def auto_fix(source, exporter, options: dict, samples, reference, labels, tolera
     res.notes.append(f"auto-fix: budget not met after {len(res.attempts)} attempts (per-channel/percentile "
                      f"calibration, then up to {len(names)} float layer(s)); the plain int8 file is kept and rejected")
     # leave the plain int8 file in place; the caller rejects it
-    atomic_write_bytes(path, exporter.fn(source, dict(options)))
+    atomic_write_bytes(path, current)
     return res
 
 

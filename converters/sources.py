@@ -58,6 +58,9 @@ class Source:
     legacy: bool = False
     _runner: Optional[Callable[[Dict[str, np.ndarray]], List[np.ndarray]]] = field(
         default=None, repr=False, compare=False)
+    # calibrated float models by (calibration sha256, per_channel, method, percentile): one
+    # conversion calibrates once, whatever exporters, fixes and layer rankings need it
+    calibrated: Dict[tuple, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         """Float reference outputs for ``feeds`` (a dict by input name, or one array for one input)."""

@@ -118,15 +118,31 @@ CALIBRATION_METHODS = ("minmax", "percentile")
 
 
 def calibrate_with_method(source, options: dict) -> bytes:
-    """Calibrate with ``options['calibration_method']``: "minmax" (TFLite's own) or "percentile"."""
+    """Calibrate with ``options['calibration_method']``: "minmax" (TFLite's own) or "percentile".
+
+    The result is kept on the source (``source.calibrated``), so the exporter, the accuracy-budget
+    fix and the per-layer ranking of one conversion share one calibration per setting.
+    """
     method = options.get("calibration_method") or "minmax"
     if method not in CALIBRATION_METHODS:
         raise ConversionError(f"calibration_method for TFLite must be one of {list(CALIBRATION_METHODS)}, "
                               f"got {method!r}")
-    calibrated = calibrate(source, options)
+    cal = options.get("calibration")
+    pct = float(options.get("percentile", 99.99)) if method == "percentile" else None
+    key = (getattr(cal, "sha256", None) or id(cal), bool(options.get("per_channel", True)), method, pct)
+    cache = getattr(source, "calibrated", None)
+    if cache is not None and key in cache:
+        return cache[key]
+    base_key = key[:2] + ("minmax", None)
+    calibrated = cache.get(base_key) if cache is not None else None
+    if calibrated is None:
+        calibrated = calibrate(source, options)
+        if cache is not None:
+            cache[base_key] = calibrated
     if method == "percentile":
-        calibrated = recalibrate_percentile(calibrated, source, options.get("calibration"),
-                                            float(options.get("percentile", 99.99)))
+        calibrated = recalibrate_percentile(calibrated, source, cal, pct)
+        if cache is not None:
+            cache[key] = calibrated
     return calibrated
 
 

@@ -44,9 +44,10 @@ import tempfile
 from pathlib import Path
 
 from edgeship._deps import require
+from edgeship._io import stdout_to_stderr
 from edgeship.errors import ConversionError, MissingDependencyError
 
-from .onnx_fp32 import _first_line, _stdout_to_stderr
+from .onnx_fp32 import _first_line
 from .registry import register
 
 PIP_SPEC = "litert-torch==0.10.*"
@@ -85,7 +86,7 @@ def export_tflite_from_torch(source, options: dict) -> bytes:
     with tempfile.TemporaryDirectory(prefix="edgeship-torch-tflite-") as tmp:
         path = Path(tmp) / "model.tflite"
         try:
-            with _stdout_to_stderr():
+            with stdout_to_stderr():
                 edge_model = litert_torch.convert(module, tuple(source.example_inputs))
                 edge_model.export(str(path))
         except Exception as exc:

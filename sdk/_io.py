@@ -79,6 +79,7 @@ class stdout_to_stderr:
         self.log_path = log_path
 
     def __enter__(self):
+        import contextlib
         import sys
 
         sys.stdout.flush()
@@ -87,15 +88,19 @@ class stdout_to_stderr:
         if self.log_path is None:
             os.dup2(2, 1)
         else:
-            fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # umask applies
             os.dup2(fd, 1)
             os.dup2(fd, 2)
             os.close(fd)
+        # Python-level writes too, even when sys.stdout is not fd 1 (a test runner's capture)
+        self._py = contextlib.redirect_stdout(sys.stderr)
+        self._py.__enter__()
         return self
 
     def __exit__(self, *exc):
         import sys
 
+        self._py.__exit__(*exc)
         sys.stdout.flush()
         sys.stderr.flush()
         for fd, saved in zip((1, 2), self._saved):

@@ -1,14 +1,15 @@
 """Small models and data shared by the tests/test_conv_*.py files (built once per session)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 
 def shared_dir() -> Path:
-    return Path(os.environ.get("EDGESHIP_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+    from tests.conftest import shared_path
+
+    return shared_path()
 
 
 def build_ds_cnn(seed: int = 0):

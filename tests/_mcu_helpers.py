@@ -5,7 +5,6 @@ They are built with TensorFlow from a seeded Keras model so the tests run withou
 from __future__ import annotations
 
 import functools
-import os
 import tempfile
 from pathlib import Path
 
@@ -14,8 +13,9 @@ import numpy as np
 
 def shared_kws_model():
     """Path of the MLPerf Tiny int8 DS-CNN in ../shared, or None when absent."""
-    root = Path(os.environ.get("EDGESHIP_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-    p = root / "models" / "mlperf_tiny_kws" / "kws_ref_model.tflite"
+    from tests.conftest import shared_path
+
+    p = shared_path() / "models" / "mlperf_tiny_kws" / "kws_ref_model.tflite"
     return p if p.is_file() else None
 
 

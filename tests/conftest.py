@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def shared_path() -> Path:
+    """The shared data folder: $EDGESHIP_SHARED, else ../shared (resolved here only; helpers call this)."""
     return Path(os.environ.get("EDGESHIP_SHARED", REPO.parent / "shared"))
 
 

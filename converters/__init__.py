@@ -101,13 +101,17 @@ def _synthetic(source, n: int, seed: int) -> List[dict]:
     return samples
 
 
-def _out_path(out, exp: Exporter, source, many: bool) -> Path:
+def _out_path(out, exp: Exporter, source, plan: List[Exporter]) -> Path:
+    """``-o`` itself for one file named with the format's suffix; else ``OUT/<stem>_<quantization>.<fmt>``
+    (``model_int8.tflite``, ``model_fp32.onnx``), or ``<stem>_<exporter>`` when two exporters of the
+    plan make the same format and quantization."""
     out = Path(out)
     suffix = FILE_SUFFIX.get(exp.format, f".{exp.format}")
-    if not many and out.suffix.lower() == suffix:
+    if len(plan) == 1 and out.suffix.lower() == suffix:
         return out
     stem = Path(source.path).stem if source.path else "model"
-    return out / f"{stem}_{exp.name}{suffix}"
+    twins = [e for e in plan if (e.format, e.quantization) == (exp.format, exp.quantization)]
+    return out / f"{stem}_{exp.quantization if len(twins) == 1 else exp.name}{suffix}"
 
 
 def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, calibration: Any = None,
@@ -180,7 +184,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             continue
         try:
             records.append(_export_one(exp, source, data, reference, opts_base, options, notes,
-                                       _out_path(out_root, exp, source, many), many, tolerance,
+                                       _out_path(out_root, exp, source, exps), many, tolerance,
                                        accuracy_budget, debug_layers))
         except MissingDependencyError as exc:
             if not many:

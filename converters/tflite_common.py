@@ -87,20 +87,23 @@ def conversion_error(exc: BaseException, what: str) -> ConversionError:
 
 def float_op_names(model_bytes: bytes) -> List[str]:
     """Compute ops (not QUANTIZE/DEQUANTIZE) that still run in float in a quantized model."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=model_bytes)
-    details = {t["index"]: t for t in it.get_tensor_details()}
-    skip = {"QUANTIZE", "DEQUANTIZE"}
+    facts = _facts(model_bytes)
     out = []
-    for op in it._get_ops_details():
-        if op["op_name"] in skip:
+    for op in facts.ops:
+        if op.op in ("QUANTIZE", "DEQUANTIZE"):
             continue
-        ins = [details[i] for i in op["inputs"] if i >= 0 and i in details]
-        if any(t["dtype"].__name__ == "float32" for t in ins):
-            outs = [details[i]["name"] for i in op["outputs"] if i in details]
-            out.append(f"{op['op_name']}({', '.join(outs)})")
+        if any(facts.tensors[i].dtype == "float32" for i in op.inputs if i >= 0):
+            out.append(f"{op.op}({', '.join(facts.tensors[i].name for i in op.outputs)})")
     return out
+
+
+def _facts(model_bytes: bytes):
+    """:class:`edgeship.facts.ModelFacts` of TFLite bytes (the one reader of model structure)."""
+    from pathlib import Path
+
+    from edgeship.facts import read_facts
+
+    return read_facts(Path("model.tflite"), data=bytes(model_bytes))
 
 
 def calibrate(source, options: dict) -> bytes:
@@ -194,12 +197,10 @@ def recalibrate_percentile(calibrated: bytes, source, calibration, percentile: f
 
 def op_outputs(model_bytes: bytes) -> List[dict]:
     """[{op, outputs: [tensor names], inputs: [tensor names]}] for each op of a TFLite model."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=model_bytes)
-    names = {t["index"]: t["name"] for t in it.get_tensor_details()}
-    return [{"op": d["op_name"], "inputs": [names[i] for i in d["inputs"] if i in names],
-             "outputs": [names[i] for i in d["outputs"] if i in names]} for d in it._get_ops_details()]
+    facts = _facts(model_bytes)
+    name = {t.index: t.name for t in facts.tensors}
+    return [{"op": o.op, "inputs": [name[i] for i in o.inputs if i in name],
+             "outputs": [name[i] for i in o.outputs if i in name]} for o in facts.ops]
 
 
 def source_layer_names(source) -> Optional[set]:

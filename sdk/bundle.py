@@ -95,6 +95,39 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
         bundle directory), so callers need not re-read and re-hash what was just written.
     """
     out = Path(out_dir)
+    _check_arguments(out, files, labels, preprocessing, default, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        entries = _stage_models(tmp, files, targets or {})
+        extras = _stage_extras(tmp, labels, extra_files or {}, extra_dirs or {}, {e["path"] for e in entries.values()})
+        default = default or next(iter(files))
+        manifest = to_jsonable({
+            "schema_version": SCHEMA_VERSION,
+            "name": name or out.name,
+            "default": default,
+            "files": entries,
+            "io": {"inputs": entries[default]["inputs"], "outputs": entries[default]["outputs"]},
+            "preprocessing": dict(preprocessing) if preprocessing else None,
+            "labels": list(labels) if labels is not None else None,
+            "source": _source_entry(source),
+            "versions": versions(),
+            "extra": extra or {},
+            "extra_files": extras,
+        })
+        atomic_write_json(tmp / MANIFEST, manifest)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if zip_path is not None:
+        write_zip(out, zip_path)
+    manifest["_dir"] = str(out)
+    return manifest
+
+
+def _check_arguments(out: Path, files, labels, preprocessing, default, overwrite: bool) -> None:
+    """Refuse bad keys, labels, preprocessing, and any folder we did not write (or may not replace)."""
     if not files:
         raise ModelFormatError("a bundle needs at least one model file; given none")
     for key in files:
@@ -111,58 +144,41 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
             raise ModelFormatError(f"{out} exists and is not an edgeship bundle; refusing to replace it")
         if not overwrite:
             raise ModelFormatError(f"{out} already holds a bundle; pass overwrite=True (--force) to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        entries, used = {}, set()
-        for key, src in files.items():
-            src = Path(src)
-            if not src.is_file():
-                raise ModelFormatError(f"bundle file for {key!r}: {src} does not exist")
-            fname = src.name if src.name not in used else f"{key}{src.suffix}"
-            used.add(fname)
-            shutil.copyfile(src, tmp / fname)
-            entries[key] = _file_entry(tmp / fname, (targets or {}).get(key, [key]))
-        extras = {}
-        if labels is not None:
-            (tmp / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
-            extras["labels.txt"] = sha256_file(tmp / "labels.txt")
-        for fname, content in (extra_files or {}).items():
-            if "/" in fname or "\\" in fname or fname in (MANIFEST, *used):
-                raise ModelFormatError(f"extra file name {fname!r} must be a plain, unused file name")
-            data = content if isinstance(content, bytes) else Path(content).read_bytes()
-            (tmp / fname).write_bytes(data)
-            extras[fname] = sha256_bytes(data)
-        for dname, src_dir in (extra_dirs or {}).items():
-            if not _KEY_RE.match(dname) or dname in used or dname in extras or dname == REMOTE_DIR:
-                raise ModelFormatError(f"extra folder name {dname!r} must be a plain, unused name")
-            shutil.copytree(src_dir, tmp / dname)
-            for f in sorted(p for p in (tmp / dname).rglob("*") if p.is_file()):
-                extras[f.relative_to(tmp).as_posix()] = sha256_file(f)
-        default = default or next(iter(files))
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "name": name or out.name,
-            "default": default,
-            "files": entries,
-            "io": {"inputs": entries[default]["inputs"], "outputs": entries[default]["outputs"]},
-            "preprocessing": dict(preprocessing) if preprocessing else None,
-            "labels": list(labels) if labels is not None else None,
-            "source": _source_entry(source),
-            "versions": versions(),
-            "extra": extra or {},
-            "extra_files": extras,
-        }
-        manifest = to_jsonable(manifest)
-        atomic_write_json(tmp / MANIFEST, manifest)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if zip_path is not None:
-        write_zip(out, zip_path)
-    manifest["_dir"] = str(out)
-    return manifest
+
+
+def _stage_models(tmp: Path, files, targets) -> dict:
+    """Copy the model files into the staging folder; their manifest entries by key."""
+    entries, used = {}, set()
+    for key, src in files.items():
+        src = Path(src)
+        if not src.is_file():
+            raise ModelFormatError(f"bundle file for {key!r}: {src} does not exist")
+        fname = src.name if src.name not in used else f"{key}{src.suffix}"
+        used.add(fname)
+        shutil.copyfile(src, tmp / fname)
+        entries[key] = _file_entry(tmp / fname, targets.get(key, [key]))
+    return entries
+
+
+def _stage_extras(tmp: Path, labels, extra_files, extra_dirs, used) -> dict:
+    """Write labels.txt, extra files and extra folders; the sha256 of each by relative path."""
+    extras = {}
+    if labels is not None:
+        (tmp / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+        extras["labels.txt"] = sha256_file(tmp / "labels.txt")
+    for fname, content in extra_files.items():
+        if "/" in fname or "\\" in fname or fname in (MANIFEST, *used):
+            raise ModelFormatError(f"extra file name {fname!r} must be a plain, unused file name")
+        data = content if isinstance(content, bytes) else Path(content).read_bytes()
+        (tmp / fname).write_bytes(data)
+        extras[fname] = sha256_bytes(data)
+    for dname, src_dir in extra_dirs.items():
+        if not _KEY_RE.match(dname) or dname in used or dname in extras or dname == REMOTE_DIR:
+            raise ModelFormatError(f"extra folder name {dname!r} must be a plain, unused name")
+        shutil.copytree(src_dir, tmp / dname)
+        for f in sorted(p for p in (tmp / dname).rglob("*") if p.is_file()):
+            extras[f.relative_to(tmp).as_posix()] = sha256_file(f)
+    return extras
 
 
 def _source_entry(source) -> Optional[dict]:

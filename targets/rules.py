@@ -147,22 +147,41 @@ def generic_check(model_path, profile, *, facts: Optional[ModelFacts] = None,
         >>> from edgeship.targets.rules import generic_check
         >>> report = generic_check("model.tflite", get_target("null"))  # doctest: +SKIP
     """
-    facts = facts or read_facts(model_path)
+    facts = read_facts(facts or model_path)
     report = new_report(facts, profile)
+    format_ok = _check_format(facts, profile, report)
+    _check_quantization(facts, profile, report)
+    _check_io(facts, profile, report)
+    _check_shapes(facts, profile, report)
+    _place_ops(facts, profile, report, placement, format_ok)
+    _check_memory(facts, profile, report)
+    if facts.subgraphs > 1:
+        report.notes.append(f"model has {facts.subgraphs} subgraphs; only the main one was checked op by op")
+    return report
 
-    format_ok = facts.format in profile.formats
-    if not format_ok:
-        report.add(Problem("format", Path(facts.path).name,
-                           f"{profile.name} runs {'/'.join(sorted(profile.formats))} models; this is {facts.format}",
-                           f"convert with `edgeship convert SOURCE --to {sorted(profile.formats)[0]}`"))
-    if facts.quantization not in profile.quantizations:
-        what = {QuantMode.FP32: "a float (unquantized) model",
-                QuantMode.MIXED: "a partly quantized model (some ops float)",
-                QuantMode.DYNAMIC: "dynamic-range quantized (float activations)"}.get(
-                    facts.quantization, f"quantized as {facts.quantization}")
-        report.add(Problem("quantization", Path(facts.path).name,
-                           f"{profile.name} accepts quantization {', '.join(sorted(map(str, profile.quantizations)))}; "
-                           f"this is {what}", _quant_fix(profile)))
+
+def _check_format(facts: ModelFacts, profile, report: CheckReport) -> bool:
+    if facts.format in profile.formats:
+        return True
+    report.add(Problem("format", Path(facts.path).name,
+                       f"{profile.name} runs {'/'.join(sorted(profile.formats))} models; this is {facts.format}",
+                       f"convert with `edgeship convert SOURCE --to {sorted(profile.formats)[0]}`"))
+    return False
+
+
+def _check_quantization(facts: ModelFacts, profile, report: CheckReport) -> None:
+    if facts.quantization in profile.quantizations:
+        return
+    what = {QuantMode.FP32: "a float (unquantized) model",
+            QuantMode.MIXED: "a partly quantized model (some ops float)",
+            QuantMode.DYNAMIC: "dynamic-range quantized (float activations)"}.get(
+                facts.quantization, f"quantized as {facts.quantization}")
+    report.add(Problem("quantization", Path(facts.path).name,
+                       f"{profile.name} accepts quantization {', '.join(sorted(map(str, profile.quantizations)))}; "
+                       f"this is {what}", _quant_fix(profile)))
+
+
+def _check_io(facts: ModelFacts, profile, report: CheckReport) -> None:
     for role, tensors in (("input", facts.inputs), ("output", facts.outputs)):
         for t in tensors:
             if profile.io_dtypes and t.dtype not in profile.io_dtypes:
@@ -170,6 +189,9 @@ def generic_check(model_path, profile, *, facts: Optional[ModelFacts] = None,
                                    f"{role} {t.name!r} is {t.dtype}; {profile.name} accepts "
                                    f"{', '.join(sorted(profile.io_dtypes))}",
                                    _quant_fix(profile) + " --io-dtype " + _io_fix(profile)))
+
+
+def _check_shapes(facts: ModelFacts, profile, report: CheckReport) -> None:
     if profile.static_shapes_required:
         for t in facts.inputs:
             if any(d < 0 for d in t.shape):
@@ -186,6 +208,9 @@ def generic_check(model_path, profile, *, facts: Optional[ModelFacts] = None,
                                    f"tensor {t.name!r} has rank {len(t.shape)} {list(t.shape)}; "
                                    f"{profile.name} supports rank <= {profile.max_tensor_rank}",
                                    f"reshape the model so tensors have at most {profile.max_tensor_rank} dimensions"))
+
+
+def _place_ops(facts: ModelFacts, profile, report: CheckReport, placement: str, format_ok: bool) -> None:
     for op in facts.ops:
         if not format_ok:   # op names of another format mean nothing to this target
             report.ops.append(OpPlacement(op.index, op.op, "unsupported", op.version, f"{facts.format} not supported"))
@@ -196,6 +221,9 @@ def generic_check(model_path, profile, *, facts: Optional[ModelFacts] = None,
         else:
             report.add(reason)
             report.ops.append(OpPlacement(op.index, op.op, "unsupported", op.version, reason.message))
+
+
+def _check_memory(facts: ModelFacts, profile, report: CheckReport) -> None:
     limit = profile.memory_limit_bytes
     need = facts.params_bytes + (facts.peak_activation_bytes or 0)
     if limit is not None and need > limit:
@@ -204,9 +232,6 @@ def generic_check(model_path, profile, *, facts: Optional[ModelFacts] = None,
                            f"activations {(facts.peak_activation_bytes or 0) / 1e6:.2f} MB); "
                            f"{profile.name} has {limit / 1e6:.2f} MB",
                            "re-convert with --quantize int8 or use a smaller model (fewer channels / lower resolution)"))
-    if facts.subgraphs > 1:
-        report.notes.append(f"model has {facts.subgraphs} subgraphs; only the main one was checked op by op")
-    return report
 
 
 def op_problem(op: OpFact, profile) -> Optional[Problem]:

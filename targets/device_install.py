@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from .._io import sha256_file
 from ..errors import TargetError
 
 # Python packages that are model runtimes, by the format they run. edgeship's own metadata pins
@@ -77,14 +78,6 @@ def _canonical(name: str) -> str:
 def _req_name(req: str) -> str:
     m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
     return _canonical(m.group(1)) if m else ""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --- where the running edgeship comes from ---------------------------------------------------
@@ -137,7 +130,7 @@ def _build_from_source(root: Path, mapping: dict, version: str, cache: Path) -> 
     slot = cache / "wheels" / f"edgeship-{version}-{digest[:16]}"
     cached = sorted(slot.glob("edgeship-*.whl")) if slot.is_dir() else []
     if cached:
-        return LocalWheel(cached[0], _sha256(cached[0]), version, "source-cache", str(root), digest)
+        return LocalWheel(cached[0], sha256_file(cached[0]), version, "source-cache", str(root), digest)
     from .._deps import available
 
     missing = [m for m in ("setuptools", "wheel") if not available(m)]
@@ -165,7 +158,7 @@ def _build_from_source(root: Path, mapping: dict, version: str, cache: Path) -> 
         part = slot / (built[0].name + ".part")
         shutil.copyfile(built[0], part)
         os.replace(part, final)   # atomic: a concurrent reader sees the whole wheel or none
-    return LocalWheel(final, _sha256(final), version, "source-build", str(root), digest)
+    return LocalWheel(final, sha256_file(final), version, "source-build", str(root), digest)
 
 
 def repack_installed(dist, out_dir: Path) -> Path:
@@ -237,12 +230,12 @@ def _from_installed(version: str, cache: Path) -> LocalWheel:
 
             whl = Path(unquote(urlparse(url).path))
             if whl.is_file() and f"-{dist.version}-" in whl.name:
-                return LocalWheel(whl, _sha256(whl), version, "installed-wheel", str(whl))
+                return LocalWheel(whl, sha256_file(whl), version, "installed-wheel", str(whl))
     record = dist.read_text("RECORD") or ""
     digest = hashlib.sha256(record.encode()).hexdigest()
     slot = cache / "wheels" / f"edgeship-{version}-installed-{digest[:16]}"
     whl = repack_installed(dist, slot)
-    return LocalWheel(whl, _sha256(whl), version, "repacked", str(dist.locate_file(f"edgeship-{dist.version}.dist-info")), digest)
+    return LocalWheel(whl, sha256_file(whl), version, "repacked", str(dist.locate_file(f"edgeship-{dist.version}.dist-info")), digest)
 
 
 def local_wheel(cache_dir: Optional[Path] = None) -> LocalWheel:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
-from edgeship.errors import ConversionError
+from edgeship.errors import ConversionError, EdgeshipError
 from edgeship.facts import QuantMode
 
 # Every exporter module, in the order ``--all`` runs them.
@@ -64,7 +64,10 @@ def load_exporters() -> Dict[str, Exporter]:
 def find(format: str, quantization, source_kind: str) -> Exporter:
     """The exporter for (format, quantization) that accepts ``source_kind``."""
     load_exporters()
-    quantization = QuantMode.parse(quantization)
+    try:
+        quantization = QuantMode.parse(quantization)
+    except EdgeshipError as exc:
+        raise ConversionError(f"no exporter for --to {format} --quantize {quantization}: {exc}") from None
     for exp in EXPORTERS.values():
         if exp.format == format and exp.quantization == quantization and source_kind in exp.sources:
             return exp

@@ -61,7 +61,7 @@ def test_torch_to_onnx_fp32_matches(torch_src, cnn_valid, tmp_path):
     path = write(tmp_path, "cnn.onnx", data)
     m = edgeship.load(path)
     assert m.format == "onnx" and m.backend == "onnxruntime"
-    rep = _parity(torch_src, path, cnn_valid, "onnx/none")
+    rep = _parity(torch_src, path, cnn_valid, "onnx/fp32")
     assert rep.passed, rep.failures
     assert rep.max_abs < 1e-4
 
@@ -129,5 +129,5 @@ def test_torch_to_tflite_via_litert_torch(torch_src, cnn_valid, tmp_path):
 
     path = write(tmp_path, "cnn.tflite", export_tflite_from_torch(torch_src, {}))
     assert edgeship.load(path).format == "tflite"
-    rep = _parity(torch_src, path, cnn_valid, "tflite/none")
+    rep = _parity(torch_src, path, cnn_valid, "tflite/fp32")
     assert rep.passed, rep.failures

@@ -209,7 +209,12 @@ def _mag_mel(frames_audio: np.ndarray, spec: FrontEndSpec) -> np.ndarray:
     n = 1 + (frames_audio.size - spec.frame_length) // spec.frame_step
     if n <= 0:
         return np.zeros((0, spec.num_mel_bins), np.float32)
-    idx = np.arange(spec.frame_length)[None, :] + spec.frame_step * np.arange(n)[:, None]
+    key = ("idx", n, spec.frame_length, spec.frame_step)
+    idx = _CACHE.get(key)
+    if idx is None:   # a stream asks for the same few frame counts over and over
+        idx = np.arange(spec.frame_length)[None, :] + spec.frame_step * np.arange(n)[:, None]
+        if len(_CACHE) < 256:
+            _CACHE[key] = idx
     spectrum = np.abs(np.fft.rfft(frames_audio[idx] * _window(spec), n=spec.fft_length)).astype(np.float32)
     return spectrum @ mel_matrix(spec)
 

@@ -57,8 +57,10 @@ def _deploy(args) -> int:
 
 
 def _train(argv: List[str]) -> int:
+    import importlib
+
     try:
-        from . import train
+        train = importlib.import_module(".train", __package__)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.endswith("keyword_spotting.train"):
             print("train: the training recipe (examples/keyword_spotting/train.py) is not part of this checkout; "

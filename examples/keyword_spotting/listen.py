@@ -69,7 +69,7 @@ def build_detector(args):
     try:
         return KeywordDetector(model, labels=args.labels, config=cfg, hop_samples=args.hop_ms * 16, threads=args.threads)
     except Exception as exc:
-        if model == ZOO_DEFAULT and "unknown model" in str(exc):
+        if model == ZOO_DEFAULT and "not a zoo model name" in str(exc):
             raise InputSpecError(f"the default model {ZOO_DEFAULT!r} is not in this edgeship's zoo; pass --model "
                                  f"(a .tflite, a bundle, or e.g. mlperf_kws_int8 with EDGESHIP_MIRROR set)") from exc
         raise

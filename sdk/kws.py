@@ -233,13 +233,17 @@ class ModelInfo:
     zoo_name: Optional[str] = None
 
 
-def _zoo_entry(sha256: str):
+def _zoo_entry(model):
+    """The registry entry of a loaded model: same sha256, or (shipped models) the same file."""
     try:
         from edgeship import models
     except ImportError:  # pragma: no cover - the zoo ships with edgeship
         return None
+    here = Path(model.path).resolve()
     for e in models.REGISTRY.values():
-        if e.sha256 and e.sha256 == sha256:
+        if e.sha256 and e.sha256 == model.sha256:
+            return e
+        if e.url is None and (models.registry.WEIGHTS / e.file).resolve() == here:
             return e
     return None
 
@@ -247,7 +251,7 @@ def _zoo_entry(sha256: str):
 def model_info(model, labels=None, spec: Optional[FrontEndSpec] = None) -> ModelInfo:
     """Labels and front end for a loaded :class:`edgeship.Model` (see the module docstring)."""
     manifest = getattr(model, "manifest", None) or {}
-    entry = _zoo_entry(model.sha256)
+    entry = _zoo_entry(model)
     if labels is not None:
         labs, lfrom = parse_labels(labels), "argument"
     elif manifest.get("labels"):

@@ -128,18 +128,22 @@ def speaker_split(root, validation: float = 0.25, salt: str = "edgeship-kws-v1",
 # ----------------------------------------------------------------------------------------- model
 
 def build_dscnn(num_classes: int = 12, filters: int = 64, blocks: int = 4, dropout: float = 0.4,
-                weight_decay: float = 1e-4, name: str = "kws_dscnn"):
+                weight_decay: float = 1e-4, input_noise: float = 0.0, name: str = "kws_dscnn"):
     """The MLPerf Tiny DS-CNN (same layers and order as its reference, so its weights load).
 
     Input ``[N, 49, 10, 1]`` MFCC, output softmax probabilities over ``num_classes``.
     About 24.9 k parameters and 2.7 M multiply-accumulates at the defaults.
+    ``input_noise`` > 0 adds Gaussian noise of that standard deviation to the features while
+    training only (identity at inference, dropped by the TFLite converter): it makes the model
+    insensitive to the int8 input quantization step (~0.6 for these features).
     """
     import keras
     from keras import layers
 
     reg = keras.regularizers.l2(weight_decay)
     inp = keras.Input((49, 10, 1), name="mfcc")
-    x = layers.Conv2D(filters, (10, 4), strides=(2, 2), padding="same", kernel_regularizer=reg)(inp)
+    x = layers.GaussianNoise(input_noise, seed=0)(inp) if input_noise > 0 else inp
+    x = layers.Conv2D(filters, (10, 4), strides=(2, 2), padding="same", kernel_regularizer=reg)(x)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
     x = layers.Dropout(0.2)(x)
@@ -273,6 +277,20 @@ def real_dataset(clips: Sequence[Clip], *, copies: int = 0, augmenter=None, seed
 
 # -------------------------------------------------------------------------------------- training
 
+_CONSOLE: dict = {}
+
+
+def progress_console(stream=None):
+    """The rich console progress bars go to: stderr, or ``stream`` once set (e.g. a saved fd)."""
+    from rich.console import Console
+
+    if stream is not None or "c" not in _CONSOLE:
+        import sys
+
+        _CONSOLE["c"] = Console(file=stream or sys.stderr)
+    return _CONSOLE["c"]
+
+
 def _progress_callback(epochs: int, steps: int, description: str):
     import keras
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -281,7 +299,8 @@ def _progress_callback(epochs: int, steps: int, description: str):
         def on_train_begin(self, logs=None):
             self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                      TextColumn("{task.completed}/{task.total} steps"), TextColumn("{task.fields[info]}"),
-                                     TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+                                     TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+                                     console=progress_console())
             self.progress.start()
             self.task = self.progress.add_task(description, total=epochs * steps, info="")
 
@@ -301,7 +320,8 @@ def _progress_callback(epochs: int, steps: int, description: str):
 
 def train(x, y, *, x_val=None, y_val=None, num_classes: int = 12, init: Optional[str] = None,
           reference_dir=None, epochs: int = 10, batch_size: int = 64, learning_rate: float = 1e-3,
-          seed: int = 0, progress: bool = True, model=None, description: str = "training kws_dscnn"):
+          seed: int = 0, progress: bool = True, model=None, description: str = "training kws_dscnn",
+          input_noise: float = 0.0):
     """Train the DS-CNN on features ``x`` ``[N, 49, 10, 1]`` with integer labels ``y``.
 
     Args:
@@ -311,6 +331,7 @@ def train(x, y, *, x_val=None, y_val=None, num_classes: int = 12, init: Optional
         model: an already built Keras model to continue (overrides ``init``).
         epochs / batch_size / learning_rate: Adam with a cosine decay to 5 % over the run.
         seed: fixes Keras/TensorFlow/numpy seeds and the shuffling.
+        input_noise: training-time Gaussian noise on the features (see :func:`build_dscnn`).
 
     Returns:
         ``(model, history_dict)``; ``history_dict`` has per-epoch ``loss`` (and ``val_accuracy``).
@@ -328,7 +349,7 @@ def train(x, y, *, x_val=None, y_val=None, num_classes: int = 12, init: Optional
         raise InputSpecError(f"train: expected labels in [0, {num_classes}), given [{y.min()}, {y.max()}]")
     keras.utils.set_random_seed(seed)
     if model is None:
-        model = build_dscnn(num_classes)
+        model = build_dscnn(num_classes, input_noise=input_noise)
         if init == "reference":
             if reference_dir is None:
                 raise InputSpecError("train: init='reference' needs reference_dir (the MLPerf SavedModel folder)")
@@ -442,7 +463,7 @@ class _maybe_progress:
             return lambda done: None
         from rich.progress import Progress
 
-        self.p = Progress(transient=False)
+        self.p = Progress(transient=False, console=progress_console())
         self.p.start()
         task = self.p.add_task(self.description, total=self.total)
         return lambda done: self.p.update(task, completed=done)
@@ -451,3 +472,40 @@ class _maybe_progress:
         if self.enabled:
             self.p.stop()
         return False
+
+
+def keyword_report(pred: np.ndarray, clips: Sequence[Clip], labels: Sequence[str]) -> dict:
+    """Recall of each keyword on clips of that word, and false alarms on every other clip.
+
+    A clip's true word comes from :attr:`Clip.word` (its folder, or the file-name prefix in
+    ``_unknown_``), so real recordings of e.g. ``marvin`` stored in ``_unknown_`` count as
+    ``marvin`` for a spotter trained on it. A false alarm is a non-keyword clip predicted as
+    any keyword.
+
+    Returns:
+        ``{"keywords": {word: {"n", "recall"}}, "negatives": n, "false_alarms": k,
+        "false_alarm_rate": k / n, "accuracy": overall top-1 with unknown/silence folded}``.
+    """
+    keywords = [w for w in labels if w not in (SILENCE, UNKNOWN)]
+    kw_lower = [w.lower() for w in keywords]
+    out = {"keywords": {}, "negatives": 0, "false_alarms": 0}
+    truth = []
+    for c in clips:
+        w = c.word.lower()
+        if w in kw_lower:
+            truth.append(kw_lower.index(w))
+        else:
+            truth.append(list(labels).index(SILENCE) if c.label == SILENCE else list(labels).index(UNKNOWN))
+    truth = np.asarray(truth)
+    pred = np.asarray(pred)
+    is_kw_pred = np.isin(pred, np.arange(len(labels))[[w not in (SILENCE, UNKNOWN) for w in labels]])
+    for i, w in enumerate(keywords):
+        k = list(labels).index(w)
+        sel = truth == k
+        out["keywords"][w] = {"n": int(sel.sum()), "recall": float(np.mean(pred[sel] == k)) if sel.any() else None}
+    neg = ~np.isin(truth, [list(labels).index(w) for w in keywords])
+    out["negatives"] = int(neg.sum())
+    out["false_alarms"] = int(np.sum(is_kw_pred & neg))
+    out["false_alarm_rate"] = out["false_alarms"] / out["negatives"] if out["negatives"] else None
+    out["accuracy"] = float(np.mean(pred == truth)) if truth.size else None
+    return out

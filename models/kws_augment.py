@@ -234,3 +234,21 @@ class Augmenter:
         seg = noise_clip(self.noises[int(rng.integers(len(self.noises)))], n, rng)
         peak = float(np.max(np.abs(seg))) or 1.0
         return (seg / peak * 10 ** rng.uniform(-2.5, -0.1)).astype(np.float32)
+
+
+def synthetic_noises(seed: int = 0, seconds: float = 10.0) -> List[np.ndarray]:
+    """White, pink and brown noise (``seconds`` each, peak 0.5): noise when no recordings are given.
+
+    Example:
+        >>> [n.shape for n in synthetic_noises(seconds=1.0)]
+        [(16000,), (16000,), (16000,)]
+    """
+    rng = np.random.default_rng([seed, 4242])
+    n = int(seconds * SAMPLE_RATE)
+    out = []
+    for slope in (0.0, -0.5, -1.0):  # amplitude ~ f^slope: white, pink, brown
+        spec = np.fft.rfft(rng.standard_normal(n))
+        f = np.maximum(np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE), 20.0)
+        x = np.fft.irfft(spec * f ** slope, n)
+        out.append((0.5 * x / np.max(np.abs(x))).astype(np.float32))
+    return out

@@ -222,3 +222,80 @@ def test_zoo_entry_loads_and_predicts(name, shared_dir):
     else:
         acc, _ = kws.evaluate_file(p, x, y)
     assert acc >= 0.8
+
+
+# ------------------------------------------------------------------------------- train command
+
+def _train_main():
+    return pytest.importorskip("examples.keyword_spotting.train")
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--keywords", "_bad"], "reserved"),
+    (["--keywords", "yes,yes"], "each word once"),
+    (["--keywords", " , "], "expected comma-separated"),
+    (["--epochs", "0"], "--epochs"),
+    (["--data", "/no/such/folder"], "--data"),
+    (["--per-word", "0"], "nothing to train on"),
+])
+def test_train_rejects_bad_arguments_with_exit_2(argv, match, tmp_path, capsys):
+    train = _train_main()
+    rc = train.main(argv + ["--out", str(tmp_path / "o"), "--json"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 2 and len(out) == 1
+    import json
+
+    err = json.loads(out[0])
+    assert err["ok"] is False and match in err["error"]["message"]
+
+
+def test_train_never_overwrites_a_folder_it_did_not_write(tmp_path, capsys):
+    train = _train_main()
+    (tmp_path / "mine.txt").write_text("precious")
+    rc = train.main(["--keywords", "yes", "--out", str(tmp_path)])
+    assert rc == 2 and (tmp_path / "mine.txt").read_text() == "precious"
+    assert "not written by train" in capsys.readouterr().err
+
+
+def test_keyword_report_counts_recall_and_false_alarms():
+    from edgeship.models.kws import Clip, keyword_report
+
+    labels = ["marvin", "house", "_silence_", "_unknown_"]
+    clips = [Clip("a", "_unknown_", "s1", "marvin"), Clip("b", "_unknown_", "s2", "marvin"),
+             Clip("c", "_unknown_", "s3", "house"), Clip("d", "yes", "s4", "yes"),
+             Clip("e", "_silence_", "file:1", "_silence_"), Clip("f", "_unknown_", "s5", "bed")]
+    pred = np.array([0, 3, 1, 1, 2, 3])
+    r = keyword_report(pred, clips, labels)
+    assert r["keywords"]["marvin"] == {"n": 2, "recall": 0.5}
+    assert r["keywords"]["house"] == {"n": 1, "recall": 1.0}
+    assert r["negatives"] == 3 and r["false_alarms"] == 1
+    assert abs(r["false_alarm_rate"] - 1 / 3) < 1e-9
+
+
+@pytest.mark.slow
+def test_train_keywords_end_to_end_tiny(tmp_path, monkeypatch, capsys):
+    """A tiny real run of ``train --keywords``: synthetic speech -> Keras -> int8 -> bundle."""
+    _needs_espeak()
+    pytest.importorskip("keras")
+    train = _train_main()
+    monkeypatch.setenv("EDGESHIP_KWS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "kws"
+    rc = train.main(["--keywords", "yes,stop", "--per-word", "16", "--synth-copies", "1", "--epochs", "3",
+                     "--out", str(out), "--json", "--max-acc-drop", "0.2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    import json
+
+    assert len(lines) == 1
+    rep = json.loads(lines[0])
+    assert rep["labels"] == ["yes", "stop", "_silence_", "_unknown_"]
+    assert rep["history"]["loss"][-1] < rep["history"]["loss"][0]
+    assert (out / "model.keras").is_file() and (out / "train_report.json").is_file()
+    if rc == 0:  # parity passed: the bundle loads and predicts 4 classes
+        import edgeship
+
+        m = edgeship.load(str(out / "bundle"))
+        assert m.predict(np.zeros((1, 49, 10, 1), np.float32)).shape == (1, 4)
+    else:
+        assert rc == 1 and "parity" in rep
+    # a rerun may replace the folder it wrote itself
+    assert train._check_args(train.build_parser().parse_args(["--keywords", "yes", "--out", str(out)])) is None

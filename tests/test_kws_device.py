@@ -36,7 +36,7 @@ SITECUSTOMIZE = textwrap.dedent(f"""
     _log = os.environ.get("KWS_MODULES_LOG")
     if _log:
         atexit.register(lambda: open(_log + "." + str(os.getpid()), "w").write(
-            "\\n".join(sorted({{m.split(".")[0] for m in list(sys.modules)}}))))
+            "\\n".join(sorted({{m.split(".")[0] for m in list(sys.modules)}} - set(sys.stdlib_module_names)))))
 """)
 
 
@@ -117,6 +117,11 @@ def test_deployed_listen_runs_without_heavy_frameworks(deployed, shared_dir, tmp
     assert "edgeship" in imported and "numpy" in imported
     assert not imported & set(BLOCKED), imported & set(BLOCKED)
     assert imported & {"ai_edge_litert", "tflite_runtime"}
+    # every third-party module: edgeship, numpy, the interpreter, soundfile (and their private parts)
+    allowed = {"edgeship", "numpy", "ai_edge_litert", "tflite_runtime", "soundfile", "sounddevice", "cffi",
+               "typing_extensions", "sitecustomize"}
+    others = {m for m in imported if not m.startswith("_") and m not in allowed}
+    assert not others, others
 
 
 @pytest.mark.shared

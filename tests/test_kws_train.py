@@ -299,3 +299,12 @@ def test_train_keywords_end_to_end_tiny(tmp_path, monkeypatch, capsys):
         assert rc == 1 and "parity" in rep
     # a rerun may replace the folder it wrote itself
     assert train._check_args(train.build_parser().parse_args(["--keywords", "yes", "--out", str(out)])) is None
+
+
+@pytest.mark.parametrize("name", ["edgeship.models.kws_augment", "edgeship.models.kws", "edgeship.models.speech_synth"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

@@ -63,6 +63,7 @@ def speaker_of(path) -> str:
 
 
 def label_index(label: str, labels: Sequence[str] = LABELS) -> int:
+    """Index of ``label`` in ``labels``; anything not there is ``_unknown_``."""
     if label in labels:
         return list(labels).index(label)
     return list(labels).index(UNKNOWN)
@@ -262,7 +263,8 @@ def real_dataset(clips: Sequence[Clip], *, copies: int = 0, augmenter=None, seed
         xs, ys = [], []
         for i, c in enumerate(clips):
             audio = load_audio(c.path)
-            y = label_index(c.label, labels)
+            # a keyword recorded in _unknown_ (e.g. _unknown_/marvin_<hash>_nohash_0) is that keyword
+            y = label_index(c.word if c.word in labels and c.label == UNKNOWN else c.label, labels)
             xs.append(fit_length(audio))
             ys.append(y)
             for k in range(copies):

@@ -56,7 +56,7 @@ def snr_db(signal, noise) -> float:
         return float("inf")
     if ps == 0.0:
         return float("-inf")
-    return 10.0 * np.log10(ps / pn)
+    return float(10.0 * np.log10(ps / pn))
 
 
 def fit_length(x, n: int = CLIP, *, offset: Optional[int] = None) -> np.ndarray:

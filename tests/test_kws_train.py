@@ -299,3 +299,25 @@ def test_train_keywords_end_to_end_tiny(tmp_path, monkeypatch, capsys):
         assert rc == 1 and "parity" in rep
     # a rerun may replace the folder it wrote itself
     assert train._check_args(train.build_parser().parse_args(["--keywords", "yes", "--out", str(out)])) is None
+
+
+@pytest.mark.parametrize("name", ["edgeship.models.kws_augment", "edgeship.models.kws", "edgeship.models.speech_synth"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+@pytest.mark.shared
+def test_train_init_accepts_keras_zoo_names_and_savedmodels(tmp_path, shared_dir):
+    train = _train_main()
+    kind, p = train._resolve_init("kws_dscnn_keras")
+    assert kind == "keras" and p.endswith("kws_dscnn.keras")
+    kind, p = train._resolve_init(str(shared_dir / "models" / "mlperf_tiny_kws" / "saved_model"))
+    assert kind == "reference"
+    assert train._resolve_init(None) == (None, None)
+    for bad in ("mlperf_kws_int8", str(tmp_path), "no_such_model"):
+        with pytest.raises(InputSpecError, match="--init"):
+            train._resolve_init(bad)

@@ -113,7 +113,9 @@ def _library_output_to(log_path: Path):
     try:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-        yield err_stream
+        # Python-level writes too (sys.stdout may not be fd 1, e.g. under a capturing test runner)
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield err_stream
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -78,13 +78,19 @@ class NoiseBed:
         return np.concatenate(out)
 
 
-def build_half(root: Path, noise_files, keywords, half: str, hours: float, seed: int):
+def build_half(root: Path, noise_files, keywords, half: str, hours: float, seed: int, keep=None):
     from edgeship import audio
+
+    if keep is not None:   # only clips of these files (e.g. a zoo model's validation speakers)
+        _half = half_of
+        half_of_ = lambda f: _half(f) if f in keep else None   # noqa: E731
+    else:
+        half_of_ = half_of
 
     rng = np.random.default_rng(seed)
     bed = NoiseBed([audio.read_audio(f) for f in noise_files], rng)
-    unknown = [audio.read_audio(f) for f in sorted((root / "_unknown_").glob("*.flac")) if half_of(f) == half]
-    silence = sorted((root / "_silence_").glob("*.flac"))
+    unknown = [audio.read_audio(f) for f in sorted((root / "_unknown_").glob("*.flac")) if half_of_(f) == half]
+    silence = [f for f in sorted((root / "_silence_").glob("*.flac")) if keep is None or f in keep]
     silence = [audio.read_audio(f) for i, f in enumerate(silence) if (i % 2 == 0) == (half == "tune")]
     # non-keyword streams of 10 minutes
     streams, uses = [], 0
@@ -102,7 +108,7 @@ def build_half(root: Path, noise_files, keywords, half: str, hours: float, seed:
             t += c.size + int(rng.uniform(0.5, 2.5) * SR)
         streams.append(np.clip(sig, -1, 1))
     # keyword streams: every keyword clip of this half, shuffled, one every 2 s
-    clips = [(l, f) for l in keywords for f in sorted((root / l).glob("*.flac")) if half_of(f) == half]
+    clips = [(l, f) for l in keywords for f in sorted((root / l).glob("*.flac")) if half_of_(f) == half]
     order = rng.permutation(len(clips))
     kw_sig = bed.take(len(clips) * 2 * SR + 2 * SR)
     truth = []
@@ -149,6 +155,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=None, help="keep the window posteriors in this folder and reuse them "
                     "(same model, hours, seed): re-tuning then takes seconds")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--zoo-validation-only", action="store_true",
+                    help="use only clips of the zoo DS-CNN's validation speakers (edgeship.models.kws.speaker_split), "
+                         "so a model trained on the other speakers is measured on speakers it never heard")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--out", default=None, help="also write the JSON report here")
     args = ap.parse_args(argv)
@@ -169,12 +178,17 @@ def main(argv=None) -> int:
     root = shared / "data" / "speech_commands_dev"
     noise_files = sorted((shared / "data" / "noise").rglob("*.wav"))
     t0 = time.time()
-    halves = {h: build_half(root, noise_files[i::2], keywords, h, args.hours, args.seed + i)
+    keep = None
+    if args.zoo_validation_only:
+        from edgeship.models.kws import speaker_split
+
+        keep = {Path(c.path) for c in speaker_split(root)["validation"]}
+    halves = {h: build_half(root, noise_files[i::2], keywords, h, args.hours, args.seed + i, keep)
               for i, h in enumerate(("tune", "eval"))}
     total_s = sum(sum(s.size for s in d["non_keyword"]) + d["keyword"].size for d in halves.values()) / SR
     cache = None
     if args.cache:
-        key = f"{det.model.sha256[:16]}-{args.hours}-{args.seed}-{det.hop_samples}"
+        key = f"{det.model.sha256[:16]}-{args.hours}-{args.seed}-{det.hop_samples}-{int(args.zoo_validation_only)}"
         cache = Path(args.cache) / f"kws_fa_posteriors-{key}.npz"
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
@@ -212,7 +226,8 @@ def main(argv=None) -> int:
         "data": {h: {"non_keyword_hours": round(sum(s.size for s in d["non_keyword"]) / SR / 3600, 3),
                      "keyword_clips": len(d["truth"]), "unknown_clips": d["unknown_clips"],
                      "unknown_insertions": d["unknown_uses"]} for h, d in halves.items()},
-        "split": "speaker hash 0-7 = tune, 8-f = eval; noise recordings alternate", "seed": args.seed,
+        "split": "speaker hash 0-7 = tune, 8-f = eval; noise recordings alternate"
+                 + ("; only the zoo DS-CNN's validation speakers" if keep is not None else ""), "seed": args.seed,
         "chosen_on_tune": {"rule": f"max tune recall with tune FA/h <= {args.tune_max_fa}",
                            "config": best["config"], "tune": best["tune"], "found": bool(ok)},
         "eval": ev, "eval_with_app_default": {"config": default.to_dict(), **ev_default},

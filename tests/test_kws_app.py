@@ -127,3 +127,20 @@ def test_default_model_missing_from_the_zoo_is_a_clear_error(tmp_path, capsys):
         f.writeframes(np.zeros(16000, "<i2").tobytes())
     assert main(["listen", "--wav", str(w)]) == 2
     assert "--model" in capsys.readouterr().err
+
+
+def test_listen_defaults_to_the_zoo_model(tmp_path, capsys):
+    from edgeship import models
+
+    if "kws_dscnn_int8" not in models.REGISTRY:
+        pytest.skip("the zoo model kws_dscnn_int8 is not registered in this checkout")
+    w = tmp_path / "s.wav"
+    with wave.open(str(w), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes((np.sin(np.arange(24000) / 7.0) * 3000).astype("<i2").tobytes())
+    assert main(["listen", "--wav", str(w), "--json"]) == 0
+    lines = [json.loads(l) for l in _out(capsys).splitlines()]
+    assert lines[0]["zoo_name"] == "kws_dscnn_int8" and lines[0]["labels_from"] == "zoo entry kws_dscnn_int8"
+    assert lines[-1]["windows"] == 6

@@ -76,5 +76,14 @@ bench: venv-test
 	$(BIN)/python bench/predict_overhead.py
 	$(BIN)/edgeship bench models/weights/shapes_cnn_int8.tflite --threads 1 --runs 200
 
+# Rebuild the zoo keyword-spotting model (models/weights/kws_dscnn*) from ../shared; see models/cards/kws_dscnn.md.
+.PHONY: train-kws kws-figures
+train-kws: venv-test
+	nice $(BIN)/python bench/train_kws.py zoo install
+
+# The synthetic-only figures of the model card (12 classes; --keywords marvin,sheila,house).
+kws-figures: venv-test
+	nice $(BIN)/python bench/train_kws.py synth keywords
+
 clean:
 	rm -rf $(VENV) .venv-tflrt .overlay-onnx2tf .overlay-litert-torch demo_out .pytest_cache

@@ -35,7 +35,7 @@ import numpy as np
 from .errors import InputSpecError
 
 __all__ = ["FrontEndSpec", "MLPERF_KWS", "features", "mel_matrix", "StreamingFeatures", "Window",
-           "quantize_truncate"]
+           "quantize_truncate", "read_audio", "resample"]
 
 _NORMALIZE = ("peak", "none")
 
@@ -209,7 +209,12 @@ def _mag_mel(frames_audio: np.ndarray, spec: FrontEndSpec) -> np.ndarray:
     n = 1 + (frames_audio.size - spec.frame_length) // spec.frame_step
     if n <= 0:
         return np.zeros((0, spec.num_mel_bins), np.float32)
-    idx = np.arange(spec.frame_length)[None, :] + spec.frame_step * np.arange(n)[:, None]
+    key = ("idx", n, spec.frame_length, spec.frame_step)
+    idx = _CACHE.get(key)
+    if idx is None:   # a stream asks for the same few frame counts over and over
+        idx = np.arange(spec.frame_length)[None, :] + spec.frame_step * np.arange(n)[:, None]
+        if len(_CACHE) < 256:
+            _CACHE[key] = idx
     spectrum = np.abs(np.fft.rfft(frames_audio[idx] * _window(spec), n=spec.fft_length)).astype(np.float32)
     return spectrum @ mel_matrix(spec)
 
@@ -344,3 +349,145 @@ class StreamingFeatures:
         """Feed an iterable of chunks and yield every window as it completes."""
         for chunk in chunks:
             yield from self.push(chunk)
+
+
+# --- reading audio files -----------------------------------------------------------------------
+def _have_soundfile() -> bool:
+    from ._deps import available
+
+    return available("soundfile")
+
+
+def _read_soundfile(path) -> "tuple[np.ndarray, int]":
+    import soundfile as sf
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, TypeError, ValueError) as exc:   # soundfile.LibsndfileError is a RuntimeError
+        raise InputSpecError(f"{path}: not a readable audio file ({exc}); expected a WAV or FLAC file "
+                             "(16-bit PCM, 16 kHz mono for keyword spotting)") from exc
+    return data, int(sr)
+
+
+def _read_wave(path) -> "tuple[np.ndarray, int]":
+    """Stdlib reader for PCM WAV (8/16/24/32-bit integer), used when soundfile is not installed."""
+    import wave
+
+    try:
+        with wave.open(str(path), "rb") as f:
+            ch, width, sr, n = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
+            raw = f.readframes(n)
+    except (wave.Error, EOFError, OSError) as exc:
+        raise InputSpecError(
+            f"{path}: not a readable PCM WAV file ({exc}). Without soundfile only integer PCM WAV can be "
+            "read; for FLAC or float WAV install it: pip install 'edgeship[audio]'") from exc
+    if width not in (1, 2, 3, 4) or ch < 1:
+        raise InputSpecError(f"{path}: unsupported WAV sample width {width} bytes / {ch} channels")
+    usable = len(raw) - len(raw) % (width * ch)
+    raw = raw[:usable]
+    if width == 1:   # unsigned 8-bit
+        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3)
+        v = (b[:, 0].astype(np.int32) | (b[:, 1].astype(np.int32) << 8) | (b[:, 2].astype(np.int32) << 16))
+        v = np.where(v >= 1 << 23, v - (1 << 24), v)
+        x = v.astype(np.float32) / float(1 << 23)
+    else:
+        dt = np.int16 if width == 2 else np.int32
+        x = np.frombuffer(raw, f"<i{width}").astype(np.float32) / float(np.iinfo(dt).max + 1)
+    return x.reshape(-1, ch), int(sr)
+
+
+def resample(x, from_rate: int, to_rate: int, *, half_width: int = 16) -> np.ndarray:
+    """Band-limited resampling in numpy (windowed sinc, Hann window, anti-aliased when downsampling).
+
+    Args:
+        x: mono float samples.
+        from_rate: their sample rate in Hz.
+        to_rate: the wanted rate in Hz.
+        half_width: filter half-width in zero crossings (16 is transparent for speech).
+
+    Returns:
+        float32 samples at ``to_rate`` (``round(len(x) * to_rate / from_rate)`` of them).
+
+    Example:
+        >>> t = np.arange(44100) / 44100.0
+        >>> y = resample(np.sin(2 * np.pi * 440 * t), 44100, 16000)
+        >>> y.shape, bool(abs(y[8000] - np.sin(2 * np.pi * 440 * 0.5)) < 1e-3)
+        ((16000,), True)
+    """
+    x = np.asarray(x, np.float64).reshape(-1)
+    for name, r in (("from_rate", from_rate), ("to_rate", to_rate)):
+        if not isinstance(r, (int, np.integer)) or r <= 0:
+            raise InputSpecError(f"resample: expected {name} as a positive integer (Hz), given {r!r}")
+    if from_rate == to_rate or x.size == 0:
+        return x.astype(np.float32)
+    ratio = to_rate / from_rate
+    cutoff = min(1.0, ratio)                       # in units of the input Nyquist
+    reach = int(np.ceil(half_width / cutoff))      # input samples on each side of an output sample
+    n_out = int(round(x.size * ratio))
+    xp = np.concatenate([np.zeros(reach), x, np.zeros(reach + 1)])
+    out = np.empty(n_out, np.float64)
+    offsets = np.arange(-reach, reach + 1)
+    block = max(1, (1 << 20) // offsets.size)
+    for s in range(0, n_out, block):
+        t = np.arange(s, min(n_out, s + block)) / ratio     # output sample times in input samples
+        base = np.floor(t).astype(np.int64)
+        k = base[:, None] + offsets[None, :]                 # input indices
+        d = t[:, None] - k                                    # distance in input samples
+        w = cutoff * np.sinc(cutoff * d) * (0.5 + 0.5 * np.cos(np.pi * np.clip(d / (reach + 1), -1, 1)))
+        out[s:s + t.size] = np.sum(xp[k + reach] * w, axis=1)
+    return out.astype(np.float32)
+
+
+_resample = resample   # read_audio's ``resample`` flag shadows the function's name
+
+
+def read_audio(path, sample_rate: Optional[int] = 16000, resample: bool = False) -> np.ndarray:
+    """Read a WAV or FLAC file as mono float32 samples in [-1, 1] at ``sample_rate``.
+
+    soundfile (``edgeship[audio]``) reads WAV (integer or float) and FLAC; without it the
+    standard library's ``wave`` reads integer PCM WAV. Documented behaviour for odd files:
+
+    - **wrong sample rate**: :class:`~edgeship.InputSpecError` naming the rates and the fix
+      (``resample=True``, ``--resample`` in the apps); with ``resample=True`` the samples are
+      resampled in numpy (:func:`resample`). ``sample_rate=None`` keeps the file's rate.
+    - **stereo / multi-channel**: mixed down to mono by averaging the channels.
+    - **empty** (no samples), **truncated header**, **non-audio bytes**, missing file:
+      :class:`~edgeship.InputSpecError` saying what was expected.
+    - **data cut short** (a valid header, fewer samples than it announces): the samples that are
+      there are returned (both readers agree).
+    - **NaN or inf** in a float WAV: :class:`~edgeship.InputSpecError` with the count.
+    - **short clips** (e.g. 0.1 s) are returned as they are; :func:`features` zero-pads them to
+      one clip, as the reference front end does.
+
+    Args:
+        path: the audio file.
+        sample_rate: the rate the caller needs, in Hz (None: accept any and keep it).
+        resample: resample a file at another rate instead of raising.
+
+    Returns:
+        1-D float32 array.
+
+    Raises:
+        InputSpecError: see above.
+    """
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputSpecError(f"{path}: no such audio file (expected a .wav or .flac file)")
+    data, sr = _read_soundfile(p) if _have_soundfile() else _read_wave(p)
+    if data.size == 0:
+        raise InputSpecError(f"{path}: the file holds no audio samples (empty); expected at least one sample")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise InputSpecError(f"{path}: {int(bad.sum())} of {data.size} samples are NaN or inf; "
+                             "the file is damaged or was written from a broken signal")
+    x = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if sample_rate is not None and sr != sample_rate:
+        if not resample:
+            raise InputSpecError(f"{path}: sample rate {sr} Hz, expected {sample_rate} Hz; resample it "
+                                 f"(resample=True, or --resample on the command line) or convert the file")
+        x = _resample(x, sr, int(sample_rate))
+    return np.ascontiguousarray(x, np.float32)

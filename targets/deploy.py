@@ -95,8 +95,15 @@ class DeployResult:
 
 def deploy(model: PathLike, target: str, out_dir: PathLike, *, labels: Optional[Sequence[str]] = None,
            mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
-           image: bool = False, overwrite: bool = False, **options) -> DeployResult:
+           image: bool = False, overwrite: bool = False, preprocessing: Optional[dict] = None,
+           app_files: Optional[Dict[str, Union[str, bytes]]] = None, app_readme: str = "",
+           app_run_command: Optional[str] = None, **options) -> DeployResult:
     """Write the deploy bundle for ``target`` into ``out_dir``.
+
+    ``preprocessing`` is recorded in the manifest (e.g. a KWS front end's
+    :meth:`~edgeship.audio.FrontEndSpec.to_dict`). An app adds its device entry point with
+    ``app_files`` ({file name: path or bytes}, checksummed like every bundle file),
+    ``app_readme`` (appended to the README) and ``app_run_command`` (what runs it there).
 
     Example:
         >>> # deploy("kws_int8.tflite", "mcu", "out/kws_mcu").files
@@ -118,13 +125,16 @@ def deploy(model: PathLike, target: str, out_dir: PathLike, *, labels: Optional[
         staged = (profile.bundler(model, stage, opts) if profile.bundler is not None
                   else _generic(model, stage, opts, profile))
         extra_files = dict(staged.extra_files)
-        extra_files["README.md"] = staged.readme.encode("utf-8")
+        extra_files.update(app_files or {})
+        if app_run_command:
+            staged.run_command = app_run_command
+        extra_files["README.md"] = (staged.readme + (f"\n{app_readme}" if app_readme else "")).encode("utf-8")
         if staged.subdir is not None:  # the drop-in folder lists its own checksums for app developers
             sums = {f"{staged.subdir.name}/{p.relative_to(staged.subdir).as_posix()}": sha256_file(p)
                     for p in sorted(staged.subdir.rglob("*")) if p.is_file()}
             atomic_write_json(staged.subdir / "SHA256SUMS.json", sums)
         manifest = write_bundle(out_dir, {k: str(v) for k, v in staged.files.items()}, labels=opts["labels"],
-                           source=model, overwrite=overwrite,
+                           source=model, overwrite=overwrite, preprocessing=preprocessing,
                            extra_dirs={staged.subdir.name: staged.subdir} if staged.subdir is not None else None,
                            extra={"target": target, "run_command": staged.run_command,
                                   "check": report.to_dict(), **staged.extra},

@@ -1,0 +1,263 @@
+"""False accepts per hour and keyword recall of the streaming detector, with its settings tuned
+on data that is not the evaluation data.
+
+Data (all real, from ../shared; nothing synthetic):
+
+- *non-keyword audio*: streams of real background noise (the 15 recordings in ``data/noise``,
+  cut into 2-10 s segments at random offsets, gain -10..+6 dB) with a real ``_unknown_`` word
+  (Speech Commands: ``bird``, ``marvin``, ``sheila``... spoken by real people) added every
+  1.5-3.5 s and a real ``_silence_`` clip now and then. 9.5 min of noise and 280 unknown
+  clips exist, so noise is looped and each unknown clip recurs (different offsets, gains and
+  neighbours); the report says how often.
+- *keyword audio*: every keyword clip of ``speech_commands_dev`` added onto such noise every
+  2 s; a keyword is recalled when an event with its label lies within 0.5 s of its speech centre.
+
+Split: speakers (the hash in the file name) whose hash starts with 0-7 are the *tuning* half,
+8-f the *evaluation* half; noise recordings alternate between the halves. The detector's
+posteriors are computed once per stream; every setting in the grid (threshold x smoothing x
+refractory) is then replayed on the tuning half, and the one with the highest tuning recall
+among those with at most ``--tune-max-fa`` false accepts per hour (default 1, the goal) is
+evaluated once on the evaluation half (goal: <= 1 false accept per hour at
+>= 90 % recall). ``--hours`` sets the non-keyword hours per half (default 1).
+
+Run (a few minutes on 2 cores):
+    python bench/kws_false_alarms.py [--model M] [--hours 1] [--json] [--out results.json]
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+SR = 16000
+KEYWORD_TOLERANCE_S = 0.5
+
+GRID = {"threshold": [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98], "smoothing": [1, 2, 3, 4, 5],
+        "refractory_s": [1.0]}
+
+
+def speaker(path: Path) -> str:
+    parts = path.stem.split("_nohash_")[0].split("_")
+    return parts[-1]
+
+
+def half_of(path: Path) -> str:
+    return "tune" if speaker(path)[0] in "01234567" else "eval"
+
+
+def word_centre(x: np.ndarray) -> float:
+    fr = x[: x.size // 160 * 160].reshape(-1, 160)
+    e = np.sqrt((fr ** 2).mean(axis=1))
+    on = np.flatnonzero(e >= 0.1 * e.max())
+    return (on[0] + on[-1] + 1) / 2 * 160 / SR
+
+
+class NoiseBed:
+    """Endless real noise: random 2-10 s segments of the given recordings at random gains."""
+
+    def __init__(self, recordings, rng):
+        self.recs, self.rng = recordings, rng
+
+    def take(self, n: int) -> np.ndarray:
+        out, got = [], 0
+        while got < n:
+            r = self.recs[int(self.rng.integers(len(self.recs)))]
+            seg = int(self.rng.uniform(2, 10) * SR)
+            seg = min(seg, r.size, n - got)
+            s = int(self.rng.integers(0, r.size - seg + 1))
+            out.append(r[s:s + seg] * np.float32(10 ** (self.rng.uniform(-10, 6) / 20)))
+            got += seg
+        return np.concatenate(out)
+
+
+def build_half(root: Path, noise_files, keywords, half: str, hours: float, seed: int, keep=None):
+    from edgeship import audio
+
+    if keep is not None:   # only clips of these files (e.g. a zoo model's validation speakers)
+        _half = half_of
+        half_of_ = lambda f: _half(f) if f in keep else None   # noqa: E731
+    else:
+        half_of_ = half_of
+
+    rng = np.random.default_rng(seed)
+    bed = NoiseBed([audio.read_audio(f) for f in noise_files], rng)
+    unknown = [audio.read_audio(f) for f in sorted((root / "_unknown_").glob("*.flac")) if half_of_(f) == half]
+    silence = [f for f in sorted((root / "_silence_").glob("*.flac")) if keep is None or f in keep]
+    silence = [audio.read_audio(f) for i, f in enumerate(silence) if (i % 2 == 0) == (half == "tune")]
+    # non-keyword streams of 10 minutes
+    streams, uses = [], 0
+    total = int(hours * 3600 * SR)
+    piece = 600 * SR
+    for start in range(0, total, piece):
+        n = min(piece, total - start)
+        sig = bed.take(n)
+        t = int(rng.uniform(0.5, 2) * SR)
+        while t + SR < n:
+            pool = unknown if rng.random() < 0.85 else silence
+            c = pool[int(rng.integers(len(pool)))]
+            sig[t:t + c.size] += c * np.float32(10 ** (rng.uniform(-6, 0) / 20))
+            uses += pool is unknown
+            t += c.size + int(rng.uniform(0.5, 2.5) * SR)
+        streams.append(np.clip(sig, -1, 1))
+    # keyword streams: every keyword clip of this half, shuffled, one every 2 s
+    clips = [(l, f) for l in keywords for f in sorted((root / l).glob("*.flac")) if half_of_(f) == half]
+    order = rng.permutation(len(clips))
+    kw_sig = bed.take(len(clips) * 2 * SR + 2 * SR)
+    truth = []
+    for i, j in enumerate(order):
+        label, f = clips[j]
+        x = audio.read_audio(f)
+        s = (1 + 2 * i) * SR
+        kw_sig[s:s + x.size] += x
+        truth.append((label, s / SR + word_centre(x)))
+    return {"non_keyword": streams, "keyword": np.clip(kw_sig, -1, 1), "truth": truth,
+            "unknown_clips": len(unknown), "unknown_uses": uses}
+
+
+def posteriors(det, sig, progress, task):
+    out = det.window_posteriors(sig, chunk_samples=SR)   # chunking does not change the windows
+    progress.advance(task, sig.size / SR)
+    return out
+
+
+def score(labels, cfg, half):
+    from edgeship.kws import PosteriorFilter
+
+    f = PosteriorFilter(labels, cfg)
+    fa = sum(len(f.run(e, p)) for e, p in half["non_keyword_post"])
+    hours = sum(s.size for s in half["non_keyword"]) / SR / 3600
+    events = f.run(*half["keyword_post"])
+    used, hit, wrong = set(), 0, 0
+    for label, t in half["truth"]:
+        near = [k for k, ev in enumerate(events) if abs(ev.time_s - t) <= KEYWORD_TOLERANCE_S and k not in used]
+        ok = [k for k in near if events[k].label == label]
+        if ok:
+            hit += 1
+            used.add(ok[0])
+    wrong = len(events) - len(used)   # keyword-stream events that match no keyword: substitutions/extras
+    return {"false_accepts": fa, "hours": hours, "fa_per_hour": fa / hours, "recall": hit / len(half["truth"]),
+            "keywords": len(half["truth"]), "keyword_stream_extra_events": wrong}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--hours", type=float, default=1.0, help="non-keyword hours per half (default 1)")
+    ap.add_argument("--tune-max-fa", type=float, default=1.0)
+    ap.add_argument("--cache", default=None, help="keep the window posteriors in this folder and reuse them "
+                    "(same model, hours, seed): re-tuning then takes seconds")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--zoo-validation-only", action="store_true",
+                    help="use only clips of the zoo DS-CNN's validation speakers (edgeship.models.kws.speaker_split), "
+                         "so a model trained on the other speakers is measured on speakers it never heard")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--out", default=None, help="also write the JSON report here")
+    args = ap.parse_args(argv)
+    shared = Path(os.environ.get("EDGESHIP_SHARED", REPO.parent / "shared"))
+    if not (shared / "data" / "speech_commands_dev").is_dir():
+        print(f"../shared not found at {shared}; set EDGESHIP_SHARED", file=sys.stderr)
+        return 2
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from edgeship import kws
+    sys.path.insert(0, str(REPO / "bench"))
+    from kws_rtf import default_model
+
+    model = args.model or default_model(shared)
+    det = kws.KeywordDetector(model, threads=1)
+    keywords = [l for l in det.labels if not l.startswith("_")]
+    root = shared / "data" / "speech_commands_dev"
+    noise_files = sorted((shared / "data" / "noise").rglob("*.wav"))
+    t0 = time.time()
+    keep = None
+    if args.zoo_validation_only:
+        from edgeship.models.kws import speaker_split
+
+        keep = {Path(c.path) for c in speaker_split(root)["validation"]}
+    halves = {h: build_half(root, noise_files[i::2], keywords, h, args.hours, args.seed + i, keep)
+              for i, h in enumerate(("tune", "eval"))}
+    total_s = sum(sum(s.size for s in d["non_keyword"]) + d["keyword"].size for d in halves.values()) / SR
+    cache = None
+    if args.cache:
+        key = f"{det.model.sha256[:16]}-{args.hours}-{args.seed}-{det.hop_samples}-{int(args.zoo_validation_only)}"
+        cache = Path(args.cache) / f"kws_fa_posteriors-{key}.npz"
+    if cache is not None and cache.is_file():
+        with np.load(cache) as z:
+            for h, d in halves.items():
+                d["non_keyword_post"] = [(z[f"{h}_nk{i}_e"], z[f"{h}_nk{i}_p"]) for i in range(len(d["non_keyword"]))]
+                d["keyword_post"] = (z[f"{h}_kw_e"], z[f"{h}_kw_p"])
+    else:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(),
+                      console=Console(stderr=True), transient=args.json) as prog:
+            task = prog.add_task("posteriors (audio s)", total=total_s)
+            for d in halves.values():
+                d["non_keyword_post"] = [posteriors(det, s, prog, task) for s in d["non_keyword"]]
+                d["keyword_post"] = posteriors(det, d["keyword"], prog, task)
+        if cache is not None:
+            arrays = {}
+            for h, d in halves.items():
+                for i, (e, p) in enumerate(d["non_keyword_post"]):
+                    arrays[f"{h}_nk{i}_e"], arrays[f"{h}_nk{i}_p"] = e, p
+                arrays[f"{h}_kw_e"], arrays[f"{h}_kw_p"] = d["keyword_post"]
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(cache, **arrays)
+    compute_s = time.time() - t0
+    grid = []
+    for th, sm, rf in itertools.product(GRID["threshold"], GRID["smoothing"], GRID["refractory_s"]):
+        cfg = kws.DetectorConfig(threshold=th, smoothing=sm, refractory_s=rf)
+        grid.append({"config": cfg.to_dict(), "tune": score(det.labels, cfg, halves["tune"])})
+    ok = [g for g in grid if g["tune"]["fa_per_hour"] <= args.tune_max_fa]
+    best = max(ok or grid, key=lambda g: (g["tune"]["recall"], -g["tune"]["fa_per_hour"]))
+    cfg = kws.DetectorConfig(**best["config"])
+    ev = score(det.labels, cfg, halves["eval"])
+    default = kws.DetectorConfig()
+    ev_default = score(det.labels, default, halves["eval"])
+    report = {
+        "model": str(det.model.path), "model_sha256": det.model.sha256, "zoo_name": det.info.zoo_name,
+        "data": {h: {"non_keyword_hours": round(sum(s.size for s in d["non_keyword"]) / SR / 3600, 3),
+                     "keyword_clips": len(d["truth"]), "unknown_clips": d["unknown_clips"],
+                     "unknown_insertions": d["unknown_uses"]} for h, d in halves.items()},
+        "split": "speaker hash 0-7 = tune, 8-f = eval; noise recordings alternate"
+                 + ("; only the zoo DS-CNN's validation speakers" if keep is not None else ""), "seed": args.seed,
+        "chosen_on_tune": {"rule": f"max tune recall with tune FA/h <= {args.tune_max_fa}",
+                           "config": best["config"], "tune": best["tune"], "found": bool(ok)},
+        "eval": ev, "eval_with_app_default": {"config": default.to_dict(), **ev_default},
+        "goal": {"fa_per_hour_max": 1.0, "recall_min": 0.9,
+                 "met": ev["fa_per_hour"] <= 1.0 and ev["recall"] >= 0.9},
+        "grid": grid, "compute_s": round(compute_s, 1),
+    }
+    if args.out:
+        from edgeship._io import atomic_write_json
+
+        atomic_write_json(args.out, report)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"model {Path(report['model']).name}; tuning and evaluation halves, "
+              f"{report['data']['eval']['non_keyword_hours']} h non-keyword audio each")
+        print("tune grid (threshold, smoothing): FA/h, recall")
+        for g in grid:
+            c, t = g["config"], g["tune"]
+            print(f"  {c['threshold']:.2f} {c['smoothing']}  {t['fa_per_hour']:6.2f}  {t['recall']:.3f}")
+        c = best["config"]
+        print(f"chosen on tune: threshold {c['threshold']}, smoothing {c['smoothing']}, refractory {c['refractory_s']}"
+              f" (tune: {best['tune']['fa_per_hour']:.2f} FA/h, recall {best['tune']['recall']:.3f})")
+        print(f"EVAL: {ev['false_accepts']} false accepts in {ev['hours']:.2f} h = {ev['fa_per_hour']:.2f}/h, "
+              f"recall {ev['recall']:.3f} on {ev['keywords']} keywords; goal (<= 1/h at >= 90 %) "
+              f"{'met' if report['goal']['met'] else 'NOT met'}")
+        print(f"eval at the app's default {default.to_dict()}: {ev_default['fa_per_hour']:.2f}/h, "
+              f"recall {ev_default['recall']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

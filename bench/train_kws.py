@@ -1,0 +1,138 @@
+"""Rebuild the zoo KWS model and measure the keyword-spotting figures of its model card.
+
+Runs (each step is cached, so a rerun only redoes what changed)::
+
+    python bench/train_kws.py zoo      # fine-tuned kws_dscnn (real train split + synthetic + augmentation)
+    python bench/train_kws.py synth    # 12-class model from synthetic speech only, on ALL real dev clips
+    python bench/train_kws.py keywords # train --keywords marvin,sheila,house (synthetic only), on real clips
+    python bench/train_kws.py install  # copy the zoo run's files into models/weights (prints the sha256)
+
+Needs ../shared (or $EDGESHIP_SHARED) and the [convert,speech,audio] extras. Figures are printed
+as JSON and written to ``out/kws_bench/<step>.json``. ``make train-kws`` runs zoo then install.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+SHARED = Path(os.environ.get("EDGESHIP_SHARED", REPO.parent / "shared"))
+DEV = SHARED / "data" / "speech_commands_dev"
+NOISE = SHARED / "data" / "noise"
+REF = SHARED / "models" / "mlperf_tiny_kws"
+OUT = REPO / "out" / "kws_bench"
+ZOO_ARGS = ["--data", str(DEV), "--init", str(REF / "saved_model"), "--noise", str(NOISE), "--epochs", "6",
+            "--seed", "0", "--per-word", "0", "--copies", "4", "--input-noise", "0.3",
+            "--max-acc-drop", "0.005"]
+
+
+def _train(args):
+    from examples.keyword_spotting import train
+
+    rc = train.main(args + ["--json"])
+    return rc
+
+
+def _report(out: Path) -> dict:
+    return json.loads((out / "train_report.json").read_text())
+
+
+def zoo() -> dict:
+    import numpy as np
+
+    from edgeship import models
+    from edgeship.models import kws
+
+    out = OUT / "zoo"
+    rc = _train(ZOO_ARGS + ["--out", str(out)])
+    rep = _report(out)
+    split = kws.speaker_split(DEV)
+    xv, yv = kws.real_dataset(split["validation"], tag="validation")
+    figures = {"rc": rc, "validation_clips": int(len(yv)), "train_clips": len(split["train"]),
+               "validation_speakers": len({c.speaker for c in split["validation"]})}
+    figures["zoo_float"] = kws.evaluate_keras(__import__("keras").models.load_model(out / "model.keras",
+                                                                                    compile=False), xv, yv)
+    if (out / "model_int8.tflite").is_file():
+        figures["zoo_int8"], _ = kws.evaluate_file(out / "model_int8.tflite", xv, yv)
+    for name in ("mlperf_kws_int8", "mlperf_kws_float"):
+        figures[name], _ = kws.evaluate_file(models.fetch(name, mirror=str(SHARED / "models")), xv, yv)
+    ref = kws.build_dscnn()
+    kws.load_reference_weights(ref, REF / "saved_model")
+    figures["mlperf_keras_float_from_savedmodel"] = kws.evaluate_keras(ref, xv, yv)
+    if "zoo_int8" in figures:
+        figures["int8_gain_over_reference_int8_points"] = round(100 * (figures["zoo_int8"] - figures["mlperf_kws_int8"]), 2)
+        figures["int8_minus_float_points"] = round(100 * (figures["zoo_int8"] - figures["zoo_float"]), 2)
+    figures["sha256"] = rep.get("sha256")
+    return figures
+
+
+def synth() -> dict:
+    from edgeship.models import kws
+
+    out = OUT / "synth"
+    rc = _train(["--out", str(out), "--epochs", "8", "--seed", "0", "--per-word", "300", "--synth-copies", "2",
+                 "--noise", str(NOISE)])
+    clips = kws.list_clips(DEV)
+    x, y = kws.real_dataset(clips, tag="all-dev")
+    f = {"rc": rc, "real_clips": len(clips)}
+    f["float_all_real"] = kws.evaluate_keras(__import__("keras").models.load_model(out / "model.keras",
+                                                                                   compile=False), x, y)
+    if (out / "model_int8.tflite").is_file():
+        f["int8_all_real"], pred = kws.evaluate_file(out / "model_int8.tflite", x, y)
+        f["int8_per_class_recall"] = {lab: float((pred[y == i] == i).mean()) for i, lab in enumerate(kws.LABELS)}
+    f["synthetic_validation"] = _report(out).get("float_accuracy")
+    return f
+
+
+def keywords() -> dict:
+    import numpy as np
+
+    from edgeship.models import kws
+
+    words = ["marvin", "sheila", "house"]
+    labels = words + ["_silence_", "_unknown_"]
+    out = OUT / "keywords"
+    rc = _train(["--keywords", ",".join(words), "--out", str(out), "--epochs", "10", "--seed", "0",
+                 "--per-word", "400", "--synth-copies", "3", "--noise", str(NOISE)])
+    clips = kws.list_clips(DEV)
+    x, _ = kws.real_dataset(clips, tag="all-dev")
+    f = {"rc": rc}
+    _, pred = kws.evaluate_file(out / "model_int8.tflite", x, np.zeros(len(clips)))
+    f["int8_on_all_real_dev_clips"] = kws.keyword_report(pred, clips, labels)
+    return f
+
+
+def install() -> dict:
+    from edgeship._io import sha256_file
+
+    out = OUT / "zoo"
+    dst = REPO / "models" / "weights"
+    shas = {}
+    for src, name in (("model.keras", "kws_dscnn.keras"), ("model_int8.tflite", "kws_dscnn_int8.tflite")):
+        shutil.copyfile(out / src, dst / name)
+        shas[name] = sha256_file(dst / name)
+    return shas
+
+
+def main(argv) -> int:
+    steps = {"zoo": zoo, "synth": synth, "keywords": keywords, "install": install}
+    todo = argv or ["zoo"]
+    for s in todo:
+        if s not in steps:
+            print(f"unknown step {s!r}; steps: {', '.join(steps)}", file=sys.stderr)
+            return 2
+    os.environ.setdefault("EDGESHIP_KWS_CACHE", str(REPO / ".cache" / "kws"))
+    OUT.mkdir(parents=True, exist_ok=True)
+    for s in todo:
+        fig = steps[s]()
+        (OUT / f"{s}.json").write_text(json.dumps(fig, indent=1, default=str))
+        print(json.dumps({s: fig}, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

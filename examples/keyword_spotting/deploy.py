@@ -1,0 +1,46 @@
+"""``deploy``: a device folder that runs ``listen`` with numpy, LiteRT (or tflite-runtime) and
+soundfile/sounddevice only.
+
+It is an edgeship deploy bundle for the target (``edgeship.targets.deploy.deploy``) whose
+manifest records the labels and the front end (``preprocessing``: :meth:`FrontEndSpec.to_dict`,
+so the device computes exactly the features the model was made for), plus ``listen.py`` (this
+app's self-contained ``listen``), checksummed like every bundle file. On the device::
+
+    pip install <edgeship wheel> ai-edge-litert soundfile sounddevice    # or deploy --host
+    python3 listen.py --wav clip.wav --json       # or with no --wav: the microphone
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional
+
+RUN = "python3 listen.py --json            # microphone; --wav FILE to stream a file"
+
+
+def deploy_app(model, target: str, out, labels: Optional[str] = None, force: bool = False) -> Dict:
+    import edgeship
+    from edgeship.kws import model_info, resolve_model
+    from edgeship.targets.deploy import deploy
+
+    m = edgeship.load(resolve_model(model))
+    info = model_info(m, labels)
+    listen_py = Path(__file__).with_name("listen.py")
+    readme = f"""## Keyword spotting on the device
+
+This folder is self-contained: `listen.py` loads the bundle it sits in (every checksum is verified
+first), computes the `{info.spec.type}` features recorded in `manifest.json` (`preprocessing`) with
+edgeship's numpy front end and detects {', '.join(l for l in info.labels if not l.startswith('_'))}.
+It needs numpy, LiteRT (`ai-edge-litert`) or `tflite-runtime`, edgeship's light core, and for the
+microphone `sounddevice` (PortAudio: `sudo apt install libportaudio2`); `soundfile` reads FLAC/float
+WAV (integer PCM WAV needs nothing extra). No TensorFlow, Keras, ONNX or PyTorch.
+
+```sh
+python3 listen.py                       # live microphone, Ctrl-C to stop
+python3 listen.py --wav clip.wav --json # one JSON object per line: start, keyword events, end
+```
+
+Settings: `--threshold`, `--smoothing`, `--refractory`, `--hop-ms`; `python3 listen.py --help`.
+"""
+    r = deploy(m.path, target, out, labels=info.labels, preprocessing=info.spec.to_dict(), overwrite=force,
+               app_files={"listen.py": str(listen_py)}, app_readme=readme, app_run_command=RUN)
+    return {**r.to_dict(), "labels": info.labels, "preprocessing": info.spec.to_dict()}

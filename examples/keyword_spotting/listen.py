@@ -1,0 +1,218 @@
+"""``listen``: detect keywords live from a microphone, or from a WAV/FLAC file streamed in chunks.
+
+This file is self-contained on purpose: it imports only the standard library, numpy and
+edgeship's light core (plus sounddevice for the microphone), so ``deploy`` copies it as is
+into a device bundle, where it runs with numpy, LiteRT (or tflite-runtime) and
+soundfile/sounddevice. Inside a bundle folder its default model is that bundle; in the
+repository it is the zoo's ``kws_dscnn_int8``.
+
+Usage::
+
+    python -m examples.keyword_spotting listen --wav speech.wav [--json] [--model M]
+    python -m examples.keyword_spotting listen                 # microphone, Ctrl-C to stop
+    python3 listen.py --wav speech.wav --json                  # inside a deployed bundle
+
+Output: one line per detection (``--json``: one JSON object per line: a ``start`` object with
+the model, labels and settings, one ``keyword`` object per event, an ``end`` object with the
+audio seconds, windows and real-time factor). Exit codes: 0 done, 2 user error (bad file,
+bad model, no microphone).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+ZOO_DEFAULT = "kws_dscnn_int8"
+EXIT_USER_ERROR = 2
+
+
+def default_model() -> str:
+    """The bundle this file sits in (deployed), else the zoo model."""
+    here = Path(__file__).resolve().parent
+    return str(here) if (here / "manifest.json").is_file() else ZOO_DEFAULT
+
+
+def add_detector_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs the detector."""
+    from edgeship.kws import DetectorConfig
+
+    d = DetectorConfig()
+    p.add_argument("--model", default=None,
+                   help=f"model file, bundle (dir or .zip) or zoo name (default: {default_model()})")
+    p.add_argument("--labels", default=None, help="labels file (one per line) or a,b,c; default: from the "
+                   "bundle manifest or the zoo entry")
+    p.add_argument("--threshold", type=float, default=d.threshold, help=f"smoothed posterior to fire (default {d.threshold})")
+    p.add_argument("--smoothing", type=int, default=d.smoothing, help=f"windows averaged (default {d.smoothing})")
+    p.add_argument("--refractory", type=float, default=d.refractory_s,
+                   help=f"seconds without a new event after one (default {d.refractory_s})")
+    p.add_argument("--hop-ms", type=int, default=100, help="window hop in ms (multiple of 20; default 100)")
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    p.add_argument("--resample", action="store_true", help="resample files at another sample rate instead of failing")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def build_detector(args):
+    """A KeywordDetector from parsed :func:`add_detector_args` options."""
+    from edgeship.errors import InputSpecError
+    from edgeship.kws import DetectorConfig, KeywordDetector
+
+    cfg = DetectorConfig(threshold=args.threshold, smoothing=args.smoothing, refractory_s=args.refractory)
+    if args.hop_ms <= 0 or args.hop_ms % 20:
+        raise InputSpecError(f"--hop-ms: expected a positive multiple of 20 ms (the frame step), given {args.hop_ms}")
+    model = args.model or default_model()
+    try:
+        return KeywordDetector(model, labels=args.labels, config=cfg, hop_samples=args.hop_ms * 16, threads=args.threads)
+    except Exception as exc:
+        if model == ZOO_DEFAULT and "not a zoo model name" in str(exc):
+            raise InputSpecError(f"the default model {ZOO_DEFAULT!r} is not in this edgeship's zoo; pass --model "
+                                 f"(a .tflite, a bundle, or e.g. mlperf_kws_int8 with EDGESHIP_MIRROR set)") from exc
+        raise
+
+
+def emit(obj) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _report(ev, as_json: bool) -> None:
+    if as_json:
+        emit(ev.to_dict())
+    else:
+        print(f"{ev.time_s:9.2f} s  {ev.label:<10s} confidence {ev.confidence:.2f}", flush=True)
+
+
+def open_microphone(sample_rate: int, blocksize: int):
+    """A started sounddevice input stream and its queue; EdgeshipError when there is no microphone."""
+    import queue
+
+    from edgeship.errors import MissingDependencyError, TargetError
+
+    try:
+        import sounddevice as sd
+    except ImportError as exc:
+        raise MissingDependencyError("live listening needs sounddevice: pip install 'edgeship[audio]' "
+                                     f"({exc}); or use --wav FILE") from exc
+    except OSError as exc:   # sounddevice imports but cannot find the PortAudio library
+        raise TargetError(f"no audio input: the PortAudio library is not installed ({exc}). Install it "
+                          "(Debian/Raspberry Pi OS: sudo apt install libportaudio2) or use --wav FILE") from exc
+    try:
+        sd.query_devices(kind="input")
+    except Exception as exc:
+        raise TargetError(f"no microphone found ({exc}); plug one in, or use --wav FILE") from exc
+    q: "queue.Queue[np.ndarray]" = queue.Queue()
+
+    def callback(indata, frames, t, status):  # runs on PortAudio's thread
+        q.put(indata[:, 0].copy())
+
+    try:
+        stream = sd.InputStream(samplerate=sample_rate, channels=1, dtype="float32", blocksize=blocksize,
+                                callback=callback)
+        stream.start()
+    except Exception as exc:
+        raise TargetError(f"could not open the microphone at {sample_rate} Hz mono ({exc}); "
+                          "check the device or use --wav FILE") from exc
+    return stream, q
+
+
+def run(args) -> int:
+    from edgeship.audio import read_audio
+
+    det = build_detector(args)
+    sr, hop = det.sample_rate, det.hop_samples
+    chunk = int(args.chunk_ms * sr / 1000) if args.chunk_ms else hop
+    if args.wav is not None:
+        audio = read_audio(args.wav, sample_rate=sr, resample=args.resample)
+    if args.json:
+        emit({**det.describe(), "source": str(args.wav) if args.wav else "microphone"})
+    elif args.wav is None:
+        print(f"listening ({', '.join(l for l in det.labels if not l.startswith('_'))}); Ctrl-C to stop",
+              file=sys.stderr)
+    n_events, busy, samples, t_start = 0, 0.0, 0, time.perf_counter()
+    if args.wav is not None:
+        for i in range(0, audio.size, chunk):
+            part = audio[i:i + chunk]
+            t0 = time.perf_counter()
+            events = det.push(part)
+            busy += time.perf_counter() - t0
+            samples += part.size
+            for ev in events:
+                _report(ev, args.json)
+                n_events += 1
+            if args.pace:
+                ahead = samples / sr - (time.perf_counter() - t_start)
+                if ahead > 0:
+                    time.sleep(ahead)
+    else:
+        stream, q = open_microphone(sr, chunk)
+        try:
+            while args.seconds is None or samples < args.seconds * sr:
+                part = q.get()
+                t0 = time.perf_counter()
+                events = det.push(part)
+                busy += time.perf_counter() - t0
+                samples += part.size
+                for ev in events:
+                    _report(ev, args.json)
+                    n_events += 1
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stream.stop()
+            stream.close()
+    t0 = time.perf_counter()
+    for ev in det.finish():
+        _report(ev, args.json)
+        n_events += 1
+    busy += time.perf_counter() - t0
+    seconds = samples / sr
+    if args.json:
+        emit({"event": "end", "audio_s": round(seconds, 3), "windows": det.windows, "detections": n_events,
+              "compute_s": round(busy, 4), "real_time_factor": round(busy / seconds, 5) if seconds else None})
+    else:
+        print(f"{n_events} detection(s) in {seconds:.1f} s of audio; real-time factor "
+              f"{busy / max(seconds, 1e-9):.4f}", file=sys.stderr)
+    return 0
+
+
+def build_parser(prog: str = "listen") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Detect keywords from the microphone or a WAV/FLAC file.")
+    configure_parser(p)
+    return p
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wav", default=None, help="stream this WAV/FLAC file instead of the microphone")
+    p.add_argument("--chunk-ms", type=int, default=None, help="chunk size fed to the detector (default: one hop)")
+    p.add_argument("--pace", action="store_true", help="with --wav: feed chunks at real-time speed")
+    p.add_argument("--seconds", type=float, default=None, help="microphone: stop after this many seconds")
+    add_detector_args(p)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point (``python3 listen.py`` inside a deployed bundle)."""
+    args = build_parser().parse_args(argv)
+    return guarded(run, args)
+
+
+def guarded(fn, args) -> int:
+    """Run ``fn(args)``; an EdgeshipError becomes a message (JSON with --json) and exit code 2."""
+    from edgeship.errors import EdgeshipError
+
+    try:
+        return fn(args)
+    except EdgeshipError as exc:
+        if getattr(args, "json", False):
+            emit({"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}})
+        else:
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

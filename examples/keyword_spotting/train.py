@@ -1,0 +1,285 @@
+"""``python -m examples.keyword_spotting train``: build a keyword spotter (the zoo recipe, or any words).
+
+Two ways to use it:
+
+* ``train --keywords marvin,sheila,house --out my_kws`` builds a spotter for any typed words from
+  synthetic speech alone (espeak-ng voices, accents, rates and pitches, then augmentation):
+  ``_unknown_`` is other synthetic words, ``_silence_`` is noise. ``--data DIR`` adds your own
+  recordings (Speech Commands layout ``<label>/*.wav``; folders named like a keyword count as it,
+  ``_silence_`` as silence, anything else as ``_unknown_``); they are split by speaker, and the
+  held-out speakers give the validation figures.
+* Without ``--keywords`` the labels are the MLPerf twelve (``yes no up down left right on off stop
+  go _silence_ _unknown_``): this is how the zoo model ``kws_dscnn`` is made (see
+  ``models/cards/kws_dscnn.md`` for the exact command).
+
+``--init`` starts from a model: a ``.keras`` file, a zoo name (``kws_dscnn_keras``) or the MLPerf
+reference SavedModel folder (its weights are read from ``variables/``).
+
+Writes into ``--out``: ``model.keras``, ``model_int8.tflite`` (converted by
+``edgeship.converters.convert`` and checked against the Keras model on the validation data),
+``labels.txt``, ``bundle/`` (loadable by ``listen --model OUT/bundle``), ``train_report.json``
+and ``train.log`` (library output). ``--json`` prints the report as one JSON object.
+Exit codes: 0 done, 1 the int8 model failed its parity check, 2 user error.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+EXIT_FAILED_CHECK, EXIT_USER_ERROR = 1, 2
+MLPERF_LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
+REPORT = "train_report.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m examples.keyword_spotting train", description=__doc__.splitlines()[0])
+    p.add_argument("--keywords", default=None, help="comma-separated words to spot (default: the MLPerf 10)")
+    p.add_argument("--data", default=None, help="your recordings: a folder of <label>/*.wav|*.flac")
+    p.add_argument("--init", default=None, help="start from a .keras model, a zoo name or the MLPerf SavedModel folder")
+    p.add_argument("--noise", action="append", default=[], help="folder of noise recordings (repeatable); "
+                   "default: generated white/pink/brown noise")
+    p.add_argument("--out", required=True, help="output folder (created; an earlier run's folder is replaced)")
+    p.add_argument("--epochs", type=int, default=6, help="training epochs (default 6)")
+    p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
+    p.add_argument("--per-word", type=int, default=300, help="synthetic utterances per label (default 300; 0 = none)")
+    p.add_argument("--synth-copies", type=int, default=2, help="augmented copies per synthetic utterance (default 2)")
+    p.add_argument("--copies", type=int, default=4, help="augmented copies per real recording (default 4)")
+    p.add_argument("--validation", type=float, default=0.25, help="fraction of --data speakers held out (default 0.25)")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="Adam learning rate, cosine-decayed (default 5e-4 with --init, 2e-3 without)")
+    p.add_argument("--input-noise", type=float, default=0.3,
+                   help="training-time Gaussian noise on the features, for int8 robustness (default 0.3)")
+    p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    p.add_argument("--max-acc-drop", type=float, default=0.02,
+                   help="largest int8-vs-float accuracy drop on the validation data (default 0.02)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
+    return p
+
+
+def _labels(args) -> List[str]:
+    from edgeship.errors import InputSpecError
+
+    if not args.keywords:
+        return list(MLPERF_LABELS)
+    words = [w.strip().lower() for w in args.keywords.split(",") if w.strip()]
+    if not words:
+        raise InputSpecError(f"--keywords: expected comma-separated words, given {args.keywords!r}")
+    if len(set(words)) != len(words):
+        raise InputSpecError(f"--keywords: each word once, given {args.keywords!r}")
+    bad = [w for w in words if w.startswith("_")]
+    if bad:
+        raise InputSpecError(f"--keywords: {bad} are reserved label names; pick other words")
+    return words + ["_silence_", "_unknown_"]
+
+
+def _check_args(args) -> None:
+    from edgeship.errors import InputSpecError
+
+    if args.epochs < 1:
+        raise InputSpecError(f"--epochs: expected at least 1, given {args.epochs}")
+    if args.per_word < 0 or args.copies < 0 or args.synth_copies < 1:
+        raise InputSpecError("--per-word and --copies must be >= 0, --synth-copies >= 1")
+    if args.per_word == 0 and not args.data:
+        raise InputSpecError("nothing to train on: --per-word 0 turns synthetic speech off and no --data was given")
+    if args.data and not Path(args.data).is_dir():
+        raise InputSpecError(f"--data: expected a folder of <label>/*.wav, given {args.data}")
+    for d in args.noise:
+        if not Path(d).is_dir():
+            raise InputSpecError(f"--noise: expected a folder of noise recordings, given {d}")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / REPORT).is_file())):
+        raise InputSpecError(f"--out {out}: exists and was not written by train (no {REPORT}); "
+                             "pick a new folder so nothing of yours is overwritten")
+
+
+@contextlib.contextmanager
+def _library_output_to(log_path: Path):
+    """Send everything written to fds 1/2 (TensorFlow, converters) to ``log_path``; progress keeps
+    the real stderr, and stdout is restored for the one JSON object."""
+    from edgeship.models import kws
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    log = open(log_path, "a", buffering=1)
+    err_stream = os.fdopen(os.dup(saved_err), "w", buffering=1)
+    kws.progress_console(err_stream)
+    try:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        # Python-level writes too (sys.stdout may not be fd 1, e.g. under a capturing test runner)
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield err_stream
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        os.close(saved_out)
+        os.close(saved_err)
+        kws.progress_console(sys.stderr)
+        log.close()
+
+
+def _resolve_init(init: Optional[str]):
+    """-> ("reference", dir) | ("keras", path) | (None, None)."""
+    from edgeship.errors import InputSpecError
+
+    if not init:
+        return None, None
+    p = Path(init)
+    if p.is_dir() and (p / "variables" / "variables.index").is_file():
+        return "reference", str(p)
+    if p.is_file() and p.suffix == ".keras":
+        return "keras", str(p)
+    if not p.exists():
+        from edgeship import models
+
+        try:
+            e = models.entry(init)
+        except Exception:
+            e = None
+        if e is not None and e.file.endswith(".keras"):
+            return "keras", str(models.path(init))
+    raise InputSpecError(f"--init: expected a .keras file, a zoo Keras model name (e.g. kws_dscnn_keras) or the "
+                         f"MLPerf reference SavedModel folder, given {init}")
+
+
+def run(args) -> dict:
+    import numpy as np
+
+    from edgeship import bundle as bundle_mod
+    from edgeship.converters import convert
+    from edgeship.errors import InputSpecError, ParityError
+    from edgeship.models import kws, kws_augment
+    from edgeship.models.registry import _MFCC
+
+    labels = _labels(args)
+    _check_args(args)
+    init_kind, init_path = _resolve_init(args.init)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    report = {"ok": False, "labels": labels, "seed": args.seed, "epochs": args.epochs, "init": args.init,
+              "input_noise": args.input_noise, "batch_size": args.batch_size,
+              "data": args.data, "noise": args.noise, "per_word": args.per_word, "copies": args.copies,
+              "synth_copies": args.synth_copies}
+    noises = kws_augment.load_noise(args.noise) if args.noise else kws_augment.synthetic_noises(args.seed)
+    augmenter = kws_augment.Augmenter(noises)
+    report["augment"] = augmenter.config.to_dict()
+    lr = args.learning_rate or (5e-4 if init_kind else 2e-3)
+    with _library_output_to(out / "train.log"):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        xs, ys = [], []
+        x_val = y_val = None
+        if args.data:
+            split = kws.speaker_split(args.data, validation=args.validation, labels=labels)
+            report["split"] = {k: len(v) for k, v in split.items()}
+            report["data_sha256"] = kws.files_digest(split["train"] + split["validation"])
+            if not split["train"]:
+                raise InputSpecError(f"--data {args.data}: every speaker landed in validation; add recordings "
+                                     "or lower --validation")
+            x, y = kws.real_dataset(split["train"], copies=args.copies, augmenter=augmenter, seed=args.seed,
+                                    labels=labels)
+            xs.append(x), ys.append(y)
+            if split["validation"]:
+                x_val, y_val = kws.real_dataset(split["validation"], labels=labels, tag="validation")
+        if args.per_word:
+            x, y = kws.synthetic_dataset(labels, args.per_word, seed=args.seed, augmenter=augmenter,
+                                         copies=args.synth_copies)
+            xs.append(x), ys.append(y)
+            report["synthetic_examples"] = int(x.shape[0])
+            if x_val is None:  # held-out synthetic speech: other seeds, so other voice draws
+                x_val, y_val = kws.synthetic_dataset(labels, max(20, args.per_word // 5), seed=args.seed + 1000,
+                                                     augmenter=augmenter, copies=1)
+                report["validation_source"] = "synthetic (held-out seeds)"
+        if "validation_source" not in report:
+            report["validation_source"] = "real (held-out speakers of --data)"
+        x_train, y_train = np.concatenate(xs), np.concatenate(ys)
+        report["train_examples"] = int(x_train.shape[0])
+        model, hist = kws.train(x_train, y_train, x_val=x_val, y_val=y_val, num_classes=len(labels),
+                                init={"reference": "reference", "keras": init_path}.get(init_kind),
+                                reference_dir=init_path if init_kind == "reference" else None, epochs=args.epochs,
+                                batch_size=args.batch_size, learning_rate=lr, seed=args.seed,
+                                description=f"training ({len(labels)} labels)", input_noise=args.input_noise)
+        report["history"] = hist
+        report["learning_rate"] = lr
+        keras_path = out / "model.keras"
+        tmp = out / ".model.keras.tmp.keras"
+        model.save(tmp)
+        os.replace(tmp, keras_path)
+        report["float_accuracy"] = kws.evaluate_keras(model, x_val, y_val)
+        rng = np.random.default_rng(args.seed)
+        calib = x_train[rng.choice(x_train.shape[0], min(2000, x_train.shape[0]), replace=False)]
+        tflite_path = out / "model_int8.tflite"
+        try:
+            conv = convert(str(keras_path), to="tflite", quantize="int8", calibration=calib, validation=x_val,
+                           labels=y_val, out=str(tflite_path), io_dtype="int8",
+                           tolerance={"rel_max_abs": None, "acc_drop": args.max_acc_drop})
+            parity = conv.to_dict()["outputs"][0]["parity"]
+            passed = True
+        except ParityError as exc:
+            parity = (exc.report or {}).get("outputs", [{}])[0].get("parity") if getattr(exc, "report", None) else None
+            passed = False
+            report["error"] = str(exc)
+        report["parity"] = parity
+        if passed:
+            acc8, _ = kws.evaluate_file(tflite_path, x_val, y_val)
+            report["int8_accuracy"] = acc8
+            (out / "labels.txt").write_text("\n".join(labels) + "\n")
+            pre = dict(_MFCC)
+            report["bundle"] = str(bundle_mod.write_bundle(
+                out / "bundle", {"tflite-int8": str(tflite_path)}, labels=labels, preprocessing=pre,
+                source=str(keras_path), extra={"train_report": {k: report[k] for k in ("seed", "epochs", "init")}},
+                name="keyword-spotter", overwrite=True))
+    report["seconds"] = round(time.time() - t0, 1)
+    report["ok"] = passed
+    for f in ("model.keras", "model_int8.tflite"):
+        if (out / f).is_file():
+            from edgeship._io import sha256_file
+
+            report.setdefault("sha256", {})[f] = sha256_file(out / f)
+    from edgeship._io import atomic_write_json
+
+    atomic_write_json(out / REPORT, report)
+    return report
+
+
+def _print(report: dict) -> None:
+    print(f"labels: {', '.join(report['labels'])}")
+    print(f"trained on {report['train_examples']} examples, {report['epochs']} epochs, {report['seconds']} s")
+    print(f"validation ({report['validation_source']}): float {report['float_accuracy']:.1%}"
+          + (f", int8 {report['int8_accuracy']:.1%}" if "int8_accuracy" in report else ""))
+    if report.get("ok"):
+        print(f"wrote {Path(report['bundle'])} (listen --model {report['bundle']})")
+    else:
+        print(f"int8 model failed its parity check: {report.get('error')}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from edgeship.errors import EdgeshipError
+
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        report = run(args)
+    except EdgeshipError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}))
+        else:
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if args.json:
+        print(json.dumps(report, default=str))
+    else:
+        _print(report)
+    return 0 if report["ok"] else EXIT_FAILED_CHECK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

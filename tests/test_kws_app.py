@@ -1,0 +1,146 @@
+"""The keyword-spotting app's commands: evaluate, false-alarms, train delegation, errors and exit codes."""
+from __future__ import annotations
+
+import json
+import shutil
+import wave
+
+import numpy as np
+import pytest
+
+from examples.keyword_spotting.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def ref_model(shared_dir):
+    from edgeship import models
+
+    return str(models.fetch("mlperf_kws_int8", mirror=str(shared_dir / "models")))
+
+
+def _out(capsys):
+    return capsys.readouterr().out
+
+
+@pytest.mark.shared
+def test_evaluate_json_plot_and_unknown_folders(shared_dir, ref_model, tmp_path, capsys):
+    dev = shared_dir / "data" / "speech_commands_dev"
+    data = tmp_path / "data"
+    for label in ("yes", "no", "_silence_"):
+        (data / label).mkdir(parents=True)
+        for f in sorted((dev / label).glob("*.flac"))[:4]:
+            shutil.copy(f, data / label / f.name)
+    (data / "marvin").mkdir()               # not a model label: counts as _unknown_
+    for f in sorted((dev / "_unknown_").glob("marvin_*.flac"))[:3]:
+        shutil.copy(f, data / "marvin" / f.name)
+    png = tmp_path / "cm.png"
+    rc = main(["evaluate", "--data", str(data), "--model", ref_model, "--json", "--plot", str(png)])
+    r = json.loads(_out(capsys))
+    assert rc == 0 and r["ok"] and r["n"] == 15
+    assert r["per_class"]["_unknown_"]["n"] == 3 and r["per_class"]["yes"]["n"] == 4
+    assert r["per_class"]["up"]["recall"] is None
+    conf = np.array(r["confusion"])
+    assert conf.shape == (12, 12) and conf.sum() == 15
+    assert r["accuracy"] == pytest.approx(np.trace(conf) / 15)
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    # a failed check exits 1
+    assert main(["evaluate", "--data", str(data), "--model", ref_model, "--json", "--min-accuracy", "1.01"]) == 1
+    assert json.loads(_out(capsys))["passed"] is False
+
+
+@pytest.mark.shared
+def test_false_alarms_on_noise(shared_dir, ref_model, capsys):
+    noise = shared_dir / "data" / "noise" / "mycroft"
+    rc = main(["false-alarms", "--audio", str(noise), "--model", ref_model, "--json"])
+    r = json.loads(_out(capsys))
+    assert rc == 0 and r["files"] == 9
+    assert 0.03 < r["hours"] < 0.05   # the 9 Mycroft recordings: 134 s
+    assert r["per_hour"] == pytest.approx(r["false_accepts"] / r["hours"])
+    assert r["config"]["threshold"] > 0
+
+
+@pytest.mark.shared
+def test_listen_and_evaluate_user_errors_exit_2(ref_model, tmp_path, capsys):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00")
+    assert main(["listen", "--wav", str(bad), "--model", ref_model, "--json"]) == 2
+    err = json.loads(_out(capsys))
+    assert err["ok"] is False and err["error"]["type"] == "InputSpecError"
+    cd = tmp_path / "cd.wav"
+    with wave.open(str(cd), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(44100)
+        f.writeframes(np.zeros(44100, "<i2").tobytes())
+    assert main(["listen", "--wav", str(cd), "--model", ref_model]) == 2
+    assert "--resample" in capsys.readouterr().err
+    assert main(["listen", "--wav", str(cd), "--model", ref_model, "--resample", "--json"]) == 0
+    assert json.loads(_out(capsys).splitlines()[-1])["audio_s"] == 1.0
+    assert main(["evaluate", "--data", str(tmp_path / "nowhere"), "--model", ref_model]) == 2
+    assert main(["listen", "--wav", str(cd), "--model", str(tmp_path / "none.tflite")]) == 2
+    assert "not a zoo model name" in capsys.readouterr().err
+    assert main(["listen", "--wav", str(cd), "--model", ref_model, "--threshold", "2"]) == 2
+    assert main(["listen", "--wav", str(cd), "--model", ref_model, "--hop-ms", "30"]) == 2
+
+
+@pytest.mark.shared
+def test_short_clip_is_zero_padded_to_one_window(shared_dir, ref_model, tmp_path, capsys):
+    from edgeship import audio
+
+    x = audio.read_audio(sorted((shared_dir / "data" / "speech_commands_dev" / "yes").glob("*.flac"))[0])
+    short = tmp_path / "short.wav"
+    with wave.open(str(short), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes((x[4000:12000] * 32767).astype("<i2").tobytes())   # 0.5 s
+    assert main(["listen", "--wav", str(short), "--model", ref_model, "--json"]) == 0
+    lines = [json.loads(l) for l in _out(capsys).splitlines()]
+    assert lines[-1]["windows"] == 1 and lines[-1]["audio_s"] == 0.5
+
+
+def test_train_delegates_or_says_the_recipe_is_missing(monkeypatch, capsys):
+    import importlib.util
+    import sys
+    import types
+
+    if importlib.util.find_spec("examples.keyword_spotting.train") is None:
+        assert main(["train", "--help"]) == 2
+        assert "training recipe" in capsys.readouterr().err
+    fake = types.ModuleType("examples.keyword_spotting.train")
+    seen = []
+    fake.main = lambda argv: seen.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "examples.keyword_spotting.train", fake)
+    assert main(["train", "--keywords", "a,b"]) == 0 and seen == [["--keywords", "a,b"]]
+
+
+def test_default_model_missing_from_the_zoo_is_a_clear_error(tmp_path, capsys):
+    from edgeship import models
+
+    if "kws_dscnn_int8" in models.REGISTRY:
+        pytest.skip("the zoo model is registered")
+    w = tmp_path / "s.wav"
+    with wave.open(str(w), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes(np.zeros(16000, "<i2").tobytes())
+    assert main(["listen", "--wav", str(w)]) == 2
+    assert "--model" in capsys.readouterr().err
+
+
+def test_listen_defaults_to_the_zoo_model(tmp_path, capsys):
+    from edgeship import models
+
+    if "kws_dscnn_int8" not in models.REGISTRY:
+        pytest.skip("the zoo model kws_dscnn_int8 is not registered in this checkout")
+    w = tmp_path / "s.wav"
+    with wave.open(str(w), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes((np.sin(np.arange(24000) / 7.0) * 3000).astype("<i2").tobytes())
+    assert main(["listen", "--wav", str(w), "--json"]) == 0
+    lines = [json.loads(l) for l in _out(capsys).splitlines()]
+    assert lines[0]["zoo_name"] == "kws_dscnn_int8" and lines[0]["labels_from"] == "zoo entry kws_dscnn_int8"
+    assert lines[-1]["windows"] == 6

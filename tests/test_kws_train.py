@@ -1,0 +1,323 @@
+"""Synthetic speech, augmentation, the speaker split, the DS-CNN recipe and the zoo KWS entries."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeship.errors import InputSpecError
+from edgeship.models import kws_augment as aug
+
+ss = pytest.importorskip("edgeship.models.speech_synth")
+
+
+def _needs_espeak():
+    pytest.importorskip("espeakng_loader", reason="synthetic speech needs the [speech] extra (espeakng-loader)")
+
+
+def _rms(x):
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+# ---------------------------------------------------------------------------------------- synth
+
+def test_utterance_is_16k_one_second_and_not_silent():
+    _needs_espeak()
+    clip = ss.utterance("yes", seed=0)
+    assert clip.shape == (16000,) and clip.dtype == np.float32
+    assert np.all(np.isfinite(clip))
+    assert _rms(clip) > 0.01 and abs(float(np.max(np.abs(clip))) - 0.5) < 1e-4
+    # speech is shorter than the clip: some of the second is (near) silent, some is loud
+    frames = np.sqrt(np.mean(clip.reshape(100, 160) ** 2, axis=1))
+    assert (frames > 0.02).sum() >= 10 and (frames < 1e-3).sum() >= 10
+
+
+def test_generate_is_repeatable_and_seeds_voices_words_differ():
+    _needs_espeak()
+    items = [("yes", 0), ("yes", 1), ("no", 0), ("yes", 0)]
+    a = ss.generate(items)
+    b = ss.generate(items)
+    assert a.shape == (4, 16000)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a[0], a[1])          # another seed: another voice/placement
+    assert not np.allclose(a[0], a[2])          # another word
+    p0, p1 = ss.utterance_params("yes", 0), ss.utterance_params("yes", 1)
+    assert p0 != p1 and p0 == ss.utterance_params("yes", 0)
+
+
+def test_voices_and_accents_change_the_sound():
+    _needs_espeak()
+    base = ss.speak("seven", ss.VoiceParams(accent="en-us", variant="m3", pitch=50))
+    other_voice = ss.speak("seven", ss.VoiceParams(accent="en-us", variant="f2", pitch=50))
+    other_accent = ss.speak("seven", ss.VoiceParams(accent="en-gb-scotland", variant="m3", pitch=50))
+    faster = ss.speak("seven", ss.VoiceParams(accent="en-us", variant="m3", pitch=50, rate=300))
+    for x in (base, other_voice, other_accent, faster):
+        assert x.ndim == 1 and _rms(x) > 0.005
+    assert faster.size < 0.8 * base.size
+    spec = lambda x: np.abs(np.fft.rfft(x, 16384))[:4000]  # noqa: E731
+    assert np.corrcoef(spec(base), spec(other_voice))[0, 1] < 0.95
+    assert other_accent.size != base.size or not np.allclose(other_accent, base)
+
+
+def test_speak_rejects_bad_input():
+    _needs_espeak()
+    with pytest.raises(InputSpecError, match="non-empty"):
+        ss.speak("  ")
+    with pytest.raises(InputSpecError, match="unknown voice"):
+        ss.speak("yes", ss.VoiceParams(accent="xx-nowhere"))
+    with pytest.raises(InputSpecError, match="plain text"):
+        ss.speak("<b>yes</b>")
+
+
+def test_resample_keeps_a_tone():
+    t = np.arange(22050) / 22050.0
+    y = ss.resample(np.sin(2 * np.pi * 440 * t).astype(np.float32), 22050, 16000)
+    assert y.shape == (16000,)
+    f = np.argmax(np.abs(np.fft.rfft(y)))  # 1 Hz bins over 1 s
+    assert abs(f - 440) <= 1
+    assert abs(_rms(y[1000:-1000]) - np.sqrt(0.5)) < 0.01
+
+
+# ---------------------------------------------------------------------------------- augmentation
+
+@pytest.mark.parametrize("snr", [0.0, 5.0, 20.0])
+def test_add_noise_hits_the_snr(snr):
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000.0
+    clip = (0.2 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    noise = rng.normal(0, 0.3, 40000).astype(np.float32)
+    noisy = aug.add_noise(clip, noise, snr, rng)
+    assert abs(aug.snr_db(clip, noisy - clip) - snr) < 0.05
+    assert noisy.shape == clip.shape and noisy.dtype == np.float32
+
+
+def test_gain_shift_speed_reverb_properties():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 0.1, 16000).astype(np.float32)
+    assert abs(20 * np.log10(_rms(aug.gain(x, 6.0)) / _rms(x)) - 6.0) < 1e-3
+    s = aug.time_shift(x, 800)
+    np.testing.assert_array_equal(s[800:], x[:-800])
+    assert not s[:800].any()
+    np.testing.assert_array_equal(aug.time_shift(x, -800)[:-800], x[800:])
+    assert aug.speed(x, 1.25).size == 12800 and aug.speed(x, 0.8).size == 20000
+    # speed moves a tone's frequency by the factor
+    tone = np.sin(2 * np.pi * 500 * np.arange(16000) / 16000.0).astype(np.float32)
+    fast = aug.speed(tone, 1.2)
+    f = np.argmax(np.abs(np.fft.rfft(fast))) * 16000 / fast.size
+    assert abs(f - 600) < 3
+    # reverb: same length and peak, energy spread later in time
+    click = np.zeros(16000, np.float32)
+    click[1000] = 0.5
+    r = aug.reverb(click, np.random.default_rng(2), rt60=0.4)
+    assert r.shape == click.shape and abs(np.max(np.abs(r)) - 0.5) < 1e-6
+    assert np.sum(r[1200:8000] ** 2) > 0.01 * np.sum(r ** 2)
+    with pytest.raises(InputSpecError):
+        aug.speed(x, 5.0)
+    with pytest.raises(InputSpecError, match="NaN"):
+        aug.gain(np.array([0.0, np.nan], np.float32), 1.0)
+    with pytest.raises(InputSpecError, match="empty"):
+        aug.add_noise(np.zeros(0, np.float32), x, 10.0, rng)
+
+
+def test_augmenter_is_seeded_and_bounded():
+    rng_noise = np.random.default_rng(3)
+    a = aug.Augmenter([rng_noise.normal(0, 0.2, 30000).astype(np.float32)])
+    x = (0.4 * np.sin(np.arange(14000) / 7.0)).astype(np.float32)
+    y1 = a(x, np.random.default_rng(7))
+    y2 = a(x, np.random.default_rng(7))
+    y3 = a(x, np.random.default_rng(8))
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(y1, y3)
+    assert y1.shape == (16000,) and np.max(np.abs(y1)) <= 1.0
+    s = a.silence(np.random.default_rng(0))
+    assert s.shape == (16000,) and 0 < np.max(np.abs(s)) <= 1.0
+
+
+# ------------------------------------------------------------------------------------ split/data
+
+@pytest.mark.shared
+def test_speaker_split_is_disjoint_and_deterministic(shared_dir):
+    from edgeship.models.kws import LABELS, speaker_split
+
+    root = shared_dir / "data" / "speech_commands_dev"
+    a, b = speaker_split(root), speaker_split(root)
+    assert [c.path for c in a["train"]] == [c.path for c in b["train"]]
+    tr, va = {c.speaker for c in a["train"]}, {c.speaker for c in a["validation"]}
+    assert tr and va and not (tr & va)
+    n = len(a["train"]) + len(a["validation"])
+    assert n == 3266 and 0.15 < len(a["validation"]) / n < 0.35
+    assert {c.label for c in a["validation"]} == set(LABELS)
+    # unknown-word files carry their speaker in the middle of the name
+    unk = [c for c in a["train"] if c.label == "_unknown_"]
+    assert all(c.word != "_unknown_" and c.speaker in c.path for c in unk)
+    other = speaker_split(root, salt="another")
+    assert [c.path for c in other["validation"]] != [c.path for c in a["validation"]]
+    with pytest.raises(InputSpecError):
+        speaker_split(root, validation=1.5)
+    with pytest.raises(InputSpecError):
+        speaker_split(shared_dir / "no-such-folder")
+
+
+# -------------------------------------------------------------------------------------- training
+
+@pytest.mark.slow
+def test_a_few_training_steps_lower_the_loss(tmp_path, monkeypatch):
+    pytest.importorskip("keras")
+    from edgeship.models import kws
+
+    monkeypatch.setenv("EDGESHIP_KWS_CACHE", str(tmp_path))
+    rng = np.random.default_rng(0)
+    # two separable "words": tones at different pitches, noisy; real MFCC features
+    t = np.arange(16000) / 16000.0
+    clips, ys = [], []
+    for i in range(96):
+        y = i % 3
+        f = (300, 900, 2000)[y]
+        clips.append((0.3 * np.sin(2 * np.pi * f * t) + rng.normal(0, 0.02, 16000)).astype(np.float32))
+        ys.append(y)
+    x = kws.compute_features(clips)
+    model, hist = kws.train(x, np.array(ys), num_classes=3, epochs=4, batch_size=16, learning_rate=3e-3,
+                            seed=0, progress=False)
+    assert hist["loss"][-1] < 0.8 * hist["loss"][0]
+    assert model.output_shape == (None, 3)
+    with pytest.raises(InputSpecError):
+        kws.train(x[:, :40], np.array(ys), num_classes=3, epochs=1, progress=False)
+
+
+@pytest.mark.shared
+def test_reference_weights_load_into_the_dscnn(shared_dir):
+    pytest.importorskip("keras")
+    from edgeship.models import kws
+
+    m = kws.build_dscnn()
+    assert kws.load_reference_weights(m, shared_dir / "models" / "mlperf_tiny_kws" / "saved_model") == 19
+    assert m.count_params() < 30000
+    # a real 'yes' clip is classified as yes by the reference weights
+    split = kws.speaker_split(shared_dir / "data" / "speech_commands_dev")
+    yes = [c for c in split["validation"] if c.label == "yes"][:8]
+    x = kws.compute_features([aug.load_audio(c.path) for c in yes])
+    pred = np.argmax(m.predict(x, verbose=0), axis=1)
+    assert np.mean(pred == kws.LABELS.index("yes")) >= 0.75
+
+
+# ----------------------------------------------------------------------------------- zoo entries
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", ["kws_dscnn_int8", "kws_dscnn_keras"])
+def test_zoo_entry_loads_and_predicts(name, shared_dir):
+    from edgeship import models
+    from edgeship._io import sha256_file
+    from edgeship.models import kws
+
+    e = models.entry(name)
+    p = models.path(name)
+    assert p.stat().st_size < 2_000_000 and sha256_file(p) == e.sha256
+    assert tuple(e.labels) == kws.LABELS and e.preprocessing["type"] == "mfcc"
+    split = kws.speaker_split(shared_dir / "data" / "speech_commands_dev")
+    val = split["validation"][::20]
+    x = kws.compute_features([aug.load_audio(c.path) for c in val])
+    y = np.array([kws.label_index(c.label) for c in val])
+    if name.endswith("keras"):
+        pytest.importorskip("keras")
+        acc = kws.evaluate_keras(__import__("keras").models.load_model(p, compile=False), x, y)
+    else:
+        acc, _ = kws.evaluate_file(p, x, y)
+    assert acc >= 0.8
+
+
+# ------------------------------------------------------------------------------- train command
+
+def _train_main():
+    return pytest.importorskip("examples.keyword_spotting.train")
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--keywords", "_bad"], "reserved"),
+    (["--keywords", "yes,yes"], "each word once"),
+    (["--keywords", " , "], "expected comma-separated"),
+    (["--epochs", "0"], "--epochs"),
+    (["--data", "/no/such/folder"], "--data"),
+    (["--per-word", "0"], "nothing to train on"),
+])
+def test_train_rejects_bad_arguments_with_exit_2(argv, match, tmp_path, capsys):
+    train = _train_main()
+    rc = train.main(argv + ["--out", str(tmp_path / "o"), "--json"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 2 and len(out) == 1
+    import json
+
+    err = json.loads(out[0])
+    assert err["ok"] is False and match in err["error"]["message"]
+
+
+def test_train_never_overwrites_a_folder_it_did_not_write(tmp_path, capsys):
+    train = _train_main()
+    (tmp_path / "mine.txt").write_text("precious")
+    rc = train.main(["--keywords", "yes", "--out", str(tmp_path)])
+    assert rc == 2 and (tmp_path / "mine.txt").read_text() == "precious"
+    assert "not written by train" in capsys.readouterr().err
+
+
+def test_keyword_report_counts_recall_and_false_alarms():
+    from edgeship.models.kws import Clip, keyword_report
+
+    labels = ["marvin", "house", "_silence_", "_unknown_"]
+    clips = [Clip("a", "_unknown_", "s1", "marvin"), Clip("b", "_unknown_", "s2", "marvin"),
+             Clip("c", "_unknown_", "s3", "house"), Clip("d", "yes", "s4", "yes"),
+             Clip("e", "_silence_", "file:1", "_silence_"), Clip("f", "_unknown_", "s5", "bed")]
+    pred = np.array([0, 3, 1, 1, 2, 3])
+    r = keyword_report(pred, clips, labels)
+    assert r["keywords"]["marvin"] == {"n": 2, "recall": 0.5}
+    assert r["keywords"]["house"] == {"n": 1, "recall": 1.0}
+    assert r["negatives"] == 3 and r["false_alarms"] == 1
+    assert abs(r["false_alarm_rate"] - 1 / 3) < 1e-9
+
+
+@pytest.mark.slow
+def test_train_keywords_end_to_end_tiny(tmp_path, monkeypatch, capsys):
+    """A tiny real run of ``train --keywords``: synthetic speech -> Keras -> int8 -> bundle."""
+    _needs_espeak()
+    pytest.importorskip("keras")
+    train = _train_main()
+    monkeypatch.setenv("EDGESHIP_KWS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "kws"
+    rc = train.main(["--keywords", "yes,stop", "--per-word", "16", "--synth-copies", "1", "--epochs", "3",
+                     "--out", str(out), "--json", "--max-acc-drop", "0.2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    import json
+
+    assert len(lines) == 1
+    rep = json.loads(lines[0])
+    assert rep["labels"] == ["yes", "stop", "_silence_", "_unknown_"]
+    assert rep["history"]["loss"][-1] < rep["history"]["loss"][0]
+    assert (out / "model.keras").is_file() and (out / "train_report.json").is_file()
+    if rc == 0:  # parity passed: the bundle loads and predicts 4 classes
+        import edgeship
+
+        m = edgeship.load(str(out / "bundle"))
+        assert m.predict(np.zeros((1, 49, 10, 1), np.float32)).shape == (1, 4)
+    else:
+        assert rc == 1 and "parity" in rep
+    # a rerun may replace the folder it wrote itself
+    assert train._check_args(train.build_parser().parse_args(["--keywords", "yes", "--out", str(out)])) is None
+
+
+@pytest.mark.parametrize("name", ["edgeship.models.kws_augment", "edgeship.models.kws", "edgeship.models.speech_synth"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+@pytest.mark.shared
+def test_train_init_accepts_keras_zoo_names_and_savedmodels(tmp_path, shared_dir):
+    train = _train_main()
+    kind, p = train._resolve_init("kws_dscnn_keras")
+    assert kind == "keras" and p.endswith("kws_dscnn.keras")
+    kind, p = train._resolve_init(str(shared_dir / "models" / "mlperf_tiny_kws" / "saved_model"))
+    assert kind == "reference"
+    assert train._resolve_init(None) == (None, None)
+    for bad in ("mlperf_kws_int8", str(tmp_path), "no_such_model"):
+        with pytest.raises(InputSpecError, match="--init"):
+            train._resolve_init(bad)

@@ -80,3 +80,12 @@ def test_chip_details_upright_face_and_errors():
         face_chip_details(lm, size=0)
     # a face far outside the image gives a black chip, not a crash
     assert (extract_image_chip(img, face_chip_details(lm + 5000)) == 0).all()
+
+
+def test_docstring_examples():
+    import doctest
+
+    import edgeship.face_chip as m
+
+    r = doctest.testmod(m)
+    assert r.failed == 0 and r.attempted > 0

@@ -354,3 +354,35 @@ def mmod_receptive_field(net: DlibNet) -> dict:
             sy *= a["stride_y"]
             sx *= a["stride_x"]
     return {"stride": (sy, sx), "offset": (oy, ox)}
+
+
+def mmod_config(net: DlibNet, pyramid_n: int = 6) -> dict:
+    """The settings :class:`edgeship.mmod.MmodDetector` needs, read from a parsed MMOD network.
+
+    Args:
+        net: the parsed ``mmod_human_face_detector.dat`` (or another ``loss_mmod`` network on an
+            ``input_rgb_image_pyramid``).
+        pyramid_n: the ``pyramid_down<N>`` of the input layer. It is a C++ template argument,
+            not stored in the file; dlib's face detector uses ``pyramid_down<6>``.
+
+    Raises:
+        ConversionError: the network is not an MMOD detector on an image pyramid, or uses
+            bounding-box regression (not supported).
+    """
+    if net.loss.get("kind") != "mmod" or net.input.get("kind") != "rgb_pyramid":
+        raise ConversionError(f"{net.name}: not an MMOD detector on an RGB image pyramid "
+                              f"(loss {net.loss.get('tag')}, input {net.input.get('tag')})")
+    if net.loss.get("use_bounding_box_regression"):
+        raise ConversionError(f"{net.name}: MMOD bounding-box regression is not supported")
+    rf = mmod_receptive_field(net)
+    return {"mean_rgb": [float(v) for v in net.input["mean_rgb"]],
+            "pyramid_padding": int(net.input["pyramid_padding"]),
+            "pyramid_outer_padding": int(net.input["pyramid_outer_padding"]),
+            "pyramid_n": int(pyramid_n),
+            "windows": [dict(w) for w in net.loss["detector_windows"]],
+            "nms_iou_thresh": float(net.loss["nms_iou_thresh"]),
+            "nms_percent_covered_thresh": float(net.loss["nms_percent_covered_thresh"]),
+            "stride": list(rf["stride"]), "offset": list(rf["offset"])}
+
+
+__all__.append("mmod_config")

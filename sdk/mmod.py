@@ -33,7 +33,7 @@ stores them next to the converted model.
 Example:
     >>> rects, nr, nc = pyramid_layout(100, 120)
     >>> rects[0], (nr, nc), len(rects)
-    ((11, 11, 130, 110), (194, 142), 9)
+    ((11, 11, 130, 110), (418, 142), 15)
 """
 from __future__ import annotations
 

@@ -32,20 +32,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from face_latency import frame_640x480  # noqa: E402 (the same test frame as the latency bench)
 
 
 def shared() -> Path:
     return Path(os.environ.get("EDGESHIP_SHARED", REPO.parent / "shared"))
-
-
-def frame_640x480(face_rgb: np.ndarray) -> np.ndarray:
-    """A 640x480 frame: a mid-grey background with the face image (scaled to 240 px high) left of centre."""
-    import cv2
-
-    f = np.full((480, 640, 3), 110, np.uint8)
-    face = cv2.resize(face_rgb, (240, 240), interpolation=cv2.INTER_LINEAR)
-    f[120:360, 160:400] = face
-    return f
 
 
 def main(argv=None) -> int:

@@ -246,21 +246,32 @@ def _affine_from_3(frm: np.ndarray, to: np.ndarray) -> np.ndarray:
 
 def _bilinear(src: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
     h, w = src.shape[:2]
-    out = np.zeros(px.shape + src.shape[2:], np.uint8)
+    ch = src.shape[2:]
     left = np.floor(px)
     top = np.floor(py)
     ok = (left >= 0) & (top >= 0) & (left + 1 < w) & (top + 1 < h)
     if not ok.any():
-        return out
-    li, ti = left[ok].astype(np.intp), top[ok].astype(np.intp)
-    lr = px[ok] - left[ok]
-    tb = py[ok] - top[ok]
-    if src.ndim == 3:
-        lr, tb = lr[:, None], tb[:, None]
-    s = src.astype(np.float64)
-    tl, tr, bl, br = s[ti, li], s[ti, li + 1], s[ti + 1, li], s[ti + 1, li + 1]
-    val = (1 - tb) * ((1 - lr) * tl + lr * tr) + tb * ((1 - lr) * bl + lr * br)
-    out[ok] = val.astype(np.uint8)  # static_cast<unsigned char>: truncation
+        return np.zeros(px.shape + ch, np.uint8)
+    # gather through flat indices (np.take is much faster than 2-D fancy indexing); points
+    # outside the image read pixel 0 and are blacked out afterwards
+    li = np.where(ok, left, 0).astype(np.intp).ravel()
+    ti = np.where(ok, top, 0).astype(np.intp).ravel()
+    lr = (px - left).ravel()
+    tb = (py - top).ravel()
+    flat = src.reshape((h * w,) + ch)
+    k = ti * w + li
+
+    def gather(idx):  # channels first, so every arithmetic op below runs over long rows
+        g = np.take(flat, idx, axis=0)
+        return np.ascontiguousarray(g.T if ch else g, dtype=np.float64)
+
+    tl, tr, bl, br = gather(k), gather(k + 1), gather(k + w), gather(k + w + 1)
+    one_lr, one_tb = 1 - lr, 1 - tb
+    val = one_tb * (one_lr * tl + lr * tr) + tb * (one_lr * bl + lr * br)  # dlib's expression, in double
+    val = val.astype(np.uint8)  # static_cast<unsigned char>: truncation
+    out = (val.T if ch else val).reshape(px.shape + ch)
+    if not ok.all():
+        out[~ok] = 0
     return out
 
 

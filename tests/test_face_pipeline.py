@@ -126,3 +126,16 @@ def test_bad_inputs(pipe, tmp_path):
 def test_embedder_must_be_a_descriptor_model(weights):
     with pytest.raises(ModelFormatError, match="descriptor"):
         face.FacePipeline(embedder=weights / "shapes_cnn_fp32.tflite")
+
+
+def test_face_modules_import_light():
+    """edgeship.face and its parts import only numpy: OpenCV and the interpreters load on use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, edgeship.face, edgeship.face_detect, edgeship.face_chip, edgeship.shape_predictor; "
+            "print([m for m in ('tensorflow', 'torch', 'onnx', 'keras', 'cv2', 'onnxruntime', 'dlib') "
+            "if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

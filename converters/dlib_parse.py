@@ -399,4 +399,9 @@ def parse_dlib_net(src: Union[str, "os.PathLike[str]", bytes], name: Optional[st
             raise r.error(f"unexpected layer wrapper version {v}")
     if not r.at_end():
         raise r.error(f"{r.remaining()} unexpected bytes after the network")
+    for i, l in enumerate(layers):
+        for wname, w in l.weights.items():
+            if not np.isfinite(w).all():
+                raise ModelFormatError(f"{name}: layer {i} ({l.tag}) has NaN or infinite {wname}; the file is "
+                                       f"corrupted (re-download it)")
     return DlibNet(loss, inp, layers, name)

@@ -85,8 +85,11 @@ class FacePipeline:
             against the source), a path to a model with input [N,150,150,3] float32 RGB 0-255 and
             output [N,128], or None for detection and alignment only (``Face.embedding`` is None).
         threads: interpreter threads for both networks (None: the runtime's default).
-        calibration: for "int8": calibration chips passed to ``model_path`` (see there for what is
-            used when None).
+        calibration: for "int8": what :func:`edgeship.models.face.model_path` accepts (150x150
+            chips as an array, ``.npy``/``.npz`` or a folder of chip images; when None,
+            ``$EDGESHIP_FACE_CALIBRATION``, else it raises), or *photos*: a folder of face images
+            of any size or a list of image paths, which this pipeline turns into chips
+            (:meth:`chips_from`) first. 100-300 faces like the ones the device will see are plenty.
         score_threshold: override the detector's score threshold.
 
     Raises:
@@ -111,6 +114,9 @@ class FacePipeline:
             raise InputSpecError(f"detector must be one of {', '.join(DETECTORS)} or a FaceDetector, "
                                  f"got {type(detector).__name__}")
         self.shape_predictor = ShapePredictor.default()
+        self.embedder = None
+        if embedder == "int8" and _are_photos(calibration):
+            calibration = self.chips_from(calibration)
         self.embedder = None if embedder is None else _load_embedder(embedder, threads, calibration)
         self.embedder_name = None if embedder is None else str(embedder)
 
@@ -139,6 +145,35 @@ class FacePipeline:
                 f.embedding = e
         return out
 
+    def chips_from(self, images, *, limit: Optional[int] = None) -> np.ndarray:
+        """Aligned chips [N,150,150,3] uint8 from photos: the best face of each image that has one.
+
+        Args:
+            images: a folder of images, or a list of paths / RGB arrays.
+            limit: stop after this many chips.
+
+        Raises:
+            InputSpecError: no face found in any of the images, or an unreadable file.
+        """
+        if isinstance(images, (str, os.PathLike)):
+            folder = Path(images)
+            if not folder.is_dir():
+                raise InputSpecError(f"{folder} is not a folder of images")
+            images = sorted(p for p in folder.iterdir() if p.suffix.lower() in _PHOTO_SUFFIXES)
+        chips = []
+        for im in images:
+            arr = read_image(im) if isinstance(im, (str, os.PathLike)) else im
+            dets = self.detector.detect(_as_rgb(arr))
+            if dets:
+                img = _as_rgb(arr)
+                lm = self.shape_predictor.predict(img, self.detector.landmark_box(dets[0]))
+                chips.append(face_chip(img, dlib_round(lm), CHIP_SIZE, CHIP_PADDING))
+            if limit is not None and len(chips) >= limit:
+                break
+        if not chips:
+            raise InputSpecError("no face found in any of the images given to make chips from")
+        return np.stack(chips)
+
     def embed(self, chips: np.ndarray) -> np.ndarray:
         """128-d descriptors of aligned chips ([N,150,150,3] or [150,150,3] uint8/float RGB 0-255).
 
@@ -155,6 +190,19 @@ class FacePipeline:
             raise InputSpecError(f"chips must be [N,150,150,3] RGB (from FacePipeline.faces), got shape {c.shape}")
         out = self.embedder.predict(c.astype(np.float32))
         return np.asarray(out, np.float32).reshape(len(c), -1)
+
+
+_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
+
+
+def _are_photos(calibration) -> bool:
+    """True for a list of image paths, or a folder whose first image is not a 150x150 chip."""
+    if isinstance(calibration, (list, tuple)) and calibration and isinstance(calibration[0], (str, os.PathLike)):
+        return True
+    if isinstance(calibration, (str, os.PathLike)) and Path(calibration).is_dir():
+        first = next((p for p in sorted(Path(calibration).iterdir()) if p.suffix.lower() in _PHOTO_SUFFIXES), None)
+        return first is not None and read_image(first).shape[:2] != (CHIP_SIZE, CHIP_SIZE)
+    return False
 
 
 def _load_embedder(embedder, threads, calibration):

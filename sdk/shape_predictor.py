@@ -125,7 +125,9 @@ class ShapePredictor:
                                    z["anchor_idx"], z["deltas"], sha)
             except (OSError, KeyError, ValueError, ModelFormatError):
                 pass  # a damaged cache entry is rebuilt from the source file below
-        sp = cls._parse(p.read_bytes(), p.name, sha)
+        data = p.read_bytes()
+        fast = _parse_fast(data)
+        sp = cls(*fast, sha) if fast is not None else cls._parse(data, p.name, sha)
         if cached is not None:
             import io
 
@@ -287,6 +289,105 @@ def _leaf_lut(n_splits: int) -> Optional[np.ndarray]:
 
 
 _DEFAULT: Optional[ShapePredictor] = None
+
+
+def _varints(data: bytes) -> Optional[np.ndarray]:
+    """Decode a byte string that is nothing but dlib variable-length integers (a shape predictor
+    is: ints, floats as mantissa/exponent ints, matrices and vectors of those) into int64 values.
+    None if it is not exactly that (the caller then takes the checked, precise-error path)."""
+    starts = []
+    add = starts.append
+    p, end = 0, len(data)
+    while p < end:
+        add(p)
+        c = data[p]
+        if c & 0x70 or (c & 0x0F) > 8:
+            return None
+        p += 1 + (c & 0x0F)
+    if p != end or not starts:
+        return None
+    st = np.array(starts, np.int64)
+    buf = np.frombuffer(data + bytes(9), np.uint8)
+    ctrl = buf[st]
+    n = (ctrl & 0x0F).astype(np.int64)
+    v = np.zeros(len(st), np.uint64)
+    for i in range(8):
+        b = np.where(n > i, buf[st + 1 + i], 0).astype(np.uint64)
+        v |= b << np.uint64(8 * i)
+    if (v >> np.uint64(63)).any():
+        return None
+    v = v.astype(np.int64)
+    return np.where(ctrl & 0x80, -v, v)
+
+
+def _parse_fast(data: bytes):
+    """The arrays of a standard dlib shape predictor (full trees of one depth, the same number
+    of trees per cascade), decoded with numpy; None for anything else (including damage), which
+    :meth:`ShapePredictor._parse` then reads value by value with precise errors."""
+    v = _varints(data)
+    if v is None or len(v) < 4 or v[0] != 1:
+        return None
+
+    def floats(m, e):
+        if (np.abs(e) >= 32000).any():
+            return None
+        return np.ldexp(m.astype(np.float64), e.astype(np.int32))
+
+    try:
+        nr, nc = abs(int(v[1])), abs(int(v[2]))
+        if nc != 1 or nr == 0 or nr % 2:
+            return None
+        i = 3 + 2 * nr
+        init = floats(v[3:i:2], v[4:i:2])
+        n_casc = int(v[i])
+        i += 1
+        idx, thr, leaves = [], [], []
+        for _ in range(n_casc):
+            t = int(v[i])
+            s = int(v[i + 1])
+            lcount = s + 1
+            blk = 2 + 4 * s + lcount * (2 + 2 * nr)
+            if t <= 0 or s <= 0 or i + 1 + t * blk > len(v):
+                return None
+            a = v[i + 1:i + 1 + t * blk].reshape(t, blk)
+            sp = a[:, 1:1 + 4 * s].reshape(t, s, 4)
+            lv = a[:, 2 + 4 * s:].reshape(t, lcount, 2 + 2 * nr)
+            if ((a[:, 0] != s).any() or (a[:, 1 + 4 * s] != lcount).any() or (np.abs(lv[:, :, 0]) != nr).any()
+                    or (np.abs(lv[:, :, 1]) != 1).any()):
+                return None
+            th = floats(sp[..., 2], sp[..., 3])
+            le = floats(lv[:, :, 2::2], lv[:, :, 3::2])
+            if th is None or le is None:
+                return None
+            idx.append(sp[..., :2])
+            thr.append(th)
+            leaves.append(le)
+            i += 1 + t * blk
+        if len({a.shape for a in idx}) != 1:
+            return None
+        n_anchor = int(v[i])
+        i += 1
+        anchors = []
+        for _ in range(n_anchor):
+            m = int(v[i])
+            anchors.append(v[i + 1:i + 1 + m])
+            i += 1 + m
+        n_delta = int(v[i])
+        i += 1
+        deltas = []
+        for _ in range(n_delta):
+            m = int(v[i])
+            d = v[i + 1:i + 1 + 4 * m]
+            f = floats(d[0::2], d[1::2])
+            if f is None or len(d) != 4 * m:
+                return None
+            deltas.append(f.reshape(m, 2))
+            i += 1 + 4 * m
+        if i != len(v) or not (n_casc == n_anchor == n_delta) or len({len(a) for a in anchors}) != 1:
+            return None
+        return (init, np.stack(idx), np.stack(thr), np.stack(leaves), np.stack(anchors), np.stack(deltas))
+    except (IndexError, ValueError, OverflowError):
+        return None
 
 
 def _similarity_f32(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -14,17 +14,16 @@ cv2 = pytest.importorskip("cv2", reason="OpenCV (the [face] extra) is not instal
 
 
 @pytest.fixture(scope="module")
-def detectors(tmp_path_factory):
-    import os
-
+def detectors():
     from tests.conftest import shared_path
 
-    os.environ.setdefault("EDGESHIP_MIRROR", str(shared_path() / "models"))
     out = {"yunet": create_detector("yunet", threads=1), "blazeface": create_detector("blazeface", threads=1)}
-    try:
-        out["ultraface"] = create_detector("ultraface", threads=1)  # not shipped: mirror or download
-    except Exception:  # noqa: BLE001 - tested when available
-        pass
+    with pytest.MonkeyPatch.context() as mp:  # UltraFace is not shipped: from the mirror, when there is one
+        mp.setenv("EDGESHIP_MIRROR", str(shared_path() / "models"))
+        try:
+            out["ultraface"] = create_detector("ultraface", threads=1)
+        except Exception:  # noqa: BLE001 - tested when available
+            pass
     return out
 
 

@@ -297,7 +297,10 @@ class MmodDetector:
             if not hasattr(model, "predict"):
                 import edgeship
 
-                model = edgeship.load(model, threads=threads) if threads else edgeship.load(model)
+                # verify="structure": edgeship.load's isolated test run feeds 1 for every dynamic
+                # dimension, which a fully convolutional net cannot take; the file's structure is
+                # still checked before the interpreter sees it.
+                model = edgeship.load(model, threads=threads, verify="structure")
             self._run = model.predict
 
     def score_map(self, image: np.ndarray) -> Tuple[np.ndarray, List[Rect]]:

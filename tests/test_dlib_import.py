@@ -139,8 +139,7 @@ def faces(shared_dir):
     chips, used = dlib_chips(face_images(shared_dir, 24, seed=7), MODELS)
     assert len(chips) >= 20, f"dlib found faces in only {len(chips)} of 24 images"
     chips = chips[:20]
-    cal, _ = dlib_chips(face_images(shared_dir, 48, seed=8), MODELS)
-    return chips, dlib_descriptors(chips, MODELS), cal
+    return chips, dlib_descriptors(chips, MODELS)
 
 
 @pytest.mark.shared
@@ -150,7 +149,7 @@ def faces(shared_dir):
 def test_keras_descriptor_matches_dlib(faces):
     from edgeship.models.face import keras_model
 
-    chips, ref, _ = faces
+    chips, ref = faces
     out = keras_model("descriptor").predict(chips.astype(np.float32), verbose=0)
     assert out.shape == (20, 128)
     c = cosines(out, ref)
@@ -166,11 +165,13 @@ def test_converted_descriptors_match_dlib(faces):
     import edgeship
     from edgeship.models.face import model_path
 
-    chips, ref, cal = faces
+    chips, ref = faces
     figures = {}
     for fmt in ("fp32", "int8", "onnx"):
-        p = model_path("descriptor", fmt, calibration=cal if fmt == "int8" else None)
+        p = model_path("descriptor", fmt)  # int8: the documented synthetic default calibration
         info = json.loads((p.parent / "face-model.json").read_text())
+        if fmt == "int8":
+            assert "synthetic" in info["calibration"]
         assert info["parity"]["passed"] and (p.parent / "edgeship-convert.json").is_file()
         assert info["source_sha256"] and info["sha256"]
         m = edgeship.load(p)
@@ -192,7 +193,10 @@ def test_model_path_errors(monkeypatch):
     with pytest.raises(InputSpecError, match="format"):
         model_path("descriptor", "fp16")
     monkeypatch.delenv("EDGESHIP_FACE_CALIBRATION", raising=False)
-    with pytest.raises(ConversionError, match="no calibration data"):
+    with pytest.raises(ConversionError, match="one size"):
+        model_path("mmod", "int8", calibration=[np.zeros((10, 10, 3)), np.zeros((12, 10, 3))])
+    monkeypatch.setenv("EDGESHIP_FACE_CALIBRATION", "/nonexistent/chips")
+    with pytest.raises(ConversionError, match="EDGESHIP_FACE_CALIBRATION|not a folder"):
         model_path("descriptor", "int8")
     with pytest.raises(ConversionError, match="150x150"):
         model_path("descriptor", "int8", calibration=np.zeros((4, 100, 100, 3), np.uint8) + 9)
@@ -231,3 +235,26 @@ def test_mmod_boxes_match_dlib(shared_dir):
     assert len(det.detect(read_rgb(paths[0])[:, :, 0])) == len(det.detect(read_rgb(paths[0])))
     with pytest.raises(InputSpecError):
         det.detect(np.zeros((0, 10, 3), np.uint8))
+
+
+@needs_models
+def test_calibration_sources(tmp_path, monkeypatch):
+    cv2 = pytest.importorskip("cv2")
+    from edgeship.models.face import load_calibration, synthetic_chips
+
+    rng = np.random.default_rng(0)
+    chips = rng.integers(0, 256, (3, 150, 150, 3), dtype=np.uint8)
+    for i, c in enumerate(chips):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), c[:, :, ::-1])
+    arr, desc = load_calibration(tmp_path)
+    assert np.array_equal(arr, chips.astype(np.float32)) and "3 samples" in desc
+    np.save(tmp_path / "c.npy", chips)
+    monkeypatch.setenv("EDGESHIP_FACE_CALIBRATION", str(tmp_path / "c.npy"))
+    arr, desc = load_calibration(None)
+    assert arr.shape == (3, 150, 150, 3) and desc.startswith("$EDGESHIP_FACE_CALIBRATION=")
+    cv2.imwrite(str(tmp_path / "odd.png"), chips[0][:100])
+    with pytest.raises(ConversionError, match="150x150"):
+        load_calibration(tmp_path)
+    monkeypatch.delenv("EDGESHIP_FACE_CALIBRATION")
+    arr, desc = load_calibration(None)
+    assert "synthetic" in desc and np.array_equal(arr, synthetic_chips())

@@ -15,8 +15,12 @@ from edgeship.dlib_serial import DlibReader, encode_float, encode_int, encode_st
 from edgeship.errors import ModelFormatError
 
 
-def test_docstring_examples():
-    res = doctest.testmod(ds, optionflags=doctest.ELLIPSIS | doctest.IGNORE_EXCEPTION_DETAIL)
+@pytest.mark.parametrize("name", ["edgeship.dlib_serial", "edgeship.mmod", "edgeship.converters.dlib_parse",
+                                  "edgeship.models.face"])
+def test_docstring_examples(name):
+    import importlib
+
+    res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.IGNORE_EXCEPTION_DETAIL)
     assert res.failed == 0 and res.attempted > 0
 
 

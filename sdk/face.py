@@ -87,9 +87,10 @@ class FacePipeline:
         threads: interpreter threads for both networks (None: the runtime's default).
         calibration: for "int8": what :func:`edgeship.models.face.model_path` accepts (150x150
             chips as an array, ``.npy``/``.npz`` or a folder of chip images; when None,
-            ``$EDGESHIP_FACE_CALIBRATION``, else it raises), or *photos*: a folder of face images
-            of any size or a list of image paths, which this pipeline turns into chips
-            (:meth:`chips_from`) first. 100-300 faces like the ones the device will see are plenty.
+            ``$EDGESHIP_FACE_CALIBRATION``, else seeded synthetic chips, recorded beside the
+            model), or *photos*: a folder of face images of any size or a list of image paths,
+            which this pipeline turns into chips (:meth:`chips_from`) first. 100-300 faces like
+            the ones the device will see are plenty.
         score_threshold: override the detector's score threshold.
 
     Raises:

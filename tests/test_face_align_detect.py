@@ -92,3 +92,12 @@ def test_detector_input_errors(detectors):
         create_detector("yunet", score_threshold=2)
     assert det.detect(np.zeros((480, 640, 3), np.uint8)) == []
     assert "yunet" in DETECTORS and isinstance(det, FaceDetector)
+
+
+@pytest.mark.parametrize("name", ["edgeship.face_detect", "edgeship.face", "edgeship.shape_predictor"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    r = doctest.testmod(importlib.import_module(name))
+    assert r.failed == 0

@@ -115,7 +115,6 @@ class FacePipeline:
             raise InputSpecError(f"detector must be one of {', '.join(DETECTORS)} or a FaceDetector, "
                                  f"got {type(detector).__name__}")
         self.shape_predictor = ShapePredictor.default()
-        self.embedder = None
         if embedder == "int8" and _are_photos(calibration):
             calibration = self.chips_from(calibration)
         self.embedder = None if embedder is None else _load_embedder(embedder, threads, calibration)
@@ -137,14 +136,18 @@ class FacePipeline:
             dets = dets[:max(0, int(max_faces))]
         out = []
         for d in dets:
-            lm = self.shape_predictor.predict(img, self.detector.landmark_box(d))
-            chip = face_chip(img, dlib_round(lm), CHIP_SIZE, CHIP_PADDING)
+            lm, chip = self._align(img, d)
             out.append(Face(tuple(float(v) for v in d.box), d.score, lm, chip, None, d))
         if out and self.embedder is not None:
             emb = self.embed(np.stack([f.chip for f in out]))
             for f, e in zip(out, emb):
                 f.embedding = e
         return out
+
+    def _align(self, img: np.ndarray, det: Detection):
+        """dlib's landmarks on the box the predictor expects, then the chip from them rounded as dlib does."""
+        lm = self.shape_predictor.predict(img, self.detector.landmark_box(det))
+        return lm, face_chip(img, dlib_round(lm), CHIP_SIZE, CHIP_PADDING)
 
     def chips_from(self, images, *, limit: Optional[int] = None) -> np.ndarray:
         """Aligned chips [N,150,150,3] uint8 from photos: the best face of each image that has one.
@@ -163,12 +166,10 @@ class FacePipeline:
             images = sorted(p for p in folder.iterdir() if p.suffix.lower() in _PHOTO_SUFFIXES)
         chips = []
         for im in images:
-            arr = read_image(im) if isinstance(im, (str, os.PathLike)) else im
-            dets = self.detector.detect(_as_rgb(arr))
+            img = _as_rgb(read_image(im) if isinstance(im, (str, os.PathLike)) else im)
+            dets = self.detector.detect(img)
             if dets:
-                img = _as_rgb(arr)
-                lm = self.shape_predictor.predict(img, self.detector.landmark_box(dets[0]))
-                chips.append(face_chip(img, dlib_round(lm), CHIP_SIZE, CHIP_PADDING))
+                chips.append(self._align(img, dets[0])[1])
             if limit is not None and len(chips) >= limit:
                 break
         if not chips:

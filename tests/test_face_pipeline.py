@@ -168,3 +168,25 @@ def test_descriptors_agree_with_dlibs_own_pipeline(shared_dir):
     chips = np.stack([faces[0].chip, faces[0].chip[:, ::-1]])
     both = pipe.embed(chips)
     assert both.shape == (2, 128) and np.allclose(both[0], pipe.embed(chips[0])[0], atol=1e-5)
+
+
+@pytest.mark.shared
+def test_chips_from_photos(shared_dir, pipe, tmp_path):
+    from edgeship.face import _are_photos
+
+    files = face_files(shared_dir, 3, 0)
+    for f in files:
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    cv2.imwrite(str(tmp_path / "zz_blank.png"), np.full((100, 100, 3), 90, np.uint8))
+    chips = pipe.chips_from(tmp_path)
+    assert chips.shape == (3, 150, 150, 3) and chips.dtype == np.uint8
+    assert pipe.chips_from(files, limit=1).shape == (1, 150, 150, 3)
+    assert _are_photos(tmp_path) and _are_photos([str(files[0])]) and not _are_photos(chips)
+    chip_dir = tmp_path / "chips"
+    chip_dir.mkdir()
+    cv2.imwrite(str(chip_dir / "c.png"), chips[0])
+    assert not _are_photos(chip_dir)  # 150x150 chips go to models.face as they are
+    with pytest.raises(InputSpecError, match="no face"):
+        pipe.chips_from([tmp_path / "zz_blank.png"])
+    with pytest.raises(InputSpecError):
+        pipe.chips_from(tmp_path / "nope")

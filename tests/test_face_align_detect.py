@@ -101,3 +101,25 @@ def test_docstring_examples(name):
 
     r = doctest.testmod(importlib.import_module(name))
     assert r.failed == 0
+
+
+def test_shipped_detectors_are_pinned_and_licensed(weights, monkeypatch, tmp_path):
+    from edgeship import models
+    from edgeship._io import sha256_file
+    from edgeship.errors import IntegrityError
+
+    for name in ("yunet_n_320", "blazeface_short"):
+        e = models.entry(name)
+        p = models.path(name)
+        assert e.shipped and e.licence == "Apache-2.0" and p.parent == weights and sha256_file(p) == e.sha256
+        assert models.fetch(name, allow_download=False) == p  # no cache, mirror or network needed
+        lic = p.with_suffix(".LICENSE").read_text()
+        assert "Apache License" in lic and "Version 2.0" in lic
+        assert p.stat().st_size < 320_000
+    # a shipped file that does not match its pin is refused
+    fake = tmp_path / "weights"
+    fake.mkdir()
+    (fake / "yunet_n_320_320.onnx").write_bytes(b"not yunet")
+    monkeypatch.setattr("edgeship.models.registry.WEIGHTS", fake)
+    with pytest.raises(IntegrityError):
+        models.path("yunet_n_320")

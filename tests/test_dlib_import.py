@@ -231,6 +231,19 @@ def test_mmod_boxes_match_dlib(shared_dir):
             assert d.score == pytest.approx(score, abs=1e-3)
             n += 1
     assert n >= 4
+    # a 640x480 frame (4 LFW images in a 2x2 grid, scaled): wide images use the pyramid's second column
+    import cv2
+
+    from edgeship.mmod import pyramid_layout
+
+    tiles = [cv2.resize(read_rgb(p), (320, 240)) for p in paths[:4]]
+    frame = np.ascontiguousarray(np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])]))
+    rects, _, _ = pyramid_layout(480, 640)
+    assert any(r[0] > 11 for r in rects)  # some levels sit in the right-hand column
+    ours = det.detect(frame)
+    theirs = [(r.rect.left(), r.rect.top(), r.rect.right(), r.rect.bottom()) for r in ref(frame, 0)]
+    assert len(ours) == len(theirs) >= 3
+    assert all(iou(d.box, b) >= 0.9 for d, b in zip(ours, theirs))
     # a grayscale array works too, and an empty image is an input error
     assert len(det.detect(read_rgb(paths[0])[:, :, 0])) == len(det.detect(read_rgb(paths[0])))
     with pytest.raises(InputSpecError):

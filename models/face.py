@@ -6,7 +6,7 @@ and rebuilt as Keras (:mod:`edgeship.converters.dlib`), then converted by
 :func:`edgeship.converters.convert`, which checks every output against the Keras model and keeps
 its parity report (``edgeship-convert.json``) next to the file. The result is cached under
 edgeship's cache root (``$EDGESHIP_CACHE`` or ``~/.cache/edgeship``), keyed by the source file's
-sha256, the edgeship version and (int8) the calibration data's sha256, so later calls cost a
+sha256, the edgeship version, :data:`BUILD_REVISION` and (int8) the calibration data's sha256, so later calls cost a
 file check. A ``face-model.json`` beside each file records all of that.
 
 Models:
@@ -58,6 +58,7 @@ __all__ = ["KINDS", "FORMATS", "source_path", "model_path", "mmod_config", "kera
 KINDS = {"descriptor": "dlib_face_recognition_resnet_model_v1.dat", "mmod": "mmod_human_face_detector.dat"}
 FORMATS = {"fp32": ("tflite", None, ".tflite"), "int8": ("tflite", "int8", ".tflite"), "onnx": ("onnx", None, ".onnx")}
 CALIBRATION_ENV = "EDGESHIP_FACE_CALIBRATION"
+BUILD_REVISION = 2  # part of the cache key: bump when the rebuild or conversion of a model changes
 MANIFEST = "face-model.json"
 CHIP = 150
 VALIDATION_SEED = 1234
@@ -290,7 +291,7 @@ def model_path(kind: str, fmt: str = "int8", *, calibration: Any = None) -> Path
         key = f"int8-{sha256_bytes(cal.tobytes())[:12]}"
     elif calibration is not None:
         raise InputSpecError(f"calibration is only used for fmt='int8', not {fmt!r}")
-    folder = _cache_base() / f"{kind}-{src_sha[:16]}-v{_version()}" / key
+    folder = _cache_base() / f"{kind}-{src_sha[:16]}-v{_version()}-r{BUILD_REVISION}" / key
     target = folder / f"{kind}_{fmt}{suffix}"
     manifest = folder / MANIFEST
     if target.is_file() and manifest.is_file():
@@ -324,7 +325,7 @@ def _build(kind, fmt, src, src_sha, cal, cal_desc, folder: Path, target: Path) -
         rec = res.outputs[0]
         info = {"kind": kind, "format": fmt, "file": target.name, "sha256": sha256_file(out),
                 "source": src.name, "source_sha256": src_sha, "source_package": "face-recognition-models (CC0)",
-                "edgeship": _version(), "versions": res.versions,
+                "edgeship": _version(), "build_revision": BUILD_REVISION, "versions": res.versions,
                 "input": "[N,150,150,3] float32 RGB 0-255" if kind == "descriptor" else
                          "[1,H,W,3] float32 RGB 0-255 tiled pyramid (edgeship.mmod)",
                 "output": "[N,128] dlib face descriptor" if kind == "descriptor" else "[1,H',W',1] MMOD score map",

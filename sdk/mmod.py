@@ -272,7 +272,6 @@ def decode(score_map: np.ndarray, rects: Sequence[Rect], config: dict, threshold
     n = float(config.get("pyramid_n", 6))
     up = n / (n - 1.0)
     dets: List[Tuple[float, Detection]] = []
-    order = 0
     for k, win in enumerate(windows):
         rows, cols = np.nonzero(s[:, :, k] > threshold)
         for r, c in zip(rows.tolist(), cols.tolist()):
@@ -287,7 +286,6 @@ def decode(score_map: np.ndarray, rects: Sequence[Rect], config: dict, threshold
                 l, t, rr, b = l * up + 0.3, t * up + 0.3, rr * up + 0.3, b * up + 0.3
             box = (float(_lround(l)), float(_lround(t)), float(_lround(rr)), float(_lround(b)))
             dets.append((score, Detection(box, score, str(win.get("label", "")))))
-            order += 1
     dets.sort(key=lambda d: -d[0])
     return nms([d for _, d in dets], float(config["nms_iou_thresh"]), float(config["nms_percent_covered_thresh"]))
 

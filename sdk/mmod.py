@@ -219,7 +219,7 @@ def nms(dets: List[Detection], iou: float, covered: float) -> List[Detection]:
 
 
 def _crop(s: np.ndarray, canvas_shape: Optional[Tuple[int, int]], config: dict) -> np.ndarray:
-    """Drop the bottom/right cells a converted net adds for its input padding (dlib's size stays)."""
+    """Drop the bottom/right cells a converted net adds when it pads a tiny input (dlib's size stays)."""
     if not config.get("layers") or canvas_shape is None:
         return s
     rows, cols = score_map_size(canvas_shape[0], canvas_shape[1], config["layers"])
@@ -253,7 +253,7 @@ def decode(score_map: np.ndarray, rects: Sequence[Rect], config: dict, threshold
         config: the network's MMOD settings (see the module docstring).
         threshold: dlib's ``adjust_threshold``: keep cells scoring above it (0 by default).
         canvas_shape: the canvas (rows, cols); with ``config["layers"]`` the score map is
-            cropped to dlib's size for it (a converted net may pad its input).
+            cropped to dlib's size for it (a converted net pads inputs under 29x29).
     """
     s = np.asarray(score_map, dtype=np.float32)
     if s.ndim == 4:

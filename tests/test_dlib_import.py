@@ -217,7 +217,7 @@ def test_mmod_boxes_match_dlib(shared_dir):
     from edgeship.models.face import model_path, mmod_config
 
     # the converted TFLite fp32 detector, as the pipeline uses it (its isolated load check passes
-    # thanks to the net's bottom/right input padding, which MmodDetector crops away)
+    # thanks to the net padding inputs under 29x29, which MmodDetector crops away)
     det = MmodDetector(model_path("mmod", "fp32"), mmod_config())
     ref = dlib.cnn_face_detection_model_v1(str(MODELS / "mmod_human_face_detector.dat"))
     paths = face_images(shared_dir, 8, seed=3)[:6]

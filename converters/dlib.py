@@ -180,11 +180,11 @@ def _custom_layers():
         def call(self, x):
             import tensorflow as tf
 
+            # constant padding then a slice back to max(size, min): computed paddings would lose
+            # the static channel count, which TFLite's CONV_2D needs
             s = tf.shape(x)
-            ph = tf.maximum(self.min_h - s[1], 0)
-            pw = tf.maximum(self.min_w - s[2], 0)
-            z = tf.zeros_like(ph)
-            return tf.pad(x, tf.stack([tf.stack([z, z]), tf.stack([z, ph]), tf.stack([z, pw]), tf.stack([z, z])]))
+            y = tf.pad(x, [[0, 0], [0, self.min_h], [0, self.min_w], [0, 0]])
+            return y[:, :tf.maximum(s[1], self.min_h), :tf.maximum(s[2], self.min_w), :]
 
         def compute_output_shape(self, s):
             def grow(d, m):

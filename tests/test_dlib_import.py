@@ -193,6 +193,8 @@ def test_model_path_errors(monkeypatch):
     with pytest.raises(InputSpecError, match="format"):
         model_path("descriptor", "fp16")
     monkeypatch.delenv("EDGESHIP_FACE_CALIBRATION", raising=False)
+    with pytest.raises(ConversionError, match="no calibration data"):
+        model_path("mmod", "int8")
     with pytest.raises(ConversionError, match="one size"):
         model_path("mmod", "int8", calibration=[np.zeros((10, 10, 3)), np.zeros((12, 10, 3))])
     monkeypatch.setenv("EDGESHIP_FACE_CALIBRATION", "/nonexistent/chips")

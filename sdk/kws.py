@@ -41,6 +41,7 @@ import numpy as np
 
 from .audio import MLPERF_KWS, FrontEndSpec, StreamingFeatures, features
 from .errors import InputSpecError, ModelFormatError
+from .labels import parse_labels
 
 __all__ = ["DetectorConfig", "Detection", "PosteriorFilter", "KeywordDetector", "ModelInfo", "model_info",
            "resolve_model", "parse_labels"]
@@ -190,25 +191,6 @@ class PosteriorFilter:
 
 
 # --- model, labels, front end ----------------------------------------------------------------
-def parse_labels(labels: Union[str, os.PathLike, Sequence[str]]) -> List[str]:
-    """Labels from a list, a text file (one per line) or a comma-separated string.
-
-    Example:
-        >>> parse_labels("yes,no, _silence_")
-        ['yes', 'no', '_silence_']
-    """
-    if isinstance(labels, (list, tuple)):
-        out = [str(x).strip() for x in labels]
-    else:
-        p = Path(labels)
-        text = p.read_text(encoding="utf-8") if p.is_file() else str(labels).replace(",", "\n")
-        out = [x.strip() for x in text.splitlines()]
-    out = [x for x in out if x]
-    if not out:
-        raise InputSpecError(f"labels: expected a list, a file with one label per line or 'a,b,c'; given {labels!r}")
-    return out
-
-
 def resolve_model(model: Union[str, os.PathLike]) -> Path:
     """A model path, bundle or zoo name -> a local path (zoo models fetched and verified).
 

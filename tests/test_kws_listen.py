@@ -102,15 +102,15 @@ def test_labels_and_front_end_come_from_a_bundle_manifest(ref_model, tmp_path):
 
     spec = audio.MLPERF_KWS
     labels = list(kws.KeywordDetector(str(ref_model)).labels)
-    b = write_bundle(tmp_path / "b", {"tflite-int8": ref_model}, labels=labels, preprocessing=spec.to_dict())
+    b = write_bundle(tmp_path / "b", {"tflite-int8": ref_model}, labels=labels, preprocessing=spec.to_dict())["_dir"]
     det = kws.KeywordDetector(str(b))
     assert det.info.labels_from == "bundle manifest" and det.info.spec_from == "bundle manifest"
     assert det.spec == spec and det.labels == labels
-    bad = write_bundle(tmp_path / "bad", {"tflite-int8": ref_model}, labels=labels[:3])
+    bad = write_bundle(tmp_path / "bad", {"tflite-int8": ref_model}, labels=labels[:3])["_dir"]
     with pytest.raises(InputSpecError, match="12 outputs but 3 labels"):
         kws.KeywordDetector(str(bad))
     img = write_bundle(tmp_path / "img", {"tflite-int8": ref_model}, labels=labels,
-                       preprocessing={"type": "image", "size": [96, 96]})
+                       preprocessing={"type": "image", "size": [96, 96]})["_dir"]
     with pytest.raises(InputSpecError, match="not an audio front end"):
         kws.KeywordDetector(str(img))
 

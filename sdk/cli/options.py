@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import InputSpecError
+from ..labels import parse_labels
 
 
 def label_names(value: Optional[str]) -> Optional[List[str]]:
-    """Class names for ``--labels`` of ``bundle`` / ``deploy``: a text file with one label per line,
-    or a comma-separated list. Blank lines and surrounding spaces are dropped.
+    """Class names for ``--labels`` of ``bundle`` / ``deploy`` (see :func:`edgeship.labels.parse_labels`).
 
     Example:
         >>> label_names("circle, square,triangle")
@@ -18,20 +18,7 @@ def label_names(value: Optional[str]) -> Optional[List[str]]:
         >>> label_names(None) is None
         True
     """
-    if value is None:
-        return None
-    p = Path(value)
-    if p.is_file():
-        items = p.read_text(encoding="utf-8").splitlines()
-    elif "," in value or not p.suffix:
-        items = value.split(",")
-    else:
-        raise InputSpecError(f"--labels {value}: no such file (expected a file with one label per line, "
-                             "or a comma-separated list such as yes,no,up)")
-    labels = [x.strip() for x in items if x.strip()]
-    if not labels:
-        raise InputSpecError(f"--labels {value} holds no labels")
-    return labels
+    return None if value is None else parse_labels(value)
 
 
 def class_indices(path: Optional[str]):

@@ -421,7 +421,8 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
         if not re.fullmatch(r"[A-Za-z][A-Za-z' -]{0,40}", w):
             raise InputSpecError(f"keyword {w!r}: expected a word of letters (spaces, apostrophes and hyphens "
                                  "allowed, at most 40 characters)")
-    pool = [w for w in (unknown_words or ss.UNKNOWN_WORDS) if w.lower() not in {k.lower() for k in keywords}]
+    # other words: the filler list plus the MLPerf keywords (common short words), minus our keywords
+    pool = [w for w in (unknown_words or (*ss.UNKNOWN_WORDS, *KEYWORDS)) if w.lower() not in {k.lower() for k in keywords}]
     pool = sorted(set(pool))
     key = {"kind": "synth", "labels": list(labels), "per_class": per_class, "seed": seed, "copies": copies,
            "augment": augmenter.config.to_dict(), "noise": [hashlib.sha256(n.tobytes()).hexdigest()[:16] for n in augmenter.noises],

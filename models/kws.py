@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -300,7 +299,8 @@ def _progress_callback(epochs: int, steps: int, description: str):
     class RichProgress(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                     TextColumn("{task.completed}/{task.total} steps"), TextColumn("{task.fields[info]}"),
+                                     TextColumn("{task.completed}/{task.total} steps"),
+                                     TextColumn("{task.fields[info]}"),
                                      TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
                                      console=progress_console())
             self.progress.start()
@@ -409,8 +409,9 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
 
     Keywords are spoken by espeak-ng (:func:`edgeship.models.speech_synth.generate`, voice drawn
     per utterance from the seed); ``_unknown_`` draws other words (``unknown_words``, by default
-    :data:`~edgeship.models.speech_synth.UNKNOWN_WORDS` minus the keywords); ``_silence_`` is noise
-    from ``augmenter``. Each utterance gives ``copies`` augmented clips. Cached by all arguments.
+    :data:`~edgeship.models.speech_synth.UNKNOWN_WORDS` and the ten MLPerf keywords, minus
+    ``labels``); ``_silence_`` is noise from ``augmenter``. Each utterance gives ``copies``
+    augmented clips. Cached by all arguments.
     """
     from . import speech_synth as ss
     from .kws_augment import Augmenter
@@ -421,10 +422,13 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
         if not re.fullmatch(r"[A-Za-z][A-Za-z' -]{0,40}", w):
             raise InputSpecError(f"keyword {w!r}: expected a word of letters (spaces, apostrophes and hyphens "
                                  "allowed, at most 40 characters)")
-    pool = [w for w in (unknown_words or ss.UNKNOWN_WORDS) if w.lower() not in {k.lower() for k in keywords}]
+    # other words: the filler list plus the MLPerf keywords (common short words), minus our keywords
+    taken = {k.lower() for k in keywords}
+    pool = [w for w in (unknown_words or (*ss.UNKNOWN_WORDS, *KEYWORDS)) if w.lower() not in taken]
     pool = sorted(set(pool))
     key = {"kind": "synth", "labels": list(labels), "per_class": per_class, "seed": seed, "copies": copies,
-           "augment": augmenter.config.to_dict(), "noise": [hashlib.sha256(n.tobytes()).hexdigest()[:16] for n in augmenter.noises],
+           "augment": augmenter.config.to_dict(),
+           "noise": [hashlib.sha256(n.tobytes()).hexdigest()[:16] for n in augmenter.noises],
            "unknown": pool, "accents": list(ss.ACCENTS), "variants": list(ss.VARIANTS), "styles": list(ss.STYLES)}
 
     def make():

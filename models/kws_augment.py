@@ -165,7 +165,8 @@ def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for bad files
-        raise InputSpecError(f"{path}: expected a readable audio file (wav/flac/ogg), could not read it ({exc})") from exc
+        raise InputSpecError(f"{path}: expected a readable audio file (wav/flac/ogg), "
+                             f"could not read it ({exc})") from exc
     if sr != sample_rate:
         raise InputSpecError(f"{path}: expected {sample_rate} Hz audio, given {sr} Hz; resample it first")
     return _mono(data.mean(axis=1), str(path))

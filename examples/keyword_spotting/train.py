@@ -234,10 +234,12 @@ def run(args) -> dict:
             report["int8_accuracy"] = acc8
             (out / "labels.txt").write_text("\n".join(labels) + "\n")
             pre = dict(_MFCC)
-            report["bundle"] = str(bundle_mod.write_bundle(
+            written = bundle_mod.write_bundle(
                 out / "bundle", {"tflite-int8": str(tflite_path)}, labels=labels, preprocessing=pre,
                 source=str(keras_path), extra={"train_report": {k: report[k] for k in ("seed", "epochs", "init")}},
-                name="keyword-spotter", overwrite=True))
+                name="keyword-spotter", overwrite=True)
+            # write_bundle returns the bundle folder, or (newer edgeship) its manifest with "_dir"
+            report["bundle"] = str(written.get("_dir", out / "bundle") if isinstance(written, dict) else written)
     report["seconds"] = round(time.time() - t0, 1)
     report["ok"] = passed
     for f in ("model.keras", "model_int8.tflite"):

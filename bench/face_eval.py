@@ -15,7 +15,8 @@ nearest the centre is the subject) and every ORL image (cached; see ``face_eval_
 3. **ORL**: each of 40 people enrolled from their first 2 usable images into a real encrypted
    store; the other 8 images unlock (as themselves: false rejects; claiming each other person:
    false accepts; and unlock without a user name).
-4. **dlib**: the same figures from ``bench/results/face_eval_dlib.json`` (``face_eval_dlib.py``).
+4. **dlib**: the same figures for dlib's own pipeline from its embedding cache (``face_eval_dlib.py``), on
+   the same folds: only folds embedded by every pipeline are scored.
 
 Usage::
 
@@ -87,24 +88,38 @@ def main(argv=None):
     from examples.face_unlock.engine import THRESHOLD_FILE, FaceEngine
 
     files = fc.lfw_files()
-    results, curves = {}, {}
-    thresholds = {}
+    caches, engines = {}, {}
     for model in args.models:
         eng = FaceEngine(model, threads=args.threads)
         tag = f"edgeship-{model}-{eng.model_sha256[:16]}"
         todo = files if args.max_images is None else dict(list(files.items())[: args.max_images])
         t0 = time.perf_counter()
-        lfw = fc.embed_files(f"{tag}-lfw_dev", todo, engine_embedder(eng), f"{model}: LFW dev")
-        orl = fc.embed_files(f"{tag}-orl", fc.orl_files(), engine_embedder(eng), f"{model}: ORL")
-        res = fc.lfw_protocol(lfw)
+        caches[model] = (fc.embed_files(f"{tag}-lfw_dev", todo, engine_embedder(eng), f"{model}: LFW dev"),
+                         fc.embed_files(f"{tag}-orl", fc.orl_files(), engine_embedder(eng), f"{model}: ORL"))
+        engines[model] = (eng, round(time.perf_counter() - t0, 1))
+    dlib_tag = "dlib-20.0.1"
+    if fc.cache_file(f"{dlib_tag}-lfw_dev").is_file() and fc.cache_file(f"{dlib_tag}-orl").is_file():
+        caches["dlib"] = (fc.load_cache(f"{dlib_tag}-lfw_dev"), fc.load_cache(f"{dlib_tag}-orl"))
+    # every pipeline is scored on the same folds: those fully embedded by all of them
+    common = sorted(set.intersection(*[set(fc.complete_folds(c[0])) for c in caches.values()]))
+    results, curves, thresholds = {}, {}, {}
+    for model, (lfw, orl) in caches.items():
+        res = fc.lfw_protocol(lfw, folds=common)
         thr = res["threshold"]
         d, same = res["pairs_dev_distances"]
         far, tar, _ = fc.ev.roc_curve(d, same)
-        curves[f"edgeship {model} (AUC {res['pairs_dev']['auc']:.4f})"] = (far, tar)
-        results[model] = {"model_id": eng.model_id, "lfw_images": len(lfw),
-                          "lfw_images_without_face": sum(v[0] is None for v in lfw.values()),
-                          **{k: v for k, v in res.items() if not k.endswith("_distances")},
-                          "orl": orl_through_store(eng, orl, thr), "seconds": round(time.perf_counter() - t0, 1)}
+        curves[f"{'edgeship ' if model != 'dlib' else ''}{model} (AUC {res['pairs_dev']['auc']:.4f})"] = (far, tar)
+        r = {"lfw_images": len(lfw), "lfw_images_without_face": sum(v[0] is None for v in lfw.values()),
+             **{k: v for k, v in res.items() if not k.endswith("_distances")}}
+        if model == "dlib":
+            r["pipeline"] = "dlib 20.0.1 (dlib-bin): HOG detector (1 upsample) + shape_predictor_5 + resnet v1, no jitter"
+            r["pairs_dev_at_0.6"] = fc.ev.verification_metrics(d, same, 0.6)
+            r["orl"] = fc.orl_protocol(orl, thr)
+            results[model] = r
+            continue
+        eng, secs = engines[model]
+        r.update({"model_id": eng.model_id, "orl": orl_through_store(eng, orl, thr), "seconds": secs})
+        results[model] = r
         cal = res["calibration"]
         cal_files = [fc.ev.image_path(fc.lfw_dir(), k) for k in
                      fc.ev.unique_keys([p for p in fc.lfw_pairs() if p.fold in fc.CAL_FOLDS])]
@@ -116,14 +131,6 @@ def main(argv=None):
             "data": {"set": "shared/data/faces/lfw_dev", "folds": cal["folds"], "images": len(cal_files),
                      "image_list_sha256": data_hash(cal_files)},
         }
-    dlib_file = fc.REPO / "bench" / "results" / "face_eval_dlib.json"
-    if dlib_file.is_file():
-        results["dlib"] = json.loads(dlib_file.read_text())
-        z = fc.cache_file("dlib-20.0.1-lfw_dev-distances")
-        if z.is_file():
-            zz = np.load(z)
-            far, tar, _ = fc.ev.roc_curve(zz["d"], zz["same"])
-            curves[f"dlib {results['dlib']['pairs_dev']['auc']:.4f} AUC"] = (far, tar)
     if args.plot and curves:
         fc.ev.plot_roc(curves, args.plot, title="LFW dev pairs (grayscale), shipped-threshold rule: FAR<=1e-3")
     summary = {}

@@ -113,7 +113,14 @@ def lfw_embeddings(data) -> Dict[ev.ImageKey, Optional[np.ndarray]]:
     return out
 
 
-def lfw_protocol(data, threshold: Optional[float] = None, *, seed: int = 0) -> dict:
+def complete_folds(data) -> List[int]:
+    """0-based folds of pairs_dev.txt whose images are all in ``data``."""
+    embs = lfw_embeddings(data)
+    pairs = lfw_pairs()
+    return sorted({p.fold for p in pairs} - {p.fold for p in pairs if p.a not in embs or p.b not in embs})
+
+
+def lfw_protocol(data, threshold: Optional[float] = None, *, seed: int = 0, folds: Optional[Sequence[int]] = None) -> dict:
     """Calibrate a FAR<=1e-3 threshold on the calibration folds' images, then score pairs_dev.txt.
 
     Calibration pairs are built from the images of folds ``CAL_FOLDS`` and exclude every pair of
@@ -131,7 +138,7 @@ def lfw_protocol(data, threshold: Optional[float] = None, *, seed: int = 0) -> d
     cal = calibrate({k: embs[k] for k in cal_keys}, pairs, seed=seed)
     cal["folds"] = [f + 1 for f in CAL_FOLDS]
     thr = cal["threshold"] if threshold is None else threshold
-    done = sorted({p.fold for p in pairs} - {p.fold for p in pairs if p.a not in embs or p.b not in embs})
+    done = complete_folds(data) if folds is None else sorted(folds)
     out = {"calibration": cal, "threshold": thr, "folds_evaluated": [f + 1 for f in done]}
     for name, folds in (("pairs_dev", done), ("pairs_dev_disjoint", [f for f in done if f not in CAL_FOLDS])):
         ps = [p for p in pairs if p.fold in folds]

@@ -336,3 +336,20 @@ def test_cli_users_remove_and_errors_without_models(tmp_path):
     assert r.returncode == 2 and "nobody is enrolled" in json.loads(r.stdout)["error"]["message"]
     r = _cli("enroll", "--user", "x", "--store", str(root), "--json")
     assert r.returncode == 2 and "exactly one of --images" in json.loads(r.stdout)["error"]["message"]
+
+
+def test_keyring_key_recorded_in_header(tmp_path, monkeypatch):
+    import types
+
+    vault = {}
+    fake = types.ModuleType("keyring")
+    fake.get_password = lambda service, account: vault.get((service, account))
+    fake.set_password = lambda service, account, pw: vault.__setitem__((service, account), pw)
+    monkeypatch.setitem(sys.modules, "keyring", fake)
+    root = tmp_path / "s"
+    sm.Store(root, use_keyring=True).enroll("ada", [emb(1)], model_id=MODEL)
+    assert not (root / "key").exists() and len(vault) == 1
+    assert sm.Store(root).users()[0]["user"] == "ada"  # the header says the key is in the keyring
+    vault.clear()
+    with pytest.raises(sm.StoreError, match="not in the OS keyring"):
+        sm.Store(root).users()

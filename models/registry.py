@@ -39,6 +39,7 @@ class ModelEntry:
     labels: tuple = ()
     preprocessing: dict = field(default_factory=dict)
     notes: str = ""
+    shipped: bool = False          # a copy ships in models/weights (with <stem>.LICENSE) though it has a public URL
 
 
 def _shapes(name: str, file: str, sha: str, notes: str) -> ModelEntry:
@@ -69,10 +70,11 @@ REGISTRY: Dict[str, ModelEntry] = {e.name: e for e in [
                "mlperf_tiny_kws/kws_ref_model_float32.tflite", _KWS_LABELS, _MFCC,
                "float I/O; note its five convolutions carry int8 weights (dynamic-range)"),
     ModelEntry("yunet_n_320", "yunet_n_320_320.onnx",
-               "81dbde155e982455488235acb8ec2dec5d647edf7cf7080d33e4abb69b93a0d2", "face-detection", "MIT",
+               "81dbde155e982455488235acb8ec2dec5d647edf7cf7080d33e4abb69b93a0d2", "face-detection", "Apache-2.0",
                f"{_GH}/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
                "yunet/yunet_n_320_320.onnx", (), {"type": "image", "size": [320, 320], "color": "BGR",
-                                                  "layout": "NCHW", "scale": 1.0}),
+                                                  "layout": "NCHW", "scale": 1.0},
+               "edgeship.face's default detector (decoder: edgeship.face_detect)", shipped=True),
     ModelEntry("ultraface_rfb_320", "version-RFB-320_without_postprocessing.onnx",
                "d7c687949526065ab6a192fdf993360045ce27b0fabf7c9fca5c2437b786b495", "face-detection", "MIT",
                f"{_GH}/Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB/raw/master/models/onnx/"
@@ -84,7 +86,8 @@ REGISTRY: Dict[str, ModelEntry] = {e.name: e for e in [
                "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633", "face-detection", "Apache-2.0",
                f"{_GH}/google/mediapipe/raw/master/mediapipe/modules/face_detection/face_detection_short_range.tflite",
                "blazeface/face_detection_short_range.tflite", (),
-               {"type": "image", "size": [128, 128], "color": "RGB", "layout": "NHWC", "mean": [127.5], "std": [127.5]}),
+               {"type": "image", "size": [128, 128], "color": "RGB", "layout": "NHWC", "mean": [127.5], "std": [127.5]},
+               "decoder: edgeship.face_detect", shipped=True),
     ModelEntry("coral_mobilenet_v1_025_128", "mobilenet_v1_0.25_128_quant.tflite",
                "cb273c23ee76374b05b9583177e28aa19744858a7679c56a250e83d0333da785", "image-classification",
                "Apache-2.0", f"{_GH}/google-coral/test_data/raw/master/mobilenet_v1_0.25_128_quant.tflite",
@@ -106,11 +109,14 @@ def entry(name: str) -> ModelEntry:
 def path(name: str) -> Path:
     """Path of a model shipped inside edgeship (no download)."""
     e = entry(name)
-    if e.url is not None:
+    if e.url is not None and not e.shipped:
         return fetch(name)
     p = WEIGHTS / e.file
     if not p.is_file():
         raise ModelFormatError(f"shipped model {name!r} is missing from {WEIGHTS}; reinstall edgeship")
+    if e.shipped and sha256_file(p) != e.sha256:
+        raise IntegrityError(f"shipped model {name!r} ({p}) does not match its pinned sha256 "
+                             f"{e.sha256[:16]}...; reinstall edgeship")
     return p
 
 
@@ -127,7 +133,7 @@ def fetch(name: str, *, mirror: Optional[str] = None, allow_download: bool = Tru
     Every copy must match the pinned sha256 (IntegrityError otherwise); writes are atomic.
     """
     e = entry(name)
-    if e.url is None:
+    if e.url is None or e.shipped:
         return path(name)
     cached = cache_root() / e.sha256[:16] / e.file
     if cached.is_file() and sha256_file(cached) == e.sha256:

@@ -88,6 +88,13 @@ def main(argv=None):
     from examples.face_unlock.engine import THRESHOLD_FILE, FaceEngine
 
     files = fc.lfw_files()
+    import os
+
+    int8_cal = None
+    if "int8" in args.models:
+        if not os.environ.get("EDGESHIP_FACE_CALIBRATION"):
+            os.environ["EDGESHIP_FACE_CALIBRATION"] = str(fc.int8_calibration_chips())
+        int8_cal = os.environ["EDGESHIP_FACE_CALIBRATION"]
     caches, engines = {}, {}
     for model in args.models:
         eng = FaceEngine(model, threads=args.threads)
@@ -131,6 +138,10 @@ def main(argv=None):
             "data": {"set": "shared/data/faces/lfw_dev", "folds": cal["folds"], "images": len(cal_files),
                      "image_list_sha256": data_hash(cal_files)},
         }
+        if model == "int8":
+            thresholds[model]["int8_calibration"] = (
+                f"{Path(int8_cal).name}: sha256 {fc.sha256_file(int8_cal)[:16]}; the first 200 single-face chips of "
+                f"LFW dev folds 7-8 (bench/face_eval_common.int8_calibration_chips), via $EDGESHIP_FACE_CALIBRATION")
     if args.plot and curves:
         fc.ev.plot_roc(curves, args.plot, title="LFW dev pairs (grayscale), shipped-threshold rule: FAR<=1e-3")
     summary = {}

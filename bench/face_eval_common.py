@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from edgeship._io import atomic_write_bytes  # noqa: E402
+from edgeship._io import atomic_write_bytes, sha256_file  # noqa: E402
 from edgeship.probe import cache_dir  # noqa: E402
 
 from examples.face_unlock import evaluate as ev  # noqa: E402
@@ -223,4 +223,30 @@ def write_result(name: str, obj: dict) -> Path:
 
     p = REPO / "bench" / "results" / f"{name}.json"
     atomic_write_bytes(p, (json.dumps(to_jsonable(obj), indent=2) + "\n").encode())
+    return p
+
+
+def int8_calibration_chips(n: int = 200) -> Path:
+    """Face chips for int8 calibration of the descriptor: the first ``n`` usable faces of the
+    calibration folds' images (LFW dev folds 7-8, never scored in the folds 1-6 figures), cut by
+    ``edgeship.face`` without an embedder. Cached as ``.npy``; used via $EDGESHIP_FACE_CALIBRATION."""
+    p = cache_dir() / "face_eval" / f"int8_calibration_chips_lfw_dev_folds7-8_n{n}.npy"
+    if p.is_file():
+        return p
+    import io
+
+    import edgeship.face as F
+
+    pipe = F.FacePipeline(embedder=None, threads=1)
+    chips = []
+    pairs = lfw_pairs()
+    for k in ev.unique_keys([q for q in pairs if q.fold in CAL_FOLDS]):
+        faces = pipe.faces(F.read_image(ev.image_path(lfw_dir(), k)))
+        if len(faces) == 1:
+            chips.append(faces[0].chip)
+        if len(chips) >= n:
+            break
+    buf = io.BytesIO()
+    np.save(buf, np.stack(chips))
+    atomic_write_bytes(p, buf.getvalue())
     return p

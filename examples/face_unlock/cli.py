@@ -91,7 +91,9 @@ def _encode_png(frame) -> bytes:
 @handle_errors()
 def enroll_cmd(
     user: str = typer.Option(..., "--user", help="Name of the person to enrol."),
-    images: Optional[List[Path]] = typer.Option(None, "--images", help="Image files, each with exactly one face."),
+    images: Optional[List[Path]] = typer.Option(None, "--images", help="Image files, each with exactly one face "
+                                                "(--images a.jpg b.jpg, or --images a.jpg --images b.jpg)."),
+    more_images: Optional[List[Path]] = typer.Argument(None, hidden=True),
     camera: bool = typer.Option(False, "--camera", help="Enrol from the camera instead of files."),
     frames: int = typer.Option(5, "--frames", help="With --camera: how many frames with one face to enrol."),
     camera_source: str = typer.Option("0", "--camera-source", help="Camera index, or a video file, for --camera."),
@@ -107,6 +109,10 @@ def enroll_cmd(
 ):
     """Enrol a user from image files (each must hold exactly one face) or from the camera."""
     user = store_mod.check_user_name(user)
+    if more_images:  # `--images a.jpg b.jpg`: click gives the first to --images and the rest as arguments
+        if not images:
+            raise InputSpecError(f"unexpected file arguments {[str(p) for p in more_images]}; put them after --images")
+        images = list(images) + list(more_images)
     if bool(images) == camera:
         raise InputSpecError("expected exactly one of --images F... or --camera")
     if camera and frames < 1:

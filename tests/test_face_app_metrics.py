@@ -142,3 +142,17 @@ def test_decide_nearest_template():
     r = decide(t, np.full(128, 0.75, np.float32), 0.3)
     assert not r["unlocked"] and r["reason"] == "below threshold" and r["user"] is None
     assert decide({}, np.zeros(128, np.float32), 0.3)["unlocked"] is False
+
+
+def test_shipped_threshold_file_records_how_it_was_chosen():
+    from examples.face_unlock.engine import THRESHOLD_FILE, load_thresholds
+
+    doc = load_thresholds()
+    assert doc, f"{THRESHOLD_FILE} is missing; run bench/face_eval.py --write-threshold"
+    assert doc["far_target"] == 1e-3 and "pairs_dev.txt" in doc["method"] and "none of them" in doc["method"]
+    for fmt in ("int8", "fp32"):
+        e = doc["models"][fmt]
+        assert 0.2 < e["threshold"] < 0.8
+        assert len(e["model_sha256"]) == 64 and e["data"]["folds"] == [7, 8]
+        assert e["far_on_calibration"] <= 1e-3 and e["calibration_pairs"]["impostor"] >= 100_000
+    assert "int8_calibration" in doc["models"]["int8"]

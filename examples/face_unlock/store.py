@@ -160,7 +160,7 @@ class Store:
                 self.root.mkdir(parents=True, mode=0o700)
             finally:
                 os.umask(old)
-        os.chmod(self.root, 0o700)
+            os.chmod(self.root, 0o700)  # a folder we create is private; one the user gave is left as it is
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

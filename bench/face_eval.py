@@ -155,6 +155,17 @@ def main(argv=None):
                       "orl_false_rejects": r["orl"]["verification"]["false_rejects"],
                       "orl_false_accepts": r["orl"]["verification"]["false_accepts"],
                       "orl_impostor_claims": r["orl"]["verification"]["impostor_claims"], "orl_probes": r["orl"]["probes"]}
+    checks = {}
+    acc = {k: v["accuracy_at_shipped_threshold"] for k, v in summary.items()}
+    if "int8" in acc and "fp32" in acc:
+        checks["int8_minus_fp32_points"] = round(100 * (acc["int8"] - acc["fp32"]), 3)
+        checks["int8_within_0.3_point_of_fp32"] = abs(acc["int8"] - acc["fp32"]) <= 0.003
+    for k in ("int8", "fp32"):
+        if k in acc and "dlib" in acc:
+            checks[f"{k}_minus_dlib_points"] = round(100 * (acc[k] - acc["dlib"]), 3)
+            checks[f"{k}_at_least_dlib"] = acc[k] >= acc["dlib"]
+    summary["checks"] = checks
+    summary["folds_scored"] = [f + 1 for f in common]
     out = {"summary": summary, "results": results}
     fc.write_result("face_eval", out)
     if args.write_threshold and thresholds:

@@ -81,6 +81,7 @@ def main(argv=None):
     ap.add_argument("--max-images", type=int, default=None,
                     help="embed at most N LFW images this run (cached; run again to continue)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--score-only", action="store_true", help="embed nothing new: score what the caches hold")
     args = ap.parse_args(argv)
     if not fc.lfw_dir().is_dir():
         raise SystemExit(f"LFW dev data not found at {fc.lfw_dir()} (set EDGESHIP_SHARED)")
@@ -101,8 +102,11 @@ def main(argv=None):
         tag = f"edgeship-{model}-{eng.model_sha256[:16]}"
         todo = files if args.max_images is None else dict(list(files.items())[: args.max_images])
         t0 = time.perf_counter()
-        caches[model] = (fc.embed_files(f"{tag}-lfw_dev", todo, engine_embedder(eng), f"{model}: LFW dev"),
-                         fc.embed_files(f"{tag}-orl", fc.orl_files(), engine_embedder(eng), f"{model}: ORL"))
+        if args.score_only:
+            caches[model] = (fc.load_cache(f"{tag}-lfw_dev"), fc.load_cache(f"{tag}-orl"))
+        else:
+            caches[model] = (fc.embed_files(f"{tag}-lfw_dev", todo, engine_embedder(eng), f"{model}: LFW dev"),
+                             fc.embed_files(f"{tag}-orl", fc.orl_files(), engine_embedder(eng), f"{model}: ORL"))
         engines[model] = (eng, round(time.perf_counter() - t0, 1))
     dlib_tag = "dlib-20.0.1"
     if fc.cache_file(f"{dlib_tag}-lfw_dev").is_file() and fc.cache_file(f"{dlib_tag}-orl").is_file():

@@ -127,10 +127,20 @@ def index_images(images_dir) -> Dict[str, List[int]]:
 
 def pair_distances(pairs: Sequence[Pair], embeddings: Dict[ImageKey, Optional[np.ndarray]]) -> np.ndarray:
     """Euclidean distance of each pair; ``inf`` where either image has no embedding (no usable face)."""
-    d = np.empty(len(pairs), dtype=np.float64)
-    for i, p in enumerate(pairs):
-        ea, eb = embeddings.get(p.a), embeddings.get(p.b)
-        d[i] = math.inf if ea is None or eb is None else float(np.linalg.norm(np.asarray(ea, np.float64) - np.asarray(eb, np.float64)))
+    index: Dict[ImageKey, int] = {}
+    rows = []
+    for k, e in embeddings.items():
+        index[k] = len(rows)
+        rows.append(np.full(128, np.nan) if e is None else np.asarray(e, np.float64).reshape(-1))
+    if not pairs:
+        return np.zeros(0)
+    missing = len(rows)
+    rows.append(np.full(rows[0].shape if rows else 128, np.nan))
+    m = np.stack(rows)
+    ia = np.fromiter((index.get(p.a, missing) for p in pairs), np.int64, len(pairs))
+    ib = np.fromiter((index.get(p.b, missing) for p in pairs), np.int64, len(pairs))
+    d = np.linalg.norm(m[ia] - m[ib], axis=1)
+    d[np.isnan(d)] = math.inf
     return d
 
 
@@ -292,18 +302,25 @@ def calibration_pairs(people: Dict[str, List[int]], exclude: Iterable[Pair], *, 
     if len(names) < 2:
         return out
     flat = [(n, k) for n in names for k in people[n]]
-    seen: Set[frozenset] = set()
-    tries = 0
-    while len(seen) < n_impostor and tries < n_impostor * 3:
-        tries += 1
-        i, j = rng.integers(0, len(flat), 2)
-        if flat[i][0] == flat[j][0]:
-            continue
-        key = frozenset((flat[i], flat[j]))
-        if key in ex or key in seen:
-            continue
-        seen.add(key)
-        out.append(Pair(flat[i], flat[j], False, -1))
+    pid = np.array([i for i, name in enumerate(names) for _ in people[name]])
+    pos = {k: i for i, k in enumerate(flat)}
+    n = len(flat)
+    ex_codes = {min(pos[p.a], pos[p.b]) * n + max(pos[p.a], pos[p.b]) for p in exclude if p.a in pos and p.b in pos}
+    codes: List[int] = []
+    seen: Set[int] = set()
+    for _ in range(50):
+        i, j = rng.integers(0, n, (2, max(2 * (n_impostor - len(codes)), 1000)))
+        keep = pid[i] != pid[j]
+        c = np.minimum(i, j)[keep] * n + np.maximum(i, j)[keep]
+        for v in c.tolist():
+            if v not in seen and v not in ex_codes:
+                seen.add(v)
+                codes.append(v)
+                if len(codes) >= n_impostor:
+                    break
+        if len(codes) >= n_impostor:
+            break
+    out += [Pair(flat[c // n], flat[c % n], False, -1) for c in codes]
     return out
 
 

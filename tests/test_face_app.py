@@ -151,7 +151,9 @@ def test_unreadable_and_non_image_files(enrolled, tmp_path):
 
 
 def test_lockout_across_restarts_and_unknown_user(enrolled, orl):
-    lock = ["--max-failures", "2", "--lockout-seconds", "4", "--store", enrolled, "--json"]
+    # a long lockout: each CLI call is a new process (a restart) and may take seconds on a busy machine;
+    # expiry is covered with a short real lockout in tests/test_face_store.py
+    lock = ["--max-failures", "2", "--lockout-seconds", "900", "--store", enrolled, "--json"]
     for k in (1, 3):  # an impostor twice (each a separate process)
         r = cli("unlock", "--user", "s1", "--image", orl / "s5" / f"{k}.pgm", *lock)
         assert r.returncode == 1 and js(r)["reason"] == "below threshold"
@@ -159,12 +161,7 @@ def test_lockout_across_restarts_and_unknown_user(enrolled, orl):
     out = js(r)
     assert r.returncode == 1 and out["reason"] == "locked out" and out["unlocked"] is False
     users = js(cli("users", "--store", enrolled, "--json"))["users"]
-    assert users[0]["locked"] is True
-    import time
-
-    time.sleep(4.2)
-    r = cli("unlock", "--user", "s1", "--image", orl / "s1" / "10.pgm", *lock)
-    assert r.returncode == 0 and js(r)["unlocked"] is True
+    assert users[0]["locked"] is True and users[0]["locked_for_s"] > 0
     r = cli("unlock", "--user", "nobody", "--image", orl / "s1" / "10.pgm", "--store", enrolled, "--json")
     assert r.returncode == 2 and js(r)["error"]["type"] == "UnknownUserError"
 

@@ -155,7 +155,7 @@ def test_keyring_missing_is_a_clear_error(tmp_path, monkeypatch):
         return real(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", fake)
-    with pytest.raises(sm.EdgeshipError, match="keyring.*pip install 'edgeship\\[face\\]'"):
+    with pytest.raises(sm.MissingDependencyError, match="pip install keyring"):
         sm.Store(tmp_path / "s", use_keyring=True).enroll("ada", [emb(1)], model_id=MODEL)
 
 

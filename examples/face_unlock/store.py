@@ -49,7 +49,7 @@ import numpy as np
 
 from edgeship._deps import require
 from edgeship._io import atomic_write_bytes, sha256_bytes
-from edgeship.errors import EdgeshipError, InputSpecError, IntegrityError
+from edgeship.errors import EdgeshipError, InputSpecError, IntegrityError, MissingDependencyError
 
 FORMAT_VERSION = 1
 MAGIC = b"EDGESHIP-FACE-STORE\n"
@@ -180,7 +180,13 @@ class Store:
             os.close(fd)  # closing releases the flock
 
     def _keyring(self):
-        return require("keyring", "face", "keeping the face store key in the OS keyring")
+        try:
+            import keyring
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"--keyring needs the 'keyring' package ({exc}); install it with: pip install keyring "
+                f"(or keep the key in a file: drop --keyring)") from None
+        return keyring
 
     def _load_key(self, header: Optional[dict], create: bool) -> bytes:
         if self._key is not None:

@@ -120,7 +120,8 @@ def main(argv=None):
         thr = res["threshold"]
         d, same = res["pairs_dev_distances"]
         far, tar, _ = fc.ev.roc_curve(d, same)
-        curves[f"{'edgeship ' if model != 'dlib' else ''}{model} (AUC {res['pairs_dev']['auc']:.4f})"] = (far, tar)
+        curves[f"{'edgeship ' if model != 'dlib' else ''}{model}: folds {','.join(map(str, res['pairs_dev']['folds']))}, "
+               f"{res['pairs_dev']['n_pairs']} pairs (AUC {res['pairs_dev']['auc']:.4f})"] = (far, tar)
         r = {"lfw_images": len(lfw), "lfw_images_without_face": sum(v[0] is None for v in lfw.values()),
              **{k: v for k, v in res.items() if not k.endswith("_distances")},
              "common_folds": com.get("pairs_dev")}

@@ -25,6 +25,9 @@ from .spec import TensorSpec
 
 EDGETPU_LIB = "libedgetpu.so.1"
 _VERIFY_MODES = ("full", "structure", "none")
+# predict runs a larger dynamic batch in chunks of this many samples (Model.max_batch), so that a
+# huge batch needs bounded memory instead of failing to allocate the interpreter's tensors.
+MAX_BATCH = 1024
 
 
 def detect_format(path: Path, head: bytes) -> str:
@@ -71,6 +74,7 @@ class Model:
         inputs / outputs: lists of :class:`~edgeship.TensorSpec` (shape uses -1 for dynamic dims).
         manifest: the bundle manifest when loaded from a bundle, else None.
         sha256: hash of the model file.
+        max_batch: predict runs larger dynamic batches in chunks of this many samples.
     """
 
     def __init__(self, path: Path, fmt: str, backend_name: str, impl, sha256: str,
@@ -83,6 +87,7 @@ class Model:
         self._names = [s.name for s in self.inputs]
         self._plans = [_InputPlan(s) for s in self.inputs]
         self._shapes_set: Optional[List[tuple]] = None  # input shapes last set by _ensure_shapes
+        self.max_batch = MAX_BATCH
         # predict's fast path: TFLite models with one (numeric) input.
         one = len(self._plans) == 1 and fmt == "tflite" and self._plans[0].dtype is not None
         self._fast: Optional[_InputPlan] = self._plans[0] if one else None
@@ -108,7 +113,19 @@ class Model:
             their dtype.
 
         Raises:
-            InputSpecError: wrong count, names, shape, dtype, empty, or NaN/inf input.
+            InputSpecError: wrong count, names, shape, dtype, empty, NaN/inf input, or values
+                beyond the range of the dtype the model computes in (e.g. float64 > 3.4e38).
+            TargetError: the runtime failed (e.g. out of memory); the model stays usable.
+
+        A dynamic batch larger than :attr:`max_batch` (1024) runs in chunks of that size, with
+        the same results, so memory stays bounded.
+
+        Threads: ``predict`` may be called from several threads on one Model. TFLite
+        interpreters are stateful, so calls on one TFLite Model are serialised by a per-model
+        lock: correct results, no extra throughput from more threads (an uncontended lock costs
+        well under a microsecond; contended, threads wait their turn; ``bench/soak_threads.py``
+        measures it). For parallel throughput, load one Model per thread. ONNX models run
+        concurrently (onnxruntime sessions are thread-safe).
         """
         fast = self._fast
         if (fast is not None and type(x) is np.ndarray and not as_dict
@@ -117,13 +134,18 @@ class Model:
             # already runs at. Same checks, fewer Python steps (about 30 us less per call; see
             # bench/predict_overhead.py).
             a = fast.prepare_exact(x)
-            self._ensure_shapes([x.shape])
-            raw = self._impl.run([a])
+            with self._impl.lock:
+                self._ensure_shapes([x.shape])
+                raw = self._impl.run([a])
             if len(raw) == 1:
                 return _dequantize(raw[0], self.outputs[0])
             return {spec.name: _dequantize(o, spec) for spec, o in zip(self.outputs, raw)}
         arrays = self._order(x)
-        prepared = [plan.prepare(a) for plan, a in zip(self._plans, arrays)]
+        try:
+            prepared = [plan.prepare(a) for plan, a in zip(self._plans, arrays)]
+        except MemoryError as exc:
+            raise InputSpecError(f"not enough memory to prepare the inputs ({exc}); pass fewer samples "
+                                 f"per call") from None
         batch = self._batch_of(prepared)
         raw = self._run_batched(prepared, batch)
         outs = [_dequantize(o, spec) for o, spec in zip(raw, self.outputs)]
@@ -141,8 +163,9 @@ class Model:
                 raise InputSpecError(
                     f"run_raw: input {spec.name!r} must be a {spec.dtype} ndarray; given "
                     f"{getattr(a, 'dtype', type(a).__name__)}")
-        self._ensure_shapes([a.shape for a in arrays])
-        return self._impl.run(arrays)
+        with self._impl.lock:
+            self._ensure_shapes([a.shape for a in arrays])
+            return self._impl.run(arrays)
 
     # -- internals --------------------------------------------------------------------------
     def _order(self, x) -> List[np.ndarray]:
@@ -182,26 +205,42 @@ class Model:
             self._impl.resize(want)
         self._shapes_set = shapes
 
+    def _run_once(self, arrays: List[np.ndarray]) -> List[np.ndarray]:
+        """Set shapes and run under the backend's lock: no other thread's call can interleave."""
+        with self._impl.lock:
+            if self.format == "tflite":
+                self._ensure_shapes([a.shape for a in arrays])
+            return self._impl.run(arrays)
+
     def _run_batched(self, prepared: List[np.ndarray], batch: int) -> List[np.ndarray]:
         native_ok = all(a.shape == p.fixed or p.accepts(a.shape) for p, a in zip(self._plans, prepared))
+        chunk = self.max_batch
+        if native_ok and batch > chunk and all(p.fixed[0] < 0 for p in self._plans if p.rank):
+            # A dynamic batch larger than max_batch runs in chunks: memory stays bounded
+            # (activations scale with the batch) and the results are the same.
+            parts = [self._run_once([a[i:i + chunk] if p.rank else a for p, a in zip(self._plans, prepared)])
+                     for i in range(0, batch, chunk)]
+            return self._join(parts, batch, f"more than max_batch={chunk} samples")
         if native_ok:
-            if self.format == "tflite":
-                self._ensure_shapes([a.shape for a in prepared])
-            return self._impl.run(prepared)
+            return self._run_once(prepared)
         # Fixed batch of 1 and more samples given: run one sample at a time.
         if not all(p.fixed_batch_one for p in self._plans if p.rank):
             raise InputSpecError(
                 "given shapes " + ", ".join(f"{s.name}:{list(a.shape)}" for s, a in zip(self.inputs, prepared))
                 + " do not fit the model's inputs " + ", ".join(f"{s.name}:{list(s.shape)}" for s in self.inputs))
-        per_sample = [self._impl.run([a[i:i + 1] for a in prepared]) for i in range(batch)]
+        per_sample = [self._run_once([a[i:i + 1] for a in prepared]) for i in range(batch)]
+        return self._join(per_sample, batch, "batch 1")
+
+    def _join(self, parts: List[List[np.ndarray]], batch: int, why: str) -> List[np.ndarray]:
+        """Concatenate per-chunk outputs along the batch axis (each output must have one)."""
         outs = []
         for j, spec in enumerate(self.outputs):
-            parts = [r[j] for r in per_sample]
-            if parts[0].ndim == 0 or parts[0].shape[0] != 1:
+            pieces = [r[j] for r in parts]
+            if any(o.ndim == 0 for o in pieces) or sum(o.shape[0] for o in pieces) != batch:
                 raise InputSpecError(
-                    f"the model takes batch 1 and its output {spec.name!r} has no batch axis "
-                    f"(shape {list(parts[0].shape)}); call predict once per sample")
-            outs.append(np.concatenate(parts, axis=0))
+                    f"the model runs {why} at a time and its output {spec.name!r} has no batch axis "
+                    f"(shape {list(pieces[0].shape)}); call predict with fewer samples at a time")
+            outs.append(np.concatenate(pieces, axis=0))
         return outs
 
 
@@ -287,6 +326,8 @@ class _InputPlan:
                 f"input {spec.name!r} holds NaN or inf ({int((~np.isfinite(a)).sum())} values); "
                 + ("the model's input is integer-quantized and cannot represent them"
                    if self.quantized else "expected finite values"))
+        if a.dtype != self.dtype:
+            self._check_range(a)
         if self.quantized:
             return self._quantize(a)
         if a.dtype == self.dtype:
@@ -295,6 +336,26 @@ class _InputPlan:
             raise InputSpecError(
                 f"input {spec.name!r} is {spec.dtype} without quantization; given fractional {a.dtype} values")
         return np.ascontiguousarray(a, dtype=self.dtype)
+
+    def _check_range(self, a: np.ndarray) -> None:
+        """Values the conversion to the model's dtype would turn into inf or wrap around are an error."""
+        if self.quantized or self.dtype.kind == "f":
+            # quantization computes in float32
+            work = np.dtype(np.float32) if self.quantized else self.dtype
+            if a.dtype.kind == "b" or (a.dtype.kind == "f" and a.dtype.itemsize <= work.itemsize):
+                return
+            lo, hi = -float(np.finfo(work).max), float(np.finfo(work).max)
+        elif self.dtype.kind in "iu":
+            info = np.iinfo(self.dtype)
+            lo, hi = info.min, info.max
+        else:
+            return
+        amin, amax = a.min(), a.max()
+        if amin < lo or amax > hi:
+            raise InputSpecError(
+                f"input {self.spec.name!r} runs in {'float32' if self.quantized else self.spec.dtype}, "
+                f"whose range is [{lo:.6g}, {hi:.6g}]; given {a.dtype} values from {float(amin):.6g} to "
+                f"{float(amax):.6g}, which would become inf or wrap around. Scale the input into range")
 
 
 def _dequantize(o: np.ndarray, spec: TensorSpec) -> np.ndarray:

@@ -220,35 +220,123 @@ def write_zip(bundle_dir, zip_path) -> Path:
     return zip_path
 
 
+# Limits checked on a zip's central directory before anything is extracted (a zip bomb or a
+# crafted archive is refused without writing a byte). Environment variables raise them.
+ZIP_MAX_BYTES = int(os.environ.get("EDGESHIP_ZIP_MAX_BYTES", str(2 << 30)))    # unpacked total
+ZIP_MAX_MEMBERS = int(os.environ.get("EDGESHIP_ZIP_MAX_MEMBERS", "10000"))
+ZIP_MAX_RATIO = 200          # unpacked/packed size of one member larger than 1 MiB
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError,
+               ValueError, OverflowError, UnicodeDecodeError, MemoryError, OSError)
+
+
+def _check_zip_members(zip_path: Path, infos: List[zipfile.ZipInfo]) -> List[zipfile.ZipInfo]:
+    """Refuse an archive whose names, sizes or kinds are unsafe; return the file members."""
+    import stat
+
+    name = zip_path.name
+    if len(infos) > ZIP_MAX_MEMBERS:
+        raise IntegrityError(f"{name}: {len(infos)} members; a bundle zip may hold at most {ZIP_MAX_MEMBERS} "
+                             f"(set EDGESHIP_ZIP_MAX_MEMBERS to allow more)")
+    files, seen, total = [], set(), 0
+    for info in infos:
+        n = info.filename
+        if info.is_dir():
+            if not _plain_relpath(n.rstrip("/")):
+                raise IntegrityError(f"{name}: member {n!r} is not a plain folder name; refusing it")
+            continue
+        if not _plain_relpath(n):
+            raise IntegrityError(f"{name}: member {n!r} is not a plain file name; refusing it")
+        if n.lower() in seen:
+            raise IntegrityError(f"{name}: member {n!r} appears twice; refusing the archive")
+        seen.add(n.lower())
+        mode = info.external_attr >> 16
+        if mode and not (stat.S_ISREG(mode) or stat.S_IFMT(mode) == 0):
+            raise IntegrityError(f"{name}: member {n!r} is not a regular file (a link or device); refusing it")
+        if info.flag_bits & 0x1:
+            raise IntegrityError(f"{name}: member {n!r} is encrypted; bundles are not")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise IntegrityError(f"{name}: member {n!r} uses compression method {info.compress_type}; "
+                                 f"bundles use stored or deflated members")
+        if info.file_size < 0 or info.compress_size < 0:
+            raise IntegrityError(f"{name}: member {n!r} declares a negative size")
+        if info.file_size > (1 << 20) and info.file_size > ZIP_MAX_RATIO * max(1, info.compress_size):
+            raise IntegrityError(
+                f"{name}: member {n!r} unpacks {info.compress_size} bytes into {info.file_size} "
+                f"(ratio above {ZIP_MAX_RATIO}): a zip bomb, not a model bundle; refusing it")
+        total += info.file_size
+        if total > ZIP_MAX_BYTES:
+            raise IntegrityError(f"{name}: unpacks to more than {ZIP_MAX_BYTES} bytes; refusing it "
+                                 f"(set EDGESHIP_ZIP_MAX_BYTES to allow larger bundles)")
+        files.append(info)
+    return files
+
+
+def _unpack(z: zipfile.ZipFile, infos: List[zipfile.ZipInfo], dest: Path) -> None:
+    """Stream each member to ``dest`` in chunks, never more bytes than the member declares."""
+    for info in infos:
+        out = dest / info.filename
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with z.open(info) as src, open(out, "xb") as dst:
+            while True:
+                block = src.read(1 << 20)
+                if not block:
+                    break
+                written += len(block)
+                if written > info.file_size:
+                    raise IntegrityError(f"member {info.filename!r} unpacks to more than the {info.file_size} "
+                                         f"bytes it declares; refusing the archive")
+                dst.write(block)
+        if written != info.file_size:
+            raise IntegrityError(f"member {info.filename!r} unpacks to {written} bytes; it declares {info.file_size}")
+
+
 def _extract_zip(zip_path: Path) -> Path:
-    """Unpack a bundle zip into the cache (keyed by its hash) after checking every member name."""
-    from .probe import cache_dir
+    """Unpack and verify a bundle zip into a private folder; return that folder.
 
-    dest = cache_dir() / "bundles" / sha256_file(zip_path)
-    if (dest / MANIFEST).is_file():
+    Names, kinds and sizes are checked on the central directory first; members are streamed
+    into a private temporary folder (0700), the bundle is verified there, and only then is it
+    moved into the private cache (keyed by the zip's hash). Any failure removes the folder.
+    Without a trustworthy cache (see :mod:`edgeship._cache`) the private temporary folder is
+    used directly and removed when the process exits.
+    """
+    import atexit
+
+    from ._cache import private_dir
+
+    zip_hash = sha256_file(zip_path)
+    cache = private_dir("bundles")
+    if cache is not None and (cache / zip_hash / MANIFEST).is_file():
+        return cache / zip_hash  # read_bundle verifies every checksum again
+    tmp = Path(tempfile.mkdtemp(prefix=".unzip.", dir=cache))  # 0700; system temp without a cache
+    try:
+        try:
+            with zipfile.ZipFile(zip_path) as z:
+                infos = _check_zip_members(zip_path, z.infolist())
+                free = shutil.disk_usage(tmp).free
+                need = sum(i.file_size for i in infos)
+                if need > free:
+                    raise IntegrityError(f"{zip_path.name}: unpacks to {need} bytes; only {free} are free in {tmp.parent}")
+                _unpack(z, infos, tmp)
+        except IntegrityError:
+            raise
+        except zipfile.BadZipFile as exc:
+            raise ModelFormatError(f"{zip_path.name}: not a readable zip ({exc})") from None
+        except _ZIP_ERRORS as exc:
+            raise ModelFormatError(f"{zip_path.name}: cannot unpack this zip ({type(exc).__name__}: {exc})") from None
+        read_bundle(tmp)  # verify before it is kept anywhere
+        if cache is None:
+            atexit.register(shutil.rmtree, tmp, True)
+            return tmp
+        dest = cache / zip_hash
+        try:
+            os.replace(tmp, dest)
+        except OSError:  # another process unpacked it first
+            shutil.rmtree(tmp, ignore_errors=True)
         return dest
-    try:
-        with zipfile.ZipFile(zip_path) as z:
-            names = z.namelist()
-            for n in names:
-                if not _plain_relpath(n):
-                    raise IntegrityError(f"{zip_path.name}: member {n!r} is not a plain file name; refusing it")
-            tmp = Path(tempfile.mkdtemp(prefix=".unzip.", dir=_mk(dest.parent)))
-            for n in names:
-                (tmp / n).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / n).write_bytes(z.read(n))
-    except zipfile.BadZipFile as exc:
-        raise ModelFormatError(f"{zip_path.name}: not a readable zip ({exc})") from exc
-    try:
-        os.replace(tmp, dest)
-    except OSError:  # another process unpacked it first
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
-def _mk(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+        raise
 
 
 def read_bundle(path) -> dict:

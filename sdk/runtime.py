@@ -391,12 +391,16 @@ def _choose_backend(fmt: str, backend: str, content: bytes, threads, sha: str, d
 
 def _fastest(fmt: str, names: List[str], content: bytes, threads, sha: str) -> str:
     """Time each installed runtime on this very file (cached per file and thread count)."""
-    from .probe import cache_dir
+    from ._cache import private_dir
 
-    cache = cache_dir() / "backend" / f"{sha}-{threads}.json"
+    folder = private_dir("backend")
+    cache = folder / f"{sha}-{threads}.json" if folder is not None else None
     try:
-        return json.loads(cache.read_text())["backend"]
-    except (OSError, ValueError, KeyError):
+        if cache is not None:
+            best = json.loads(cache.read_text())["backend"]
+            if best in names:
+                return best
+    except (OSError, ValueError, KeyError, TypeError):
         pass
     timings = {}
     for name in names:
@@ -415,11 +419,13 @@ def _fastest(fmt: str, names: List[str], content: bytes, threads, sha: str) -> s
     if not timings:
         return names[0]
     best = min(timings, key=timings.get)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"backend": best, "seconds_per_run": timings}))
-    except OSError:
-        pass
+    if cache is not None:
+        from ._io import atomic_write_json
+
+        try:
+            atomic_write_json(cache, {"backend": best, "seconds_per_run": timings})
+        except OSError:
+            pass
     return best
 
 
@@ -464,10 +470,7 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
         p, manifest = resolve_bundle_file(p, target)
     elif target is not None:
         raise TargetError(f"target={target!r} selects a file inside a bundle; {p.name} is a single model file")
-    try:
-        content = p.read_bytes()
-    except OSError as exc:
-        raise ModelFormatError(f"{p}: cannot read: {exc}") from exc
+    content = read_model_file(p)
     fmt = detect_format(p, content[:16])
     if fmt in ("bundle", "zip"):
         raise ModelFormatError(f"{p.name}: a bundle may not contain another bundle")
@@ -484,6 +487,37 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
         probe(str(p), fmt, chosen, sha)
     impl = make_backend(fmt, chosen, content, threads, delegates)
     return Model(p, fmt, chosen, impl, sha, manifest, threads)
+
+
+def read_model_file(p: Path) -> bytes:
+    """The bytes of a regular file, read once and bounded by its size.
+
+    A FIFO would block forever and ``/dev/zero`` would fill memory, so anything that is not a
+    regular file is refused (opened non-blocking, checked on the open descriptor).
+
+    Example:
+        >>> read_model_file(Path("/dev/zero"))
+        Traceback (most recent call last):
+        ...
+        edgeship.errors.ModelFormatError: /dev/zero: not a regular file (a character device); expected a model file
+    """
+    import stat
+
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ModelFormatError(f"{p}: cannot read: {exc}") from exc
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
+                    else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                    else "a folder" if stat.S_ISDIR(st.st_mode) else "not a plain file")
+            raise ModelFormatError(f"{p}: not a regular file ({kind}); expected a model file")
+        try:
+            return f.read(st.st_size)
+        except (OSError, MemoryError) as exc:
+            raise ModelFormatError(f"{p}: cannot read {st.st_size} bytes: {exc}") from exc
 
 
 def _head(p: Path, n: int) -> bytes:

@@ -151,11 +151,14 @@ class OnnxBackend:
     lock = contextlib.nullcontext()
 
     def __init__(self, content: bytes, backend: str = "onnxruntime", threads: Optional[int] = None,
-                 delegates: Sequence = ()):
+                 delegates: Sequence = (), model_dir: Optional[str] = None):
         ort = _import("onnxruntime")
         self.name = backend
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        if model_dir is not None:
+            # external data files are named relative to the model's folder, not the current one
+            opts.add_session_config_entry("session.model_external_initializers_file_folder_path", str(model_dir))
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
@@ -197,7 +200,10 @@ def check_backend(fmt: str, backend: str) -> None:
         raise TargetError(f"backend {backend!r} cannot run {fmt} files; it runs {', '.join(BACKENDS[backend][1])}")
 
 
-def make_backend(fmt: str, backend: str, content: bytes, threads: Optional[int], delegates: Sequence = ()):
+def make_backend(fmt: str, backend: str, content: bytes, threads: Optional[int], delegates: Sequence = (),
+                 model_dir: Optional[str] = None):
+    """An adapter for ``content``; ``model_dir`` is the model file's folder (ONNX external data)."""
     check_backend(fmt, backend)
-    cls = OnnxBackend if fmt == "onnx" else TFLiteBackend
-    return cls(content, backend, threads, delegates)
+    if fmt == "onnx":
+        return OnnxBackend(content, backend, threads, delegates, model_dir=model_dir)
+    return TFLiteBackend(content, backend, threads, delegates)

@@ -129,7 +129,7 @@ def _child(path: str, fmt: str, backend: str, sha256: str = "") -> int:
         content = Path(path).read_bytes()
         if sha256 and sha256_bytes(content) != sha256:
             raise ModelFormatError(f"{path} changed while it was being loaded (sha256 differs); load it again")
-        b = make_backend(fmt, backend, content, 1)
+        b = make_backend(fmt, backend, content, 1, model_dir=str(Path(path).resolve().parent))
         arrays = []
         for i, spec in enumerate(b.inputs):
             shape = tuple(d if d > 0 else 1 for d in b.current_shape(i))

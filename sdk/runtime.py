@@ -480,13 +480,38 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
     parsed = _read_structure(fmt, content, p) if verify != "none" or fmt == "tflite" else None
     if fmt == "tflite" and parsed.is_edgetpu_compiled:
         delegates.append(_edgetpu_delegate())
+    if fmt == "onnx" and parsed is not None:
+        _check_external_data(parsed, p)
     chosen = _choose_backend(fmt, backend, content, threads, sha, delegates)
     if verify == "full" and not delegates:
         from .probe import probe
 
         probe(str(p), fmt, chosen, sha)
-    impl = make_backend(fmt, chosen, content, threads, delegates)
+    impl = make_backend(fmt, chosen, content, threads, delegates, model_dir=str(p.resolve().parent))
     return Model(p, fmt, chosen, impl, sha, manifest, threads)
+
+
+def _check_external_data(parsed, p: Path) -> None:
+    """ONNX external data must be plain files beside the model (its folder, never elsewhere)."""
+    import stat
+
+    folder = p.resolve().parent
+    for init in parsed.initializers.values():
+        if not init.external:
+            continue
+        loc = init.location
+        parts = loc.replace("\\", "/").split("/")
+        if not loc or loc.startswith("/") or ".." in parts or ":" in parts[0]:
+            raise ModelFormatError(f"{p.name}: initializer {init.name!r} keeps its data in {loc!r}, outside the "
+                                   f"model's folder; external data must be a relative path inside {folder}")
+        f = folder / loc
+        try:
+            st = os.stat(f)
+        except OSError:
+            raise ModelFormatError(f"{p.name}: initializer {init.name!r} keeps its data in {loc!r}, which is "
+                                   f"missing from {folder}; copy it beside the model") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelFormatError(f"{p.name}: external data {loc!r} is not a regular file")
 
 
 def read_model_file(p: Path) -> bytes:

@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 # Extras the full test suite needs (torch resolves to the local CPU wheel 2.13.0).
-TEST_EXTRAS := convert,torch,audio,speech,face,deploy,mcu,dev
+TEST_EXTRAS := convert,torch,audio,speech,face,deploy,mcu,sign,dev
 
 .PHONY: demo test bench venv venv-test clean
 

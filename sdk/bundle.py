@@ -41,6 +41,7 @@ from .errors import IntegrityError, ModelFormatError, TargetError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+SIGNATURE = "signature.json"  # written by edgeship.signing.sign_bundle (optional)
 REMOTE_DIR = "remote"   # not covered by the manifest: device results added after the bundle was written
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
@@ -360,7 +361,7 @@ def read_bundle(path) -> dict:
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise IntegrityError(f"{mpath}: manifest lists no model files")
-    listed = {MANIFEST}
+    listed = {MANIFEST, SIGNATURE}  # the signature signs the manifest, which covers every other file
     checks: List[Tuple[str, str]] = [(e.get("path", ""), e.get("sha256", "")) for e in files.values()]
     checks += list((manifest.get("extra_files") or {}).items())
     for name, want in checks:

@@ -430,7 +430,7 @@ def _fastest(fmt: str, names: List[str], content: bytes, threads, sha: str) -> s
 
 
 def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optional[int] = None,
-         target: Optional[str] = None, verify: str = "full") -> Model:
+         target: Optional[str] = None, verify: str = "full", trusted_keys: Optional[Sequence] = None) -> Model:
     """Load a ``.tflite``, ``.onnx`` or edgeship bundle for inference.
 
     Args:
@@ -441,13 +441,17 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
         target: for bundles, which of its files to load (a target or file key in the manifest).
         verify: "full" (check the file's structure, then run it once in an isolated child process,
             cached by hash), "structure" (structure only) or "none".
+        trusted_keys: Ed25519 public keys (paths to ``.pub`` files, key objects, raw bytes or hex;
+            see :mod:`edgeship.signing`). When given, only a bundle whose manifest is signed by one
+            of them loads; unsigned or changed bundles and single model files raise IntegrityError.
 
     Returns:
         A :class:`Model`.
 
     Raises:
         ModelFormatError: unreadable, truncated, corrupted or unknown file.
-        IntegrityError: a bundle file does not match its manifest checksum.
+        IntegrityError: a bundle file does not match its manifest checksum, or (with
+            ``trusted_keys``) the bundle is unsigned, signed by another key or changed after signing.
         TargetError: the bundle has no file for ``target``, or an Edge TPU model without its runtime.
         MissingDependencyError: no runtime for the format is installed.
 
@@ -464,10 +468,21 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
     if not p.exists():
         raise ModelFormatError(f"{path}: no such file")
     manifest = None
+    if trusted_keys is not None and isinstance(trusted_keys, (str, bytes, os.PathLike)):
+        trusted_keys = [trusted_keys]
     if p.is_dir() or (p.is_file() and _head(p, 4) == b"PK\x03\x04"):
         from .bundle import resolve_bundle_file
 
         p, manifest = resolve_bundle_file(p, target)
+        if trusted_keys is not None:
+            from .signing import verify_bundle_signature
+
+            verify_bundle_signature(manifest["_dir"], trusted_keys, manifest)
+    elif trusted_keys is not None:
+        from .errors import IntegrityError
+
+        raise IntegrityError(f"{p.name} is a single model file, which carries no signature; trusted_keys "
+                             f"requires a signed bundle (edgeship.signing.sign_bundle)")
     elif target is not None:
         raise TargetError(f"target={target!r} selects a file inside a bundle; {p.name} is a single model file")
     content = read_model_file(p)
@@ -475,6 +490,13 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
     if fmt in ("bundle", "zip"):
         raise ModelFormatError(f"{p.name}: a bundle may not contain another bundle")
     sha = sha256_bytes(content)
+    if manifest is not None:
+        from .errors import IntegrityError
+
+        wanted = {e.get("sha256") for e in manifest["files"].values() if isinstance(e, dict) and
+                  Path(manifest["_dir"]) / str(e.get("path")) == p}
+        if sha not in wanted:  # the file changed between verification and reading
+            raise IntegrityError(f"{p.name} changed after its bundle was verified (sha256 {sha[:16]}...); load again")
     delegates = []
     # A TFLite file is always parsed (once): even unverified, an Edge TPU model needs its delegate.
     parsed = _read_structure(fmt, content, p) if verify != "none" or fmt == "tflite" else None

@@ -353,14 +353,15 @@ def read_bundle(path) -> dict:
         raise ModelFormatError(f"{path}: not an edgeship bundle (no {MANIFEST})")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"{mpath}: manifest is not valid JSON ({exc})") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise IntegrityError(f"{mpath}: manifest is not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
         raise IntegrityError(
             f"{mpath}: expected schema_version {SCHEMA_VERSION}; given {manifest.get('schema_version') if isinstance(manifest, dict) else manifest!r}")
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise IntegrityError(f"{mpath}: manifest lists no model files")
+    _check_manifest_types(manifest, mpath)
     listed = {MANIFEST, SIGNATURE}  # the signature signs the manifest, which covers every other file
     checks: List[Tuple[str, str]] = [(e.get("path", ""), e.get("sha256", "")) for e in files.values()]
     checks += list((manifest.get("extra_files") or {}).items())
@@ -385,11 +386,35 @@ def read_bundle(path) -> dict:
     return manifest
 
 
+def _check_manifest_types(manifest: dict, mpath: Path) -> None:
+    """The fields edgeship reads have the types it expects (a damaged manifest is an IntegrityError)."""
+    def bad(what: str, value) -> IntegrityError:
+        return IntegrityError(f"{mpath}: {what}; given {type(value).__name__} {str(value)[:60]!r}")
+
+    for key, e in manifest["files"].items():
+        if not isinstance(e, dict):
+            raise bad(f"files[{key!r}] must be an object", e)
+        for field in ("path", "sha256"):
+            if not isinstance(e.get(field), str):
+                raise bad(f"files[{key!r}].{field} must be a string", e.get(field))
+        t = e.get("targets")
+        if t is not None and not (isinstance(t, list) and all(isinstance(x, str) for x in t)):
+            raise bad(f"files[{key!r}].targets must be a list of strings", t)
+    extra = manifest.get("extra_files")
+    if extra is not None and not (isinstance(extra, dict) and all(isinstance(v, str) for v in extra.values())):
+        raise bad("extra_files must map file names to sha256 strings", extra)
+    default = manifest.get("default")
+    if default is not None and not isinstance(default, str):
+        raise bad("default must be a string (a key of files)", default)
+
+
 def _plain_relpath(name) -> bool:
     """A relative path inside the bundle: no '..', no absolute path, no hidden parts."""
-    if not isinstance(name, str) or not name or "\\" in name or name.startswith("/"):
+    if not isinstance(name, str) or not name or "\\" in name or name.startswith("/") or "\0" in name:
         return False
-    return all(part and not part.startswith(".") for part in name.split("/"))
+    if len(name) > 1024:
+        return False
+    return all(part and not part.startswith(".") and len(part) <= 255 for part in name.split("/"))
 
 
 def resolve_bundle_file(path, target: Optional[str]) -> Tuple[Path, dict]:

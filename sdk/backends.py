@@ -69,9 +69,9 @@ class TFLiteBackend:
         self.lock = threading.Lock()
         try:
             self.interp = self._new_interpreter()
-        except (ValueError, RuntimeError) as exc:
+            self._refresh()  # reads names and details: a damaged name raises UnicodeDecodeError here
+        except (ValueError, RuntimeError, TypeError, KeyError) as exc:
             raise ModelFormatError(f"{backend} could not load this TFLite model: {exc}") from exc
-        self._refresh()
 
     def _new_interpreter(self):
         interp = self._mod.Interpreter(model_content=self._content, num_threads=self._threads,

@@ -33,6 +33,7 @@ import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
@@ -227,7 +228,7 @@ ZIP_MAX_BYTES = int(os.environ.get("EDGESHIP_ZIP_MAX_BYTES", str(2 << 30)))    #
 ZIP_MAX_MEMBERS = int(os.environ.get("EDGESHIP_ZIP_MAX_MEMBERS", "10000"))
 ZIP_MAX_RATIO = 200          # unpacked/packed size of one member larger than 1 MiB
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError,
-               ValueError, OverflowError, UnicodeDecodeError, MemoryError, OSError)
+               ValueError, OverflowError, UnicodeDecodeError, MemoryError, OSError, zlib.error)
 
 
 def _check_zip_members(zip_path: Path, infos: List[zipfile.ZipInfo]) -> List[zipfile.ZipInfo]:

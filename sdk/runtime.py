@@ -584,5 +584,6 @@ def _read_structure(fmt: str, content: bytes, p: Path):
         return read_onnx(content)
     except ModelFormatError as exc:
         raise ModelFormatError(f"{p.name}: {exc}") from None
-    except (RecursionError, MemoryError, OverflowError, struct.error) as exc:
+    except (RecursionError, MemoryError, OverflowError, struct.error, IndexError, KeyError, TypeError,
+            ValueError) as exc:  # a reader bug on a crafted file is still a refused file, never a crash
         raise ModelFormatError(f"{p.name}: corrupt {fmt} file ({type(exc).__name__}: {exc})") from None

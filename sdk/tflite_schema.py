@@ -278,6 +278,9 @@ def _read_tensor(t: _Table, i: int, n_buffers: int) -> Tensor:
         raise ModelFormatError(
             f"corrupt TFLite model: tensor {name!r} refers to buffer {buffer} but the model has {n_buffers}")
     quant = _quantization(t.table(12, "QuantizationParameters"), len(shape), f"tensor {name!r}")
+    if quant is not None and quant.axis is not None and not 0 <= quant.axis < len(shape):
+        raise ModelFormatError(
+            f"corrupt TFLite model: tensor {name!r} is quantized along axis {quant.axis} but has rank {len(shape)}")
     if quant is not None and quant.axis is not None and len(quant.scale) != shape[quant.axis]:
         raise ModelFormatError(
             f"corrupt TFLite model: tensor {name!r} has {len(quant.scale)} per-channel scales for "

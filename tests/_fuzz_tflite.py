@@ -182,3 +182,11 @@ def mutate(data: bytes, site_map: Dict[str, List[Site]], rng: random.Random) -> 
         else:
             _write(b, pos, fmt, rng)
     return bytes(b), kind
+
+
+def operator_input_sites(data: bytes) -> List[List[int]]:
+    """Byte positions of each operator's input indices (first subgraph), in operator order."""
+    w = _Walk(data)
+    model = w.table(_u32(data, 0))
+    sg = w.tables(model, 2)[0]
+    return [w.vector(op, 1, 4) for op in w.tables(sg, 3)]

@@ -36,6 +36,6 @@ def test_fuzz_at_scale(campaign, repo, fmt):
     # the mutants reach deep: many are refused by the checks, and some still load and run
     assert sum(tally["errors"].values()) >= N_PER_FORMAT // 5, summary
     assert tally["ran"] >= 1, summary
-    # a native crash of the in-process runtime that the isolation probe contains is tolerated (it is
-    # what the probe is for) but must stay rare
-    assert len(tally["contained_by_probe"]) <= N_PER_FORMAT // 100, tally["contained_by_probe"][:3]
+    # no crash even with verify="structure": a native crash that only the isolation probe (the
+    # default verify="full") contains still means the structure check missed something
+    assert tally["contained_by_probe"] == [], tally["contained_by_probe"][:3]

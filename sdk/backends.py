@@ -166,8 +166,11 @@ class OnnxBackend:
             self.sess = ort.InferenceSession(content, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception classes (Fail, InvalidGraph, ...)
             raise ModelFormatError(f"onnxruntime could not load this ONNX model: {exc}") from exc
-        self.inputs = [self._spec(x, i) for i, x in enumerate(self.sess.get_inputs())]
-        self.outputs = [self._spec(x, i) for i, x in enumerate(self.sess.get_outputs())]
+        try:
+            self.inputs = [self._spec(x, i) for i, x in enumerate(self.sess.get_inputs())]
+            self.outputs = [self._spec(x, i) for i, x in enumerate(self.sess.get_outputs())]
+        except (ValueError, RuntimeError) as exc:  # e.g. names that are not UTF-8
+            raise ModelFormatError(f"onnxruntime could not describe this ONNX model's inputs/outputs: {exc}") from exc
         self.signatures = [s.shape for s in self.inputs]
         self._in_names = [s.name for s in self.inputs]
         self._out_names = [s.name for s in self.outputs]

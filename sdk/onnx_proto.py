@@ -101,7 +101,16 @@ def _str(msg: Dict[int, list], num: int, default: str = "") -> str:
         return default
     if not isinstance(v, memoryview):
         raise ModelFormatError(f"corrupt ONNX file: field {num} should be a string")
-    return bytes(v).decode("utf-8", errors="replace")
+    return _utf8(v, num)
+
+
+def _utf8(v: memoryview, num: int) -> str:
+    """Protobuf strings are UTF-8; onnxruntime's Python API fails on names that are not."""
+    try:
+        return bytes(v).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFormatError(f"corrupt ONNX file: string field {num} is not valid UTF-8 ({exc.reason} at byte "
+                               f"{exc.start})") from None
 
 
 def _strs(msg: Dict[int, list], num: int) -> List[str]:
@@ -110,7 +119,7 @@ def _strs(msg: Dict[int, list], num: int) -> List[str]:
     for v in msg.get(num, []):
         if not isinstance(v, memoryview):
             raise ModelFormatError(f"corrupt ONNX file: repeated field {num} should hold strings")
-        out.append(bytes(v).decode("utf-8", errors="replace"))
+        out.append(_utf8(v, num))
     return out
 
 

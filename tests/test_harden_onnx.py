@@ -143,3 +143,16 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path):
     bad.write_bytes(m.SerializeToString())
     with pytest.raises(ModelFormatError, match="outside the model's folder"):
         edgeship.load(bad)
+
+
+def test_names_that_are_not_utf8_are_refused_by_the_check(onnx_bytes, tmp_path):
+    """Found by `make fuzz` (50,000 ONNX mutants): a symbolic dimension name that is not UTF-8 passed
+    the check and made onnxruntime's Python API raise UnicodeDecodeError from load."""
+    data = onnx_bytes.replace(b"\x12\x01N", b"\x12\x01\xd3")  # dim_param "N" -> a lone UTF-8 lead byte
+    assert data != onnx_bytes
+    with pytest.raises(ModelFormatError, match="UTF-8"):
+        read_onnx(data)
+    p = tmp_path / "bad_name.onnx"
+    p.write_bytes(data)
+    with pytest.raises(ModelFormatError):
+        edgeship.load(p, verify="structure")

@@ -3,9 +3,9 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 # Extras the full test suite needs (torch resolves to the local CPU wheel 2.13.0).
-TEST_EXTRAS := convert,torch,audio,speech,face,deploy,mcu,dev
+TEST_EXTRAS := convert,torch,audio,speech,face,deploy,mcu,sign,dev
 
-.PHONY: demo test bench venv venv-test clean
+.PHONY: demo test bench fuzz soak venv venv-test clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -85,5 +85,13 @@ train-kws: venv-test
 kws-figures: venv-test
 	nice $(BIN)/python bench/train_kws.py synth keywords
 
+# Long fuzzing (issue 11): 50,000 mutants per format; crashing inputs land in fuzz_out/crashes.
+fuzz: venv-test
+	$(BIN)/python bench/fuzz.py --n 50000 --out fuzz_out
+
+# 8 threads x 10,000 predicts on one shared Model (TFLite and ONNX): wrong answers, errors, throughput.
+soak: venv-test
+	$(BIN)/python bench/soak_threads.py --threads 8 --calls 10000
+
 clean:
-	rm -rf $(VENV) .venv-tflrt .overlay-onnx2tf .overlay-litert-torch demo_out .pytest_cache
+	rm -rf $(VENV) .venv-tflrt .overlay-onnx2tf .overlay-litert-torch demo_out fuzz_out .pytest_cache

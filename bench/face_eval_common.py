@@ -21,7 +21,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from edgeship._io import atomic_write_bytes, sha256_file  # noqa: E402
-from edgeship.probe import cache_dir  # noqa: E402
+from edgeship._io import cache_dir  # noqa: E402
 
 from examples.face_unlock import evaluate as ev  # noqa: E402
 

@@ -217,7 +217,7 @@ def cache_dir() -> Path:
     env = os.environ.get("EDGESHIP_KWS_CACHE")
     if env:
         return Path(env)
-    from edgeship.probe import cache_dir as root
+    from edgeship._io import cache_dir as root
 
     return root() / "kws"
 

@@ -6,6 +6,8 @@ Interpreters are imported only when an adapter is created.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -51,19 +53,49 @@ def _tfl_quant(d: dict) -> Optional[Quantization]:
 
 
 class TFLiteBackend:
-    """LiteRT (``ai-edge-litert``) or ``tflite-runtime`` over one model's bytes."""
+    """LiteRT (``ai-edge-litert``) or ``tflite-runtime`` over one model's bytes.
+
+    A TFLite interpreter holds its tensors in place, so resize, set, invoke and get must not
+    interleave between threads: callers hold :attr:`lock` around them (``Model`` does).
+    A failed resize leaves LiteRT's interpreter half-allocated (later calls raise untyped errors
+    or corrupt the heap), so the interpreter is then rebuilt from the model's bytes.
+    """
 
     def __init__(self, content: bytes, backend: str = "litert", threads: Optional[int] = None,
                  delegates: Sequence = ()):
-        mod = _import(backend)
+        self._mod = _import(backend)
         self.name = backend
+        self._content, self._threads, self._delegates = content, threads, list(delegates)
+        self.lock = threading.Lock()
         try:
-            self.interp = mod.Interpreter(model_content=content, num_threads=threads,
-                                          experimental_delegates=list(delegates) or None)
-            self.interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+            self.interp = self._new_interpreter()
+            self._refresh()  # reads names and details: a damaged name raises UnicodeDecodeError here
+        except (ValueError, RuntimeError, TypeError, KeyError) as exc:
             raise ModelFormatError(f"{backend} could not load this TFLite model: {exc}") from exc
-        self._refresh()
+
+    def _new_interpreter(self):
+        interp = self._mod.Interpreter(model_content=self._content, num_threads=self._threads,
+                                       experimental_delegates=self._delegates or None)
+        interp.allocate_tensors()
+        return interp
+
+    def _rebuild(self) -> str:
+        """Replace a possibly half-allocated interpreter by a fresh one at the model's own shapes."""
+        self.interp = None  # drop the broken one first: its buffers may be what memory is short of
+        try:
+            self.interp = self._new_interpreter()
+        except (ValueError, RuntimeError, MemoryError) as exc:
+            return f"; rebuilding the interpreter also failed ({exc}), the next call retries"
+        return "; the model was restored to its previous state and stays usable"
+
+    def _live(self):
+        if self.interp is None:
+            try:
+                self.interp = self._new_interpreter()
+            except (ValueError, RuntimeError, MemoryError) as exc:
+                raise TargetError(f"{self.name} could not rebuild the interpreter after a failed resize: {exc}; "
+                                  f"free memory or load the model again") from exc
+        return self.interp
 
     def _refresh(self) -> None:
         ins, outs = self.interp.get_input_details(), self.interp.get_output_details()
@@ -78,22 +110,28 @@ class TFLiteBackend:
         return TensorSpec(d["name"], shape, np.dtype(d["dtype"]).name, _tfl_quant(d), int(d["index"]))
 
     def current_shape(self, i: int) -> Tuple[int, ...]:
-        return tuple(int(x) for x in self.interp.get_input_details()[i]["shape"])
+        return tuple(int(x) for x in self._live().get_input_details()[i]["shape"])
 
     def resize(self, shapes: Dict[int, Tuple[int, ...]]) -> None:
+        interp = self._live()
         try:
             for i, shape in shapes.items():
-                self.interp.resize_tensor_input(self.inputs[i].index, list(shape), strict=True)
-            self.interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise TargetError(f"{self.name} could not resize inputs to {list(shapes.values())}: {exc}") from exc
+                interp.resize_tensor_input(self.inputs[i].index, list(shape), strict=True)
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError, MemoryError) as exc:
+            state = self._rebuild()
+            raise TargetError(f"{self.name} could not resize inputs to {list(shapes.values())}: {exc}{state}") from exc
 
     def run(self, arrays: Sequence[np.ndarray]) -> List[np.ndarray]:
-        interp = self.interp
-        for spec, a in zip(self.inputs, arrays):
-            interp.set_tensor(spec.index, a)
-        interp.invoke()
-        return [interp.get_tensor(o.index) for o in self.outputs]
+        interp = self._live()
+        try:
+            for spec, a in zip(self.inputs, arrays):
+                interp.set_tensor(spec.index, a)
+            interp.invoke()
+            return [interp.get_tensor(o.index) for o in self.outputs]
+        except (ValueError, RuntimeError, MemoryError) as exc:
+            state = self._rebuild()
+            raise TargetError(f"{self.name} failed to run the model: {exc}{state}") from exc
 
 
 _ORT_TYPES = {
@@ -104,14 +142,23 @@ _ORT_TYPES = {
 
 
 class OnnxBackend:
-    """onnxruntime CPU session over one model's bytes."""
+    """onnxruntime CPU session over one model's bytes.
+
+    ``InferenceSession.run`` is thread-safe and takes any shape the graph allows, so no lock is
+    needed (:attr:`lock` is a no-op) and threads run in parallel.
+    """
+
+    lock = contextlib.nullcontext()
 
     def __init__(self, content: bytes, backend: str = "onnxruntime", threads: Optional[int] = None,
-                 delegates: Sequence = ()):
+                 delegates: Sequence = (), model_dir: Optional[str] = None):
         ort = _import("onnxruntime")
         self.name = backend
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        if model_dir is not None:
+            # external data files are named relative to the model's folder, not the current one
+            opts.add_session_config_entry("session.model_external_initializers_file_folder_path", str(model_dir))
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
@@ -119,8 +166,11 @@ class OnnxBackend:
             self.sess = ort.InferenceSession(content, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception classes (Fail, InvalidGraph, ...)
             raise ModelFormatError(f"onnxruntime could not load this ONNX model: {exc}") from exc
-        self.inputs = [self._spec(x, i) for i, x in enumerate(self.sess.get_inputs())]
-        self.outputs = [self._spec(x, i) for i, x in enumerate(self.sess.get_outputs())]
+        try:
+            self.inputs = [self._spec(x, i) for i, x in enumerate(self.sess.get_inputs())]
+            self.outputs = [self._spec(x, i) for i, x in enumerate(self.sess.get_outputs())]
+        except (ValueError, RuntimeError) as exc:  # e.g. names that are not UTF-8
+            raise ModelFormatError(f"onnxruntime could not describe this ONNX model's inputs/outputs: {exc}") from exc
         self.signatures = [s.shape for s in self.inputs]
         self._in_names = [s.name for s in self.inputs]
         self._out_names = [s.name for s in self.outputs]
@@ -153,7 +203,10 @@ def check_backend(fmt: str, backend: str) -> None:
         raise TargetError(f"backend {backend!r} cannot run {fmt} files; it runs {', '.join(BACKENDS[backend][1])}")
 
 
-def make_backend(fmt: str, backend: str, content: bytes, threads: Optional[int], delegates: Sequence = ()):
+def make_backend(fmt: str, backend: str, content: bytes, threads: Optional[int], delegates: Sequence = (),
+                 model_dir: Optional[str] = None):
+    """An adapter for ``content``; ``model_dir`` is the model file's folder (ONNX external data)."""
     check_backend(fmt, backend)
-    cls = OnnxBackend if fmt == "onnx" else TFLiteBackend
-    return cls(content, backend, threads, delegates)
+    if fmt == "onnx":
+        return OnnxBackend(content, backend, threads, delegates, model_dir=model_dir)
+    return TFLiteBackend(content, backend, threads, delegates)

@@ -36,6 +36,7 @@ import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterable, List, Mapping, Optional, Tuple, Union
 
@@ -45,6 +46,7 @@ from .errors import IntegrityError, ModelFormatError, TargetError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+SIGNATURE = "signature.json"  # written by edgeship.signing.sign_bundle (optional)
 REMOTE_DIR = "remote"   # not covered by the manifest: device results added after the bundle was written
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
@@ -225,35 +227,123 @@ def write_zip(bundle_dir, zip_path) -> Path:
     return zip_path
 
 
+# Limits checked on a zip's central directory before anything is extracted (a zip bomb or a
+# crafted archive is refused without writing a byte). Environment variables raise them.
+ZIP_MAX_BYTES = int(os.environ.get("EDGESHIP_ZIP_MAX_BYTES", str(2 << 30)))    # unpacked total
+ZIP_MAX_MEMBERS = int(os.environ.get("EDGESHIP_ZIP_MAX_MEMBERS", "10000"))
+ZIP_MAX_RATIO = 200          # unpacked/packed size of one member larger than 1 MiB
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError,
+               ValueError, OverflowError, UnicodeDecodeError, MemoryError, OSError, zlib.error)
+
+
+def _check_zip_members(zip_path: Path, infos: List[zipfile.ZipInfo]) -> List[zipfile.ZipInfo]:
+    """Refuse an archive whose names, sizes or kinds are unsafe; return the file members."""
+    import stat
+
+    name = zip_path.name
+    if len(infos) > ZIP_MAX_MEMBERS:
+        raise IntegrityError(f"{name}: {len(infos)} members; a bundle zip may hold at most {ZIP_MAX_MEMBERS} "
+                             f"(set EDGESHIP_ZIP_MAX_MEMBERS to allow more)")
+    files, seen, total = [], set(), 0
+    for info in infos:
+        n = info.filename
+        if info.is_dir():
+            if not _plain_relpath(n.rstrip("/")):
+                raise IntegrityError(f"{name}: member {n!r} is not a plain folder name; refusing it")
+            continue
+        if not _plain_relpath(n):
+            raise IntegrityError(f"{name}: member {n!r} is not a plain file name; refusing it")
+        if n.lower() in seen:
+            raise IntegrityError(f"{name}: member {n!r} appears twice; refusing the archive")
+        seen.add(n.lower())
+        mode = info.external_attr >> 16
+        if mode and not (stat.S_ISREG(mode) or stat.S_IFMT(mode) == 0):
+            raise IntegrityError(f"{name}: member {n!r} is not a regular file (a link or device); refusing it")
+        if info.flag_bits & 0x1:
+            raise IntegrityError(f"{name}: member {n!r} is encrypted; bundles are not")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise IntegrityError(f"{name}: member {n!r} uses compression method {info.compress_type}; "
+                                 f"bundles use stored or deflated members")
+        if info.file_size < 0 or info.compress_size < 0:
+            raise IntegrityError(f"{name}: member {n!r} declares a negative size")
+        if info.file_size > (1 << 20) and info.file_size > ZIP_MAX_RATIO * max(1, info.compress_size):
+            raise IntegrityError(
+                f"{name}: member {n!r} unpacks {info.compress_size} bytes into {info.file_size} "
+                f"(ratio above {ZIP_MAX_RATIO}): a zip bomb, not a model bundle; refusing it")
+        total += info.file_size
+        if total > ZIP_MAX_BYTES:
+            raise IntegrityError(f"{name}: unpacks to more than {ZIP_MAX_BYTES} bytes; refusing it "
+                                 f"(set EDGESHIP_ZIP_MAX_BYTES to allow larger bundles)")
+        files.append(info)
+    return files
+
+
+def _unpack(z: zipfile.ZipFile, infos: List[zipfile.ZipInfo], dest: Path) -> None:
+    """Stream each member to ``dest`` in chunks, never more bytes than the member declares."""
+    for info in infos:
+        out = dest / info.filename
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with z.open(info) as src, open(out, "xb") as dst:
+            while True:
+                block = src.read(1 << 20)
+                if not block:
+                    break
+                written += len(block)
+                if written > info.file_size:
+                    raise IntegrityError(f"member {info.filename!r} unpacks to more than the {info.file_size} "
+                                         f"bytes it declares; refusing the archive")
+                dst.write(block)
+        if written != info.file_size:
+            raise IntegrityError(f"member {info.filename!r} unpacks to {written} bytes; it declares {info.file_size}")
+
+
 def _extract_zip(zip_path: Path) -> Path:
-    """Unpack a bundle zip into the cache (keyed by its hash) after checking every member name."""
-    from ._io import cache_dir
+    """Unpack and verify a bundle zip into a private folder; return that folder.
 
-    dest = cache_dir() / "bundles" / sha256_file(zip_path)
-    if (dest / MANIFEST).is_file():
+    Names, kinds and sizes are checked on the central directory first; members are streamed
+    into a private temporary folder (0700), the bundle is verified there, and only then is it
+    moved into the private cache (keyed by the zip's hash). Any failure removes the folder.
+    Without a trustworthy cache (see :mod:`edgeship._cache`) the private temporary folder is
+    used directly and removed when the process exits.
+    """
+    import atexit
+
+    from ._cache import private_dir
+
+    zip_hash = sha256_file(zip_path)
+    cache = private_dir("bundles")
+    if cache is not None and (cache / zip_hash / MANIFEST).is_file():
+        return cache / zip_hash  # read_bundle verifies every checksum again
+    tmp = Path(tempfile.mkdtemp(prefix=".unzip.", dir=cache))  # 0700; system temp without a cache
+    try:
+        try:
+            with zipfile.ZipFile(zip_path) as z:
+                infos = _check_zip_members(zip_path, z.infolist())
+                free = shutil.disk_usage(tmp).free
+                need = sum(i.file_size for i in infos)
+                if need > free:
+                    raise IntegrityError(f"{zip_path.name}: unpacks to {need} bytes; only {free} are free in {tmp.parent}")
+                _unpack(z, infos, tmp)
+        except IntegrityError:
+            raise
+        except zipfile.BadZipFile as exc:
+            raise ModelFormatError(f"{zip_path.name}: not a readable zip ({exc})") from None
+        except _ZIP_ERRORS as exc:
+            raise ModelFormatError(f"{zip_path.name}: cannot unpack this zip ({type(exc).__name__}: {exc})") from None
+        read_bundle(tmp)  # verify before it is kept anywhere
+        if cache is None:
+            atexit.register(shutil.rmtree, tmp, True)
+            return tmp
+        dest = cache / zip_hash
+        try:
+            os.replace(tmp, dest)
+        except OSError:  # another process unpacked it first
+            shutil.rmtree(tmp, ignore_errors=True)
         return dest
-    try:
-        with zipfile.ZipFile(zip_path) as z:
-            names = z.namelist()
-            for n in names:
-                if not _plain_relpath(n):
-                    raise IntegrityError(f"{zip_path.name}: member {n!r} is not a plain file name; refusing it")
-            tmp = Path(tempfile.mkdtemp(prefix=".unzip.", dir=_mk(dest.parent)))
-            for n in names:
-                (tmp / n).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / n).write_bytes(z.read(n))
-    except zipfile.BadZipFile as exc:
-        raise ModelFormatError(f"{zip_path.name}: not a readable zip ({exc})") from exc
-    try:
-        os.replace(tmp, dest)
-    except OSError:  # another process unpacked it first
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
-def _mk(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+        raise
 
 
 def read_bundle(path) -> dict:
@@ -269,15 +359,16 @@ def read_bundle(path) -> dict:
         raise ModelFormatError(f"{path}: not an edgeship bundle (no {MANIFEST})")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"{mpath}: manifest is not valid JSON ({exc})") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise IntegrityError(f"{mpath}: manifest is not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
         raise IntegrityError(
             f"{mpath}: expected schema_version {SCHEMA_VERSION}; given {manifest.get('schema_version') if isinstance(manifest, dict) else manifest!r}")
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise IntegrityError(f"{mpath}: manifest lists no model files")
-    listed = {MANIFEST}
+    _check_manifest_types(manifest, mpath)
+    listed = {MANIFEST, SIGNATURE}  # the signature signs the manifest, which covers every other file
     checks: List[Tuple[str, str]] = [(e.get("path", ""), e.get("sha256", "")) for e in files.values()]
     checks += list((manifest.get("extra_files") or {}).items())
     for name, want in checks:
@@ -301,11 +392,35 @@ def read_bundle(path) -> dict:
     return manifest
 
 
+def _check_manifest_types(manifest: dict, mpath: Path) -> None:
+    """The fields edgeship reads have the types it expects (a damaged manifest is an IntegrityError)."""
+    def bad(what: str, value) -> IntegrityError:
+        return IntegrityError(f"{mpath}: {what}; given {type(value).__name__} {str(value)[:60]!r}")
+
+    for key, e in manifest["files"].items():
+        if not isinstance(e, dict):
+            raise bad(f"files[{key!r}] must be an object", e)
+        for field in ("path", "sha256"):
+            if not isinstance(e.get(field), str):
+                raise bad(f"files[{key!r}].{field} must be a string", e.get(field))
+        t = e.get("targets")
+        if t is not None and not (isinstance(t, list) and all(isinstance(x, str) for x in t)):
+            raise bad(f"files[{key!r}].targets must be a list of strings", t)
+    extra = manifest.get("extra_files")
+    if extra is not None and not (isinstance(extra, dict) and all(isinstance(v, str) for v in extra.values())):
+        raise bad("extra_files must map file names to sha256 strings", extra)
+    default = manifest.get("default")
+    if default is not None and not isinstance(default, str):
+        raise bad("default must be a string (a key of files)", default)
+
+
 def _plain_relpath(name) -> bool:
     """A relative path inside the bundle: no '..', no absolute path, no hidden parts."""
-    if not isinstance(name, str) or not name or "\\" in name or name.startswith("/"):
+    if not isinstance(name, str) or not name or "\\" in name or name.startswith("/") or "\0" in name:
         return False
-    return all(part and not part.startswith(".") for part in name.split("/"))
+    if len(name) > 1024:
+        return False
+    return all(part and not part.startswith(".") and len(part) <= 255 for part in name.split("/"))
 
 
 def resolve_bundle_file(path, target: Optional[str]) -> Tuple[Path, dict]:

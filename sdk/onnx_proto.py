@@ -82,22 +82,54 @@ def _sub(v) -> Dict[int, list]:
     return parse_message(v)
 
 
-def _str(msg: Dict[int, list], num: int, default: str = "") -> str:
+def _one(msg: Dict[int, list], num: int):
+    """The value of a singular field, or None. A repeated singular field is refused: protobuf would
+    merge the copies (two graphs become one), which no exporter writes and no check here models."""
     v = msg.get(num)
     if not v:
+        return None
+    if len(v) > 1:
+        raise ModelFormatError(
+            f"corrupt ONNX file: singular field {num} appears {len(v)} times (e.g. two graphs in one file); "
+            f"expected at most once")
+    return v[0]
+
+
+def _str(msg: Dict[int, list], num: int, default: str = "") -> str:
+    v = _one(msg, num)
+    if v is None:
         return default
-    if not isinstance(v[-1], memoryview):
+    if not isinstance(v, memoryview):
         raise ModelFormatError(f"corrupt ONNX file: field {num} should be a string")
-    return bytes(v[-1]).decode("utf-8", errors="replace")
+    return _utf8(v, num)
+
+
+def _utf8(v: memoryview, num: int) -> str:
+    """Protobuf strings are UTF-8; onnxruntime's Python API fails on names that are not."""
+    try:
+        return bytes(v).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFormatError(f"corrupt ONNX file: string field {num} is not valid UTF-8 ({exc.reason} at byte "
+                               f"{exc.start})") from None
+
+
+def _strs(msg: Dict[int, list], num: int) -> List[str]:
+    """A repeated string field (never ``bytes(int)``: a varint there would allocate its value in bytes)."""
+    out = []
+    for v in msg.get(num, []):
+        if not isinstance(v, memoryview):
+            raise ModelFormatError(f"corrupt ONNX file: repeated field {num} should hold strings")
+        out.append(_utf8(v, num))
+    return out
 
 
 def _int(msg: Dict[int, list], num: int, default: int = 0) -> int:
-    v = msg.get(num)
-    if not v:
+    v = _one(msg, num)
+    if v is None:
         return default
-    if not isinstance(v[-1], int):
+    if not isinstance(v, int):
         raise ModelFormatError(f"corrupt ONNX file: field {num} should be an integer")
-    return v[-1]
+    return v
 
 
 def _ints(msg: Dict[int, list], num: int) -> List[int]:
@@ -106,12 +138,33 @@ def _ints(msg: Dict[int, list], num: int) -> List[int]:
     for v in msg.get(num, []):
         if isinstance(v, int):
             out.append(v)
-        else:
+        elif isinstance(v, memoryview):
             pos, end = 0, len(v)
             while pos < end:
                 x, pos = _varint(v, pos, end)
                 out.append(x)
+        else:
+            raise ModelFormatError(f"corrupt ONNX file: field {num} should hold varint integers")
     return [x - (1 << 64) if x >= 1 << 63 else x for x in out]
+
+
+def _count(msg: Dict[int, list], num: int, width: int) -> int:
+    """Number of values in a repeated numeric field: fixed ``width`` bytes each, or varints (width 0)."""
+    n = 0
+    for v in msg.get(num, []):
+        if isinstance(v, memoryview):
+            if width:
+                if len(v) % width:
+                    raise ModelFormatError(f"corrupt ONNX file: packed field {num} is {len(v)} bytes, "
+                                           f"not a multiple of {width}")
+                n += len(v) // width
+            else:
+                n += sum(1 for byte in v.tobytes() if byte < 0x80)
+        elif isinstance(v, int) != (width == 0) and not (isinstance(v, bytes) and len(v) == width):
+            raise ModelFormatError(f"corrupt ONNX file: field {num} has the wrong wire type")
+        else:
+            n += 1
+    return n
 
 
 @dataclass
@@ -129,6 +182,7 @@ class Initializer:
     dims: Tuple[int, ...]
     nbytes: int
     external: bool
+    location: str = ""   # external data file, relative to the model's folder
 
     @property
     def size(self) -> int:
@@ -166,17 +220,21 @@ def _value_info(m: Dict[int, list]) -> ValueInfo:
     name = _str(m, 1)
     dtype, shape, has_shape = "unknown", (), False
     if m.get(2):
-        tp = _sub(m[2][-1])
+        tp = _sub(_one(m, 2))
         if tp.get(1):
-            tt = _sub(tp[1][-1])
+            tt = _sub(_one(tp, 1))
             dtype = ONNX_DTYPES.get(_int(tt, 1), f"onnx_type_{_int(tt, 1)}")
             if tt.get(2):
                 has_shape = True
                 dims = []
-                for d in _sub(tt[2][-1]).get(1, []):
+                for d in _sub(_one(tt, 2)).get(1, []):
                     dm = _sub(d)
                     if 1 in dm:
-                        dims.append(_int(dm, 1))
+                        v = _int(dm, 1)
+                        v = v - (1 << 64) if v >= 1 << 63 else v
+                        if not -1 <= v < 1 << 40:
+                            raise ModelFormatError(f"corrupt ONNX model: {name!r} declares dimension {v}")
+                        dims.append(v)
                     elif 2 in dm:
                         dims.append(_str(dm, 2))
                     else:
@@ -196,16 +254,36 @@ def _initializer(m: Dict[int, list]) -> Initializer:
         raise ModelFormatError(f"corrupt ONNX model: initializer {name!r} has negative dims {list(dims)}")
     dtype = ONNX_DTYPES.get(_int(m, 2), f"onnx_type_{_int(m, 2)}")
     external = _int(m, 14) == 1
-    raw = m.get(9)
-    nbytes = len(raw[-1]) if raw else 0
-    init = Initializer(name, dtype, dims, nbytes, external)
+    raw = _one(m, 9)
+    if raw is not None and not isinstance(raw, memoryview):
+        raise ModelFormatError(f"corrupt ONNX model: initializer {name!r} raw_data is not bytes")
+    nbytes = len(raw) if raw is not None else 0
+    location = ""
+    if external:
+        for e in m.get(13, []):  # external_data: StringStringEntryProto {key 1, value 2}
+            em = _sub(e)
+            if _str(em, 1) == "location":
+                location = _str(em, 2)
+        if not location:
+            raise ModelFormatError(f"corrupt ONNX model: initializer {name!r} is external but names no location")
+    init = Initializer(name, dtype, dims, nbytes, external, location)
     item = _ITEM.get(dtype)
-    if raw and item is not None and nbytes != init.size * item:
+    if raw is not None and item is not None and nbytes != init.size * item:
         raise ModelFormatError(
             f"corrupt ONNX model: initializer {name!r} ({dtype}{list(dims)}) needs {init.size * item} bytes "
             f"but holds {nbytes}")
-    if not raw and not external:
-        # typed repeated fields: packed data length is a lower bound check only
+    if raw is None and not external:
+        # typed repeated fields (float_data 4, int32_data 5, string_data 6, int64_data 7, double_data 10,
+        # uint64_data 11): they must hold exactly one value per element (two for complex types), so a
+        # declared shape can never ask the runtime for more memory than the file holds.
+        counts = {4: _count(m, 4, 4), 5: _count(m, 5, 0), 6: len(m.get(6, [])), 7: _count(m, 7, 0),
+                  10: _count(m, 10, 8), 11: _count(m, 11, 0)}
+        held = sum(counts.values())
+        want = init.size * (2 if dtype in ("complex64", "complex128") else 1)
+        if held != want and not (dtype in ("uint4", "int4", "float4e2m1") and held == (want + 1) // 2):
+            raise ModelFormatError(
+                f"corrupt ONNX model: initializer {name!r} ({dtype}{list(dims)}) declares {want} values but "
+                f"holds {held}")
         init.nbytes = sum(len(v) if isinstance(v, memoryview) else 8 for f in (4, 5, 7, 10, 11) for v in m.get(f, []))
     return init
 
@@ -217,14 +295,31 @@ def _attribute(m: Dict[int, list]):
     if 8 in m:
         return name, _ints(m, 8)
     if 2 in m:  # float
-        return name, struct.unpack("<f", m[2][-1])[0]
+        v = _one(m, 2)
+        if not isinstance(v, bytes) or len(v) != 4:
+            raise ModelFormatError(f"corrupt ONNX file: attribute {name!r} float is not a 32-bit field")
+        return name, struct.unpack("<f", v)[0]
     if 4 in m:
         return name, _str(m, 4)
     return name, None
 
 
 def read_onnx(data: bytes) -> OnnxModel:
-    """Parse and sanity-check an ONNX ModelProto; raise ModelFormatError when malformed."""
+    """Parse and sanity-check an ONNX ModelProto; raise ModelFormatError when malformed.
+
+    Every failure is a ModelFormatError: the checks above cover each wire-type variant, and
+    anything a crafted file could still raise in Python is converted here.
+    """
+    try:
+        return _read_onnx(data)
+    except ModelFormatError:
+        raise
+    except (TypeError, ValueError, OverflowError, IndexError, KeyError, struct.error, RecursionError,
+            MemoryError, UnicodeError) as exc:
+        raise ModelFormatError(f"corrupt ONNX file ({type(exc).__name__}: {exc})") from None
+
+
+def _read_onnx(data: bytes) -> OnnxModel:
     if len(data) < 4:
         raise ModelFormatError(f"not an ONNX model: {len(data)} bytes")
     b = memoryview(data).cast("B")
@@ -238,7 +333,7 @@ def read_onnx(data: bytes) -> OnnxModel:
     for o in model.get(8, []):
         om = _sub(o)
         opsets[_str(om, 1) or "ai.onnx"] = _int(om, 2)
-    g = _sub(model[7][-1])
+    g = _sub(_one(model, 7))
     inits = {}
     for t in g.get(5, []):
         init = _initializer(_sub(t))
@@ -251,8 +346,7 @@ def read_onnx(data: bytes) -> OnnxModel:
     for nv in g.get(1, []):
         nm = _sub(nv)
         attrs = dict(_attribute(_sub(a)) for a in nm.get(5, []))
-        nodes.append(Node(_str(nm, 3), _str(nm, 4), _str(nm, 7), [bytes(x).decode("utf-8", "replace") for x in nm.get(1, [])],
-                          [bytes(x).decode("utf-8", "replace") for x in nm.get(2, [])], attrs))
+        nodes.append(Node(_str(nm, 3), _str(nm, 4), _str(nm, 7), _strs(nm, 1), _strs(nm, 2), attrs))
     if not nodes:
         raise ModelFormatError("ONNX model's graph has no nodes")
     if not inputs or not outputs:

@@ -26,6 +26,9 @@ from .spec import TensorSpec
 
 EDGETPU_LIB = "libedgetpu.so.1"
 _VERIFY_MODES = ("full", "structure", "none")
+# predict runs a larger dynamic batch in chunks of this many samples (Model.max_batch), so that a
+# huge batch needs bounded memory instead of failing to allocate the interpreter's tensors.
+MAX_BATCH = 1024
 
 
 def _edgetpu_delegate():
@@ -55,6 +58,7 @@ class Model:
         inputs / outputs: lists of :class:`~edgeship.TensorSpec` (shape uses -1 for dynamic dims).
         manifest: the bundle manifest when loaded from a bundle, else None.
         sha256: hash of the model file.
+        max_batch: predict runs larger dynamic batches in chunks of this many samples.
     """
 
     def __init__(self, path: Path, fmt: str, backend_name: str, impl, sha256: str,
@@ -67,6 +71,7 @@ class Model:
         self._names = [s.name for s in self.inputs]
         self._plans = [_InputPlan(s) for s in self.inputs]
         self._shapes_set: Optional[List[tuple]] = None  # input shapes last set by _ensure_shapes
+        self.max_batch = MAX_BATCH
         # predict's fast path: TFLite models with one (numeric) input.
         one = len(self._plans) == 1 and fmt == "tflite" and self._plans[0].dtype is not None
         self._fast: Optional[_InputPlan] = self._plans[0] if one else None
@@ -92,7 +97,19 @@ class Model:
             their dtype.
 
         Raises:
-            InputSpecError: wrong count, names, shape, dtype, empty, or NaN/inf input.
+            InputSpecError: wrong count, names, shape, dtype, empty, NaN/inf input, or values
+                beyond the range of the dtype the model computes in (e.g. float64 > 3.4e38).
+            TargetError: the runtime failed (e.g. out of memory); the model stays usable.
+
+        A dynamic batch larger than :attr:`max_batch` (1024) runs in chunks of that size, with
+        the same results, so memory stays bounded.
+
+        Threads: ``predict`` may be called from several threads on one Model. TFLite
+        interpreters are stateful, so calls on one TFLite Model are serialised by a per-model
+        lock: correct results, no extra throughput from more threads (an uncontended lock costs
+        well under a microsecond; contended, threads wait their turn; ``bench/soak_threads.py``
+        measures it). For parallel throughput, load one Model per thread. ONNX models run
+        concurrently (onnxruntime sessions are thread-safe).
         """
         fast = self._fast
         if (fast is not None and type(x) is np.ndarray and not as_dict
@@ -101,13 +118,18 @@ class Model:
             # already runs at. Same checks, fewer Python steps (about 30 us less per call; see
             # bench/predict_overhead.py).
             a = fast.prepare_exact(x)
-            self._ensure_shapes([x.shape])
-            raw = self._impl.run([a])
+            with self._impl.lock:
+                self._ensure_shapes([x.shape])
+                raw = self._impl.run([a])
             if len(raw) == 1:
                 return _dequantize(raw[0], self.outputs[0])
             return {spec.name: _dequantize(o, spec) for spec, o in zip(self.outputs, raw)}
         arrays = self._order(x)
-        prepared = [plan.prepare(a) for plan, a in zip(self._plans, arrays)]
+        try:
+            prepared = [plan.prepare(a) for plan, a in zip(self._plans, arrays)]
+        except MemoryError as exc:
+            raise InputSpecError(f"not enough memory to prepare the inputs ({exc}); pass fewer samples "
+                                 f"per call") from None
         batch = self._batch_of(prepared)
         raw = self._run_batched(prepared, batch)
         outs = [_dequantize(o, spec) for o, spec in zip(raw, self.outputs)]
@@ -125,8 +147,9 @@ class Model:
                 raise InputSpecError(
                     f"run_raw: input {spec.name!r} must be a {spec.dtype} ndarray; given "
                     f"{getattr(a, 'dtype', type(a).__name__)}")
-        self._ensure_shapes([a.shape for a in arrays])
-        return self._impl.run(arrays)
+        with self._impl.lock:
+            self._ensure_shapes([a.shape for a in arrays])
+            return self._impl.run(arrays)
 
     # -- internals --------------------------------------------------------------------------
     def _order(self, x) -> List[np.ndarray]:
@@ -166,26 +189,42 @@ class Model:
             self._impl.resize(want)
         self._shapes_set = shapes
 
+    def _run_once(self, arrays: List[np.ndarray]) -> List[np.ndarray]:
+        """Set shapes and run under the backend's lock: no other thread's call can interleave."""
+        with self._impl.lock:
+            if self.format == "tflite":
+                self._ensure_shapes([a.shape for a in arrays])
+            return self._impl.run(arrays)
+
     def _run_batched(self, prepared: List[np.ndarray], batch: int) -> List[np.ndarray]:
         native_ok = all(a.shape == p.fixed or p.accepts(a.shape) for p, a in zip(self._plans, prepared))
+        chunk = self.max_batch
+        if native_ok and batch > chunk and all(p.fixed[0] < 0 for p in self._plans if p.rank):
+            # A dynamic batch larger than max_batch runs in chunks: memory stays bounded
+            # (activations scale with the batch) and the results are the same.
+            parts = [self._run_once([a[i:i + chunk] if p.rank else a for p, a in zip(self._plans, prepared)])
+                     for i in range(0, batch, chunk)]
+            return self._join(parts, batch, f"more than max_batch={chunk} samples")
         if native_ok:
-            if self.format == "tflite":
-                self._ensure_shapes([a.shape for a in prepared])
-            return self._impl.run(prepared)
+            return self._run_once(prepared)
         # Fixed batch of 1 and more samples given: run one sample at a time.
         if not all(p.fixed_batch_one for p in self._plans if p.rank):
             raise InputSpecError(
                 "given shapes " + ", ".join(f"{s.name}:{list(a.shape)}" for s, a in zip(self.inputs, prepared))
                 + " do not fit the model's inputs " + ", ".join(f"{s.name}:{list(s.shape)}" for s in self.inputs))
-        per_sample = [self._impl.run([a[i:i + 1] for a in prepared]) for i in range(batch)]
+        per_sample = [self._run_once([a[i:i + 1] for a in prepared]) for i in range(batch)]
+        return self._join(per_sample, batch, "batch 1")
+
+    def _join(self, parts: List[List[np.ndarray]], batch: int, why: str) -> List[np.ndarray]:
+        """Concatenate per-chunk outputs along the batch axis (each output must have one)."""
         outs = []
         for j, spec in enumerate(self.outputs):
-            parts = [r[j] for r in per_sample]
-            if parts[0].ndim == 0 or parts[0].shape[0] != 1:
+            pieces = [r[j] for r in parts]
+            if any(o.ndim == 0 for o in pieces) or sum(o.shape[0] for o in pieces) != batch:
                 raise InputSpecError(
-                    f"the model takes batch 1 and its output {spec.name!r} has no batch axis "
-                    f"(shape {list(parts[0].shape)}); call predict once per sample")
-            outs.append(np.concatenate(parts, axis=0))
+                    f"the model runs {why} at a time and its output {spec.name!r} has no batch axis "
+                    f"(shape {list(pieces[0].shape)}); call predict with fewer samples at a time")
+            outs.append(np.concatenate(pieces, axis=0))
         return outs
 
 
@@ -271,6 +310,8 @@ class _InputPlan:
                 f"input {spec.name!r} holds NaN or inf ({int((~np.isfinite(a)).sum())} values); "
                 + ("the model's input is integer-quantized and cannot represent them"
                    if self.quantized else "expected finite values"))
+        if a.dtype != self.dtype:
+            self._check_range(a)
         if self.quantized:
             return self._quantize(a)
         if a.dtype == self.dtype:
@@ -279,6 +320,26 @@ class _InputPlan:
             raise InputSpecError(
                 f"input {spec.name!r} is {spec.dtype} without quantization; given fractional {a.dtype} values")
         return np.ascontiguousarray(a, dtype=self.dtype)
+
+    def _check_range(self, a: np.ndarray) -> None:
+        """Values the conversion to the model's dtype would turn into inf or wrap around are an error."""
+        if self.quantized or self.dtype.kind == "f":
+            # quantization computes in float32
+            work = np.dtype(np.float32) if self.quantized else self.dtype
+            if a.dtype.kind == "b" or (a.dtype.kind == "f" and a.dtype.itemsize <= work.itemsize):
+                return
+            lo, hi = -float(np.finfo(work).max), float(np.finfo(work).max)
+        elif self.dtype.kind in "iu":
+            info = np.iinfo(self.dtype)
+            lo, hi = info.min, info.max
+        else:
+            return
+        amin, amax = a.min(), a.max()
+        if amin < lo or amax > hi:
+            raise InputSpecError(
+                f"input {self.spec.name!r} runs in {'float32' if self.quantized else self.spec.dtype}, "
+                f"whose range is [{lo:.6g}, {hi:.6g}]; given {a.dtype} values from {float(amin):.6g} to "
+                f"{float(amax):.6g}, which would become inf or wrap around. Scale the input into range")
 
 
 def _dequantize(o: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -314,12 +375,16 @@ def _choose_backend(fmt: str, backend: str, content: bytes, threads, sha: str, d
 
 def _fastest(fmt: str, names: List[str], content: bytes, threads, sha: str) -> str:
     """Time each installed runtime on this very file (cached per file and thread count)."""
-    from ._io import cache_dir
+    from ._cache import private_dir
 
-    cache = cache_dir() / "backend" / f"{sha}-{threads}.json"
+    folder = private_dir("backend")
+    cache = folder / f"{sha}-{threads}.json" if folder is not None else None
     try:
-        return json.loads(cache.read_text())["backend"]
-    except (OSError, ValueError, KeyError):
+        if cache is not None:
+            best = json.loads(cache.read_text())["backend"]
+            if best in names:
+                return best
+    except (OSError, ValueError, KeyError, TypeError):
         pass
     timings = {}
     for name in names:
@@ -338,16 +403,18 @@ def _fastest(fmt: str, names: List[str], content: bytes, threads, sha: str) -> s
     if not timings:
         return names[0]
     best = min(timings, key=timings.get)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"backend": best, "seconds_per_run": timings}))
-    except OSError:
-        pass
+    if cache is not None:
+        from ._io import atomic_write_json
+
+        try:
+            atomic_write_json(cache, {"backend": best, "seconds_per_run": timings})
+        except OSError:
+            pass
     return best
 
 
 def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optional[int] = None,
-         target: Optional[str] = None, verify: str = "full") -> Model:
+         target: Optional[str] = None, verify: str = "full", trusted_keys: Optional[Sequence] = None) -> Model:
     """Load a ``.tflite``, ``.onnx`` or edgeship bundle for inference.
 
     Args:
@@ -358,13 +425,17 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
         target: for bundles, which of its files to load (a target or file key in the manifest).
         verify: "full" (check the file's structure, then run it once in an isolated child process,
             cached by hash), "structure" (structure only) or "none".
+        trusted_keys: Ed25519 public keys (paths to ``.pub`` files, key objects, raw bytes or hex;
+            see :mod:`edgeship.signing`). When given, only a bundle whose manifest is signed by one
+            of them loads; unsigned or changed bundles and single model files raise IntegrityError.
 
     Returns:
         A :class:`Model`.
 
     Raises:
         ModelFormatError: unreadable, truncated, corrupted or unknown file.
-        IntegrityError: a bundle file does not match its manifest checksum.
+        IntegrityError: a bundle file does not match its manifest checksum, or (with
+            ``trusted_keys``) the bundle is unsigned, signed by another key or changed after signing.
         TargetError: the bundle has no file for ``target``, or an Edge TPU model without its runtime.
         MissingDependencyError: no runtime for the format is installed.
 
@@ -381,32 +452,103 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
     if not p.exists():
         raise ModelFormatError(f"{path}: no such file")
     manifest = None
+    if trusted_keys is not None and isinstance(trusted_keys, (str, bytes, os.PathLike)):
+        trusted_keys = [trusted_keys]
     if p.is_dir() or (p.is_file() and _head(p, 4) == b"PK\x03\x04"):
         from .bundle import resolve_bundle_file
 
         p, manifest = resolve_bundle_file(p, target)
+        if trusted_keys is not None:
+            from .signing import verify_bundle_signature
+
+            verify_bundle_signature(manifest["_dir"], trusted_keys, manifest)
+    elif trusted_keys is not None:
+        from .errors import IntegrityError
+
+        raise IntegrityError(f"{p.name} is a single model file, which carries no signature; trusted_keys "
+                             f"requires a signed bundle (edgeship.signing.sign_bundle)")
     elif target is not None:
         raise TargetError(f"target={target!r} selects a file inside a bundle; {p.name} is a single model file")
-    try:
-        content = p.read_bytes()
-    except OSError as exc:
-        raise ModelFormatError(f"{p}: cannot read: {exc}") from exc
+    content = read_model_file(p)
     fmt = sniff_format(p, content[:16])
     if fmt in ("bundle", "zip"):
         raise ModelFormatError(f"{p.name}: a bundle may not contain another bundle")
     sha = sha256_bytes(content)
+    if manifest is not None:
+        from .errors import IntegrityError
+
+        wanted = {e.get("sha256") for e in manifest["files"].values() if isinstance(e, dict) and
+                  Path(manifest["_dir"]) / str(e.get("path")) == p}
+        if sha not in wanted:  # the file changed between verification and reading
+            raise IntegrityError(f"{p.name} changed after its bundle was verified (sha256 {sha[:16]}...); load again")
     delegates = []
     # A TFLite file is always parsed (once): even unverified, an Edge TPU model needs its delegate.
     parsed = _read_structure(fmt, content, p) if verify != "none" or fmt == "tflite" else None
     if fmt == "tflite" and parsed.is_edgetpu_compiled:
         delegates.append(_edgetpu_delegate())
+    if fmt == "onnx" and parsed is not None:
+        _check_external_data(parsed, p)
     chosen = _choose_backend(fmt, backend, content, threads, sha, delegates)
     if verify == "full" and not delegates:
         from .probe import probe
 
         probe(str(p), fmt, chosen, sha)
-    impl = make_backend(fmt, chosen, content, threads, delegates)
+    impl = make_backend(fmt, chosen, content, threads, delegates, model_dir=str(p.resolve().parent))
     return Model(p, fmt, chosen, impl, sha, manifest, threads)
+
+
+def _check_external_data(parsed, p: Path) -> None:
+    """ONNX external data must be plain files beside the model (its folder, never elsewhere)."""
+    import stat
+
+    folder = p.resolve().parent
+    for init in parsed.initializers.values():
+        if not init.external:
+            continue
+        loc = init.location
+        parts = loc.replace("\\", "/").split("/")
+        if not loc or loc.startswith("/") or ".." in parts or ":" in parts[0]:
+            raise ModelFormatError(f"{p.name}: initializer {init.name!r} keeps its data in {loc!r}, outside the "
+                                   f"model's folder; external data must be a relative path inside {folder}")
+        f = folder / loc
+        try:
+            st = os.stat(f)
+        except OSError:
+            raise ModelFormatError(f"{p.name}: initializer {init.name!r} keeps its data in {loc!r}, which is "
+                                   f"missing from {folder}; copy it beside the model") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelFormatError(f"{p.name}: external data {loc!r} is not a regular file")
+
+
+def read_model_file(p: Path) -> bytes:
+    """The bytes of a regular file, read once and bounded by its size.
+
+    A FIFO would block forever and ``/dev/zero`` would fill memory, so anything that is not a
+    regular file is refused (opened non-blocking, checked on the open descriptor).
+
+    Example:
+        >>> read_model_file(Path("/dev/zero"))
+        Traceback (most recent call last):
+        ...
+        edgeship.errors.ModelFormatError: /dev/zero: not a regular file (a character device); expected a model file
+    """
+    import stat
+
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ModelFormatError(f"{p}: cannot read: {exc}") from exc
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
+                    else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                    else "a folder" if stat.S_ISDIR(st.st_mode) else "not a plain file")
+            raise ModelFormatError(f"{p}: not a regular file ({kind}); expected a model file")
+        try:
+            return f.read(st.st_size)
+        except (OSError, MemoryError) as exc:
+            raise ModelFormatError(f"{p}: cannot read {st.st_size} bytes: {exc}") from exc
 
 
 def _head(p: Path, n: int) -> bytes:
@@ -426,5 +568,6 @@ def _read_structure(fmt: str, content: bytes, p: Path):
         return read_onnx(content)
     except ModelFormatError as exc:
         raise ModelFormatError(f"{p.name}: {exc}") from None
-    except (RecursionError, MemoryError, OverflowError, struct.error) as exc:
+    except (RecursionError, MemoryError, OverflowError, struct.error, IndexError, KeyError, TypeError,
+            ValueError) as exc:  # a reader bug on a crafted file is still a refused file, never a crash
         raise ModelFormatError(f"{p.name}: corrupt {fmt} file ({type(exc).__name__}: {exc})") from None

@@ -401,7 +401,7 @@ def _similarity_f32(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 def _cache_file(sha: str) -> Optional[Path]:
     try:
-        from .probe import cache_dir
+        from ._io import cache_dir
 
         return cache_dir() / "shape_predictor" / f"{sha[:32]}.v{_CACHE_VERSION}.npz"
     except Exception:  # noqa: BLE001 - no usable cache folder: parse every time

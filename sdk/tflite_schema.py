@@ -278,11 +278,31 @@ def _read_tensor(t: _Table, i: int, n_buffers: int) -> Tensor:
         raise ModelFormatError(
             f"corrupt TFLite model: tensor {name!r} refers to buffer {buffer} but the model has {n_buffers}")
     quant = _quantization(t.table(12, "QuantizationParameters"), len(shape), f"tensor {name!r}")
+    if quant is not None and quant.axis is not None and not 0 <= quant.axis < len(shape):
+        raise ModelFormatError(
+            f"corrupt TFLite model: tensor {name!r} is quantized along axis {quant.axis} but has rank {len(shape)}")
     if quant is not None and quant.axis is not None and len(quant.scale) != shape[quant.axis]:
         raise ModelFormatError(
             f"corrupt TFLite model: tensor {name!r} has {len(quant.scale)} per-channel scales for "
             f"{shape[quant.axis]} channels on axis {quant.axis}")
     return Tensor(i, name, tuple(shape), tuple(sig), dtype, code, buffer, quant, bool(t.scalar(14, "B", 0)))
+
+
+# Builtin ops whose inputs are all required except the positions listed (-1 marks an omitted
+# optional input). Ops not listed (LSTMs, ...) are not checked here; the isolation probe covers them.
+_OPTIONAL_INPUTS = {
+    "CONV_2D": (2,), "DEPTHWISE_CONV_2D": (2,), "FULLY_CONNECTED": (2,), "TRANSPOSE_CONV": (3,),
+    "CONV_3D": (2,),
+    **{name: () for name in (
+        "ADD", "SUB", "MUL", "DIV", "AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D", "SOFTMAX", "LOGISTIC",
+        "TANH", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "PRELU", "HARD_SWISH", "RESHAPE", "SQUEEZE",
+        "EXPAND_DIMS", "CONCATENATION", "MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "QUANTIZE", "DEQUANTIZE",
+        "PAD", "PADV2", "TRANSPOSE", "STRIDED_SLICE", "SLICE", "GATHER", "RESIZE_BILINEAR",
+        "RESIZE_NEAREST_NEIGHBOR", "MAXIMUM", "MINIMUM", "ARG_MAX", "ARG_MIN", "SHAPE", "PACK", "UNPACK",
+        "SPLIT", "SPLIT_V", "BATCH_MATMUL", "SQUARED_DIFFERENCE", "RSQRT", "SQRT", "EXP", "LOG", "ABS",
+        "NEG", "POW", "L2_NORMALIZATION", "LOCAL_RESPONSE_NORMALIZATION", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE",
+        "CAST", "FLOOR", "ELU", "GELU", "MIRROR_PAD", "TILE", "BROADCAST_TO", "LOG_SOFTMAX")},
+}
 
 
 def _read_operator(t: _Table, i: int, codes: List[OpCode], n_tensors: int, sg: str) -> Operator:
@@ -298,6 +318,14 @@ def _read_operator(t: _Table, i: int, codes: List[OpCode], n_tensors: int, sg: s
             raise ModelFormatError(
                 f"corrupt TFLite model: operator {i} ({codes[idx].name}) of {sg} has {kind} tensor index "
                 f"{bad[0]} outside 0..{n_tensors - 1}")
+    code = codes[idx]
+    optional = _OPTIONAL_INPUTS.get(code.name)
+    if optional is not None:
+        missing = [k for k, x in enumerate(ins) if x == -1 and k not in optional]
+        if missing:  # LiteRT's kernels dereference required inputs: a -1 there crashes the process
+            raise ModelFormatError(
+                f"corrupt TFLite model: operator {i} ({code.name}) of {sg} leaves its required input {missing[0]} "
+                f"empty (tensor index -1)")
     opt_type = t.scalar(10, "B", 0)
     options: Dict[str, int] = {}
     if opt_type in _OPTIONS:
@@ -305,7 +333,6 @@ def _read_operator(t: _Table, i: int, codes: List[OpCode], n_tensors: int, sg: s
         if ot is not None:
             options = {f: ot.scalar(slot, fmt, d) for f, slot, fmt, d in _OPTIONS[opt_type][1]}
     custom = t.bytes_(14, f"operator {i} custom options")
-    code = codes[idx]
     return Operator(i, idx, code.name, code.version, tuple(ins), tuple(outs), opt_type, options,
                     bytes(custom) if custom is not None else None)
 

@@ -30,7 +30,7 @@ _DISTS = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime", "onnxr
 def _stamp(sha256: str, backend: str) -> dict:
     from importlib import metadata
 
-    from . import __version__
+    from ._version import __version__
 
     try:
         runtime = metadata.version(_DISTS.get(backend, backend))

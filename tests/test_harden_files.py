@@ -28,7 +28,7 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.fixture()
 def good_zip(weights, tmp_path):
-    b = write_bundle(tmp_path / "good", {"tflite-int8": weights / "shapes_cnn_int8.tflite"}, labels=["a", "b", "c"])
+    b = write_bundle(tmp_path / "good", {"tflite-int8": weights / "shapes_cnn_int8.tflite"}, labels=["a", "b", "c"])["_dir"]
     return write_zip(b, tmp_path / "good.zip")
 
 

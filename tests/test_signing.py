@@ -6,6 +6,8 @@ import os
 import stat
 import zipfile
 
+from pathlib import Path
+
 import pytest
 
 import edgeship
@@ -25,6 +27,7 @@ def keys(tmp_path):
 def signed(weights, tmp_path, keys):
     (priv, _), _ = keys
     b = write_bundle(tmp_path / "b", {"tflite-int8": weights / "shapes_cnn_int8.tflite"}, labels=["a", "b", "c"])
+    b = Path(b["_dir"])
     sign_bundle(b, priv)
     return b
 
@@ -53,7 +56,7 @@ def test_untrusted_unsigned_and_single_files_are_refused(signed, keys, weights, 
     (_, pub), (_, other_pub) = keys
     with pytest.raises(IntegrityError, match="not among the trusted keys"):
         edgeship.load(signed, trusted_keys=[other_pub])
-    unsigned = write_bundle(tmp_path / "u", {"tflite-int8": weights / "shapes_cnn_int8.tflite"})
+    unsigned = write_bundle(tmp_path / "u", {"tflite-int8": weights / "shapes_cnn_int8.tflite"})["_dir"]
     with pytest.raises(IntegrityError, match="not signed"):
         edgeship.load(unsigned, trusted_keys=[pub])
     with pytest.raises(IntegrityError, match="single model file"):

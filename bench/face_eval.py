@@ -76,6 +76,9 @@ def data_hash(files) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["int8", "fp32"])
+    ap.add_argument("--int8-calibration", choices=["default", "lfw"], default="default",
+                    help="int8 descriptor calibration: the app's default build (synthetic chips, what a fresh "
+                         "install gets) or 200 real LFW chips of folds 7-8")
     ap.add_argument("--write-threshold", action="store_true", help="write examples/face_unlock/threshold.json")
     ap.add_argument("--plot", type=Path, default=None, help="ROC plot of every model (and dlib) on pairs_dev")
     ap.add_argument("--max-images", type=int, default=None,
@@ -93,9 +96,9 @@ def main(argv=None):
 
     int8_cal = None
     if "int8" in args.models:
-        if not os.environ.get("EDGESHIP_FACE_CALIBRATION"):
+        if args.int8_calibration == "lfw" and not os.environ.get("EDGESHIP_FACE_CALIBRATION"):
             os.environ["EDGESHIP_FACE_CALIBRATION"] = str(fc.int8_calibration_chips())
-        int8_cal = os.environ["EDGESHIP_FACE_CALIBRATION"]
+        int8_cal = os.environ.get("EDGESHIP_FACE_CALIBRATION")  # None: the app's default (synthetic chips)
     caches, engines = {}, {}
     for model in args.models:
         eng = FaceEngine(model, threads=args.threads)
@@ -149,7 +152,9 @@ def main(argv=None):
         if model == "int8":
             thresholds[model]["int8_calibration"] = (
                 f"{Path(int8_cal).name}: sha256 {fc.sha256_file(int8_cal)[:16]}; the first 200 single-face chips of "
-                f"LFW dev folds 7-8 (bench/face_eval_common.int8_calibration_chips), via $EDGESHIP_FACE_CALIBRATION")
+                f"LFW dev folds 7-8 (bench/face_eval_common.int8_calibration_chips), via $EDGESHIP_FACE_CALIBRATION"
+                if int8_cal else "the default build: edgeship.models.face.synthetic_chips (seeded, data-free), "
+                "what a fresh install gets")
     if args.plot and curves:
         fc.ev.plot_roc(curves, args.plot, title="LFW dev pairs (grayscale), shipped-threshold rule: FAR<=1e-3")
     summary = {}

@@ -155,21 +155,14 @@ def add_noise(x, noise, snr_db: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def load_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read a mono float32 file at ``sample_rate`` (soundfile; channels mixed down).
+    """Read a mono float32 file at ``sample_rate`` with :func:`edgeship.audio.read_audio` (channels mixed down).
 
     Raises:
         InputSpecError: unreadable file, other sample rate, empty or non-finite audio.
     """
-    import soundfile as sf
+    from edgeship.audio import read_audio
 
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises several types for bad files
-        raise InputSpecError(f"{path}: expected a readable audio file (wav/flac/ogg), "
-                             f"could not read it ({exc})") from exc
-    if sr != sample_rate:
-        raise InputSpecError(f"{path}: expected {sample_rate} Hz audio, given {sr} Hz; resample it first")
-    return _mono(data.mean(axis=1), str(path))
+    return read_audio(path, sample_rate)
 
 
 def load_noise(dirs: Sequence) -> List[np.ndarray]:

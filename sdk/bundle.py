@@ -40,7 +40,7 @@ import zlib
 from pathlib import Path
 from typing import Iterable, List, Mapping, Optional, Tuple, Union
 
-from ._io import (atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file, to_jsonable, tree_sha256,
+from ._io import (umask_mode, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file, to_jsonable, tree_sha256,
                   versions)
 from .errors import IntegrityError, ModelFormatError, TargetError
 
@@ -118,6 +118,7 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
             "extra_files": extras,
         })
         atomic_write_json(tmp / MANIFEST, manifest)
+        os.chmod(tmp, umask_mode(0o777))  # mkdtemp made it 0700: the bundle gets the user's umask
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -89,7 +89,7 @@ def probe(path: str, fmt: str, backend: str, sha256: str) -> None:
             from ._io import atomic_write_json
 
             try:
-                atomic_write_json(marker, stamp)
+                atomic_write_json(marker, stamp, private=True)
             except OSError:
                 pass  # an unwritable cache only costs a re-probe
         return

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import typer
 
-from edgeship._cli_util import EXIT_FAILED_CHECK, EXIT_USER_ERROR, console, emit_json, handle_errors
+from edgeship.cli.console import EXIT_FAILED_CHECK, EXIT_USER_ERROR, console, emit_json, handle_errors
 from edgeship.errors import EdgeshipError, InputSpecError
 
 from . import store as store_mod
@@ -88,7 +88,7 @@ def _encode_png(frame) -> bytes:
 
 
 @app.command("enroll")
-@handle_errors()
+@handle_errors
 def enroll_cmd(
     user: str = typer.Option(..., "--user", help="Name of the person to enrol."),
     images: Optional[List[Path]] = typer.Option(None, "--images", help="Image files, each with exactly one face "
@@ -173,7 +173,7 @@ def enroll_cmd(
 
 
 @app.command("unlock")
-@handle_errors()
+@handle_errors
 def unlock_cmd(
     user: Optional[str] = typer.Option(None, "--user", help="Claimed user (default: anyone enrolled)."),
     image: Optional[Path] = typer.Option(None, "--image", help="Image file to unlock with."),
@@ -268,7 +268,7 @@ def unlock_cmd(
 
 
 @app.command("evaluate-pairs")
-@handle_errors()
+@handle_errors
 def evaluate_pairs_cmd(
     pairs: Path = typer.Option(..., "--pairs", help="LFW pairs.txt (View 2 format)."),
     images: Path = typer.Option(..., "--images", help="LFW folder: DIR/<name>/<name>_<NNNN>.jpg."),
@@ -344,7 +344,7 @@ def evaluate_pairs_cmd(
 
 
 @app.command("users")
-@handle_errors()
+@handle_errors
 def users_cmd(
     store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
     key_file: Optional[Path] = typer.Option(None, "--key-file", help="Key file (default: STORE/key)."),
@@ -369,7 +369,7 @@ def users_cmd(
 
 
 @app.command("remove")
-@handle_errors()
+@handle_errors
 def remove_cmd(
     user: str = typer.Option(..., "--user", help="User to remove (templates, lockout state, kept images)."),
     store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),

@@ -291,7 +291,7 @@ class Store:
         hbytes = json.dumps(header, sort_keys=True).encode()
         doc["format_version"] = FORMAT_VERSION
         ct = self._aead(key).encrypt(bytes.fromhex(header["nonce"]), json.dumps(doc).encode(), MAGIC + hbytes)
-        atomic_write_bytes(self.path, MAGIC + hbytes + b"\n" + ct)
+        atomic_write_bytes(self.path, MAGIC + hbytes + b"\n" + ct, private=True)
 
     def _key_in_keyring(self) -> bool:
         if self.exists():
@@ -434,7 +434,7 @@ class Store:
         d.mkdir(mode=0o700, exist_ok=True)
         name = secrets.token_hex(16) + ".bin"
         nonce = secrets.token_bytes(12)
-        atomic_write_bytes(d / name, nonce + self._aead(key).encrypt(nonce, data, name.encode()))
+        atomic_write_bytes(d / name, nonce + self._aead(key).encrypt(nonce, data, name.encode()), private=True)
         return name
 
     def read_image(self, name: str) -> bytes:

@@ -43,8 +43,7 @@ from __future__ import annotations
 
 import math
 import os
-import struct
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 

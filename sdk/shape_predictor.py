@@ -224,7 +224,6 @@ class ShapePredictor:
         sx, sy = float(r - l), float(b - t)
         shape = self.initial_shape.reshape(-1).copy()
         ds, ss = self._init_centered, self._init_ss
-        s = self.splits_thresh.shape[2]
         rgb = img.ndim == 3
         if rgb:
             flat = img.reshape(-1, 3)

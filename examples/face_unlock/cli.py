@@ -13,7 +13,6 @@ that distance -- lower is closer).
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -23,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import typer
 
 from edgeship.cli.console import EXIT_FAILED_CHECK, EXIT_USER_ERROR, console, emit_json, handle_errors
-from edgeship.errors import EdgeshipError, InputSpecError
+from edgeship.errors import InputSpecError
 
 from . import store as store_mod
 

@@ -42,7 +42,7 @@ from typing import Iterable, List, Mapping, Optional, Tuple, Union
 
 from ._io import (umask_mode, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file, to_jsonable, tree_sha256,
                   versions)
-from .errors import IntegrityError, ModelFormatError, TargetError
+from .errors import InputSpecError, IntegrityError, ModelFormatError, TargetError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -98,6 +98,9 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
     """
     out = Path(out_dir)
     _check_arguments(out, files, labels, preprocessing, default, overwrite)
+    if not safe_name(name or out.name):
+        raise InputSpecError(f"bundle name {name or out.name!r}: expected one plain folder name (no '/', '..', "
+                             "leading '.', control characters); pass name=... or choose another folder name")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -413,6 +416,21 @@ def _check_manifest_types(manifest: dict, mpath: Path) -> None:
     default = manifest.get("default")
     if default is not None and not isinstance(default, str):
         raise bad("default must be a string (a key of files)", default)
+    name = manifest.get("name")
+    if name is not None and not safe_name(name):
+        raise bad("name must be one plain folder name (no '/', '..', leading '.', control characters); "
+                  "deploy uses it as the device folder", name)
+
+
+def safe_name(name) -> bool:
+    """One plain path component: what a bundle's ``name`` must be, since deploy builds a remote path from it.
+
+    Example:
+        >>> safe_name("kws_rpi4"), safe_name("../.ssh"), safe_name(".hidden"), safe_name("a/b")
+        (True, False, False, False)
+    """
+    return (isinstance(name, str) and 0 < len(name) <= 255 and not name.startswith(".")
+            and not any(c in name for c in "/\\") and all(c.isprintable() for c in name))
 
 
 def _plain_relpath(name) -> bool:

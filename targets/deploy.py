@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
 
 from .._io import atomic_write_json, sha256_file
-from ..errors import IncompatibleTargetError, InputSpecError, ModelFormatError, TargetError
+from ..errors import IncompatibleTargetError, InputSpecError, IntegrityError, ModelFormatError, TargetError
 from .profile import Staged, TargetProfile
 
 if TYPE_CHECKING:
@@ -356,7 +356,17 @@ def deploy_ssh(bundle_dir: PathLike, host: str, *, port: int = 22, identity: Opt
     if identity is not None and not Path(identity).expanduser().is_file():
         raise InputSpecError(f"--identity {identity}: no such key file")
     identity = Path(identity).expanduser() if identity is not None else None
-    remote_dir = remote_dir or f"edgeship_deploy/{manifest.get('name') or bundle_dir.name}"
+    if remote_dir is None:
+        from ..bundle import safe_name
+
+        name = manifest.get("name") or bundle_dir.resolve().name
+        if not safe_name(name):  # read_bundle refuses such manifests; this guards the folder-name fallback
+            raise IntegrityError(f"bundle name {name!r} is not one plain folder name; refusing to build a remote path "
+                                 "from it (pass remote_dir=...)")
+        remote_dir = f"edgeship_deploy/{name}"
+    if (bundle_dir / "remote").is_symlink() or (bundle_dir / "remote" / "bench.json").is_symlink():
+        raise IntegrityError(f"{bundle_dir}/remote is a symbolic link; refusing to write the device's results "
+                             "through it")
     plan = install_plan(manifest, model_path, key) if install else None   # fails before any connection
     result = asyncio.run(_deploy_ssh(bundle_dir, model_path.name, user=user, addr=addr, port=int(port),
                                      identity=identity, known_hosts=known_hosts, python=python,

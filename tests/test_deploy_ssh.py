@@ -111,3 +111,53 @@ def test_parse_host_and_inputs(model, tmp_path):
         deploy_ssh(bundle, "pi@127.0.0.1", port=70000)
     with pytest.raises(InputSpecError, match="--identity"):
         deploy_ssh(bundle, "pi@127.0.0.1", identity=tmp_path / "nope")
+
+
+def _rename_manifest(bundle: Path, name: str) -> None:
+    """A crafted bundle: the manifest's name changed, every file checksum still correct."""
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["name"] = name
+    (bundle / "manifest.json").write_text(json.dumps(m))
+
+
+def test_bundle_name_cannot_traverse_on_the_device(server, model, tmp_path):
+    """Issue 11, defect 1: a bundle named '../.ssh' must never become a remote folder."""
+    from edgeship.bundle import read_bundle
+    from edgeship.errors import IntegrityError
+
+    bundle = deploy(model, "host", tmp_path / "b").bundle_dir
+    (bundle / "authorized_keys").write_text("ssh-ed25519 AAAA attacker\n")
+    _rename_manifest(bundle, "../.ssh")
+    with pytest.raises(IntegrityError, match="plain folder name"):
+        read_bundle(bundle)
+    n_commands = len(server.commands)
+    with pytest.raises(IntegrityError, match="plain folder name"):
+        deploy_ssh(bundle, f"{server.user}@127.0.0.1", port=server.port, identity=server.identity,
+                   known_hosts=server.known_hosts, python=sys.executable, install=False)
+    assert len(server.commands) == n_commands  # refused before connecting
+    assert not (server.home / ".ssh" / "authorized_keys").exists()
+    for bad in ("..", "a/b", ".hidden", "x\ny"):
+        _rename_manifest(bundle, bad)
+        with pytest.raises(IntegrityError):
+            read_bundle(bundle)
+
+
+def test_results_are_not_written_through_a_symlink_in_the_bundle(server, model, tmp_path):
+    """Issue 11, defect 11: a 'remote' symlink inside the bundle must not redirect bench.json."""
+    from edgeship.errors import IntegrityError
+
+    bundle = deploy(model, "host", tmp_path / "b").bundle_dir
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (bundle / "remote").symlink_to(target)
+    with pytest.raises(IntegrityError, match="symbolic link"):
+        deploy_ssh(bundle, f"{server.user}@127.0.0.1", port=server.port, identity=server.identity,
+                   known_hosts=server.known_hosts, python=sys.executable, install=False)
+    assert list(target.iterdir()) == []
+
+
+def test_write_bundle_refuses_an_unsafe_name(model, tmp_path):
+    from edgeship.bundle import write_bundle
+
+    with pytest.raises(InputSpecError, match="plain folder name"):
+        write_bundle(tmp_path / "ok", {"m": model}, name="../.ssh")

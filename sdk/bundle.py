@@ -42,7 +42,7 @@ from typing import Iterable, List, Mapping, Optional, Tuple, Union
 
 from ._io import (umask_mode, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file, to_jsonable, tree_sha256,
                   versions)
-from .errors import InputSpecError, IntegrityError, ModelFormatError, TargetError
+from .errors import EdgeshipError, InputSpecError, IntegrityError, ModelFormatError, TargetError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -98,6 +98,8 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
     """
     out = Path(out_dir)
     _check_arguments(out, files, labels, preprocessing, default, overwrite)
+    if zip_path is not None:
+        _check_zip_target(Path(zip_path), overwrite)
     if not safe_name(name or out.name):
         raise InputSpecError(f"bundle name {name or out.name!r}: expected one plain folder name (no '/', '..', "
                              "leading '.', control characters); pass name=... or choose another folder name")
@@ -146,10 +148,38 @@ def _check_arguments(out: Path, files, labels, preprocessing, default, overwrite
     if labels is not None and (not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels)):
         raise ModelFormatError("labels must be a list of strings")
     if out.exists() and any(out.iterdir()):
-        if not (out / MANIFEST).is_file():
-            raise ModelFormatError(f"{out} exists and is not an edgeship bundle; refusing to replace it")
+        _check_replaceable(out)
         if not overwrite:
             raise ModelFormatError(f"{out} already holds a bundle; pass overwrite=True (--force) to replace it")
+
+
+def _check_replaceable(out: Path) -> None:
+    """Only an intact edgeship bundle that holds nothing but its own files may be replaced.
+
+    A folder that merely has a ``manifest.json`` (a browser extension, a web app), a bundle whose
+    files no longer match, or one holding files its manifest does not list is refused.
+    """
+    try:
+        read_bundle(out)  # every file listed and matching, nothing unlisted (remote/ excepted)
+    except EdgeshipError as exc:
+        raise ModelFormatError(f"{out} exists and is not an intact edgeship bundle ({str(exc)[:200]}); "
+                               "refusing to replace it: choose another folder or remove it yourself") from None
+
+
+def _check_zip_target(zip_path: Path, overwrite: bool) -> None:
+    """An existing zip is replaced only with ``overwrite`` and only when it is an edgeship bundle zip."""
+    if not zip_path.exists():
+        return
+    if not overwrite:
+        raise ModelFormatError(f"{zip_path} already exists; pass overwrite=True (--force) to replace a bundle zip")
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            doc = json.loads(z.read(MANIFEST).decode("utf-8"))
+        ours = isinstance(doc, dict) and doc.get("schema_version") == SCHEMA_VERSION and isinstance(doc.get("files"), dict)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, RuntimeError):
+        ours = False
+    if not ours:
+        raise ModelFormatError(f"{zip_path} exists and is not an edgeship bundle zip; refusing to replace it")
 
 
 def _stage_models(tmp: Path, files, targets) -> dict:
@@ -203,8 +233,7 @@ def _source_entry(source) -> Optional[dict]:
 def _replace_dir(new: Path, out: Path) -> None:
     """Swap ``new`` into ``out``: the old bundle is kept until the new one is in place."""
     if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))  # a fresh name: nothing of the user's
         os.replace(out, old)
         os.replace(new, out)
         shutil.rmtree(old, ignore_errors=True)

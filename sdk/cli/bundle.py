@@ -34,14 +34,14 @@ def bundle_cmd(
     preprocessing: Optional[str] = typer.Option(None, help="Preprocessing spec: a JSON file or JSON text."),
     source: Optional[Path] = typer.Option(None, help="The source model the files were made from (hashed)."),
     default: Optional[str] = typer.Option(None, help="Key loaded by default."),
-    zip_: bool = typer.Option(False, "--zip", help="Also write OUT.zip."),
+    zip_: bool = typer.Option(False, "--zip", help="Also write OUT.zip (the folder name + .zip)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle at OUT."),
     json_: bool = json_option(),
 ):
     """Write a bundle: model files + manifest.json (I/O, preprocessing, labels, sha256 of every file)."""
     from ..bundle import write_bundle
 
-    zip_path = out.with_suffix(".zip") if zip_ else None
+    zip_path = out.with_name(out.name + ".zip") if zip_ else None  # release.v2 -> release.v2.zip
     manifest = write_bundle(out, _keyed_files(models), labels=label_names(labels),
                             preprocessing=json_value(preprocessing, "--preprocessing"), source=source,
                             default=default, zip_path=zip_path, overwrite=force)

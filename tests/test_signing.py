@@ -113,3 +113,26 @@ def test_bad_key_inputs_are_typed(signed, tmp_path):
         edgeship.load(signed, trusted_keys=[tmp_path / "missing.pub"])
     with pytest.raises(ModelFormatError):
         sign_bundle(signed, tmp_path / "junk.pub")
+
+
+def test_cli_keys_new_and_bundle_sign(weights, tmp_path):
+    """`edgeship keys new` + `edgeship bundle --sign --zip`: the zip carries the signature."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from edgeship.cli import app
+
+    r = CliRunner().invoke(app, ["keys", "new", str(tmp_path / "k"), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = _json.loads(r.stdout)
+    assert doc["ok"] and len(doc["key_id"]) == 16
+    assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
+    again = CliRunner().invoke(app, ["keys", "new", str(tmp_path / "k"), "--json"])
+    assert again.exit_code == 2 and "already exists" in again.stdout
+    r = CliRunner().invoke(app, ["bundle", f"tflite-int8={weights / 'shapes_cnn_int8.tflite'}", "-o",
+                                 str(tmp_path / "sb"), "--zip", "--sign", str(tmp_path / "k"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert _json.loads(r.stdout)["signature"].endswith("signature.json")
+    m = edgeship.load(tmp_path / "sb.zip", trusted_keys=[tmp_path / "k.pub"])
+    assert m.inputs

@@ -36,6 +36,8 @@ def bundle_cmd(
     default: Optional[str] = typer.Option(None, help="Key loaded by default."),
     zip_: bool = typer.Option(False, "--zip", help="Also write OUT.zip (the folder name + .zip)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle at OUT."),
+    sign: Optional[Path] = typer.Option(None, "--sign", help="Sign the manifest with this Ed25519 private key "
+                                        "(edgeship keys new); the zip then carries the signature."),
     json_: bool = json_option(),
 ):
     """Write a bundle: model files + manifest.json (I/O, preprocessing, labels, sha256 of every file)."""
@@ -46,11 +48,21 @@ def bundle_cmd(
                             preprocessing=json_value(preprocessing, "--preprocessing"), source=source,
                             default=default, zip_path=zip_path, overwrite=force)
     bundle_dir = manifest.pop("_dir")
+    signature = None
+    if sign is not None:
+        from ..bundle import write_zip
+        from ..signing import sign_bundle
+
+        signature = str(sign_bundle(bundle_dir, sign))
+        if zip_path is not None:
+            write_zip(bundle_dir, zip_path)  # replaces the unsigned zip write_bundle just wrote
     if json_:
-        emit_json({"ok": True, "bundle": bundle_dir, "zip": str(zip_path) if zip_path else None, "manifest": manifest})
+        emit_json({"ok": True, "bundle": bundle_dir, "zip": str(zip_path) if zip_path else None,
+                   "signature": signature, "manifest": manifest})
         return
     c = console()
-    c.print(f"[green]bundle written[/] {bundle_dir}" + (f" and {zip_path}" if zip_path else ""))
+    c.print(f"[green]bundle written[/] {bundle_dir}" + (f" and {zip_path}" if zip_path else "")
+            + (f", signed ({signature})" if signature else ""))
     for k, e in manifest["files"].items():
         c.print(f"  {k:20s} {e['path']:32s} {e['bytes']:>9d} B  {e['quantization']:8s} sha256 {e['sha256'][:12]}")
 

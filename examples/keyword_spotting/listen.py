@@ -133,43 +133,40 @@ def run(args) -> int:
     elif args.wav is None:
         print(f"listening ({', '.join(l for l in det.labels if not l.startswith('_'))}); Ctrl-C to stop",
               file=sys.stderr)
-    n_events, busy, samples, t_start = 0, 0.0, 0, time.perf_counter()
+    tally = {"events": 0, "busy": 0.0, "samples": 0}
+    t_start = time.perf_counter()
+
+    def run(step, n_samples: int = 0) -> None:
+        """Time one detector step (a push or the final flush) and print its events."""
+        t0 = time.perf_counter()
+        events = step()
+        tally["busy"] += time.perf_counter() - t0
+        tally["samples"] += n_samples
+        for ev in events:
+            _report(ev, args.json)
+            tally["events"] += 1
+
     if args.wav is not None:
         for i in range(0, audio.size, chunk):
             part = audio[i:i + chunk]
-            t0 = time.perf_counter()
-            events = det.push(part)
-            busy += time.perf_counter() - t0
-            samples += part.size
-            for ev in events:
-                _report(ev, args.json)
-                n_events += 1
+            run(lambda: det.push(part), part.size)
             if args.pace:
-                ahead = samples / sr - (time.perf_counter() - t_start)
+                ahead = tally["samples"] / sr - (time.perf_counter() - t_start)
                 if ahead > 0:
                     time.sleep(ahead)
     else:
         stream, q = open_microphone(sr, chunk)
         try:
-            while args.seconds is None or samples < args.seconds * sr:
+            while args.seconds is None or tally["samples"] < args.seconds * sr:
                 part = q.get()
-                t0 = time.perf_counter()
-                events = det.push(part)
-                busy += time.perf_counter() - t0
-                samples += part.size
-                for ev in events:
-                    _report(ev, args.json)
-                    n_events += 1
+                run(lambda: det.push(part), part.size)
         except KeyboardInterrupt:
             pass
         finally:
             stream.stop()
             stream.close()
-    t0 = time.perf_counter()
-    for ev in det.finish():
-        _report(ev, args.json)
-        n_events += 1
-    busy += time.perf_counter() - t0
+    run(det.finish)
+    n_events, busy, samples = tally["events"], tally["busy"], tally["samples"]
     seconds = samples / sr
     if args.json:
         emit({"event": "end", "audio_s": round(seconds, 3), "windows": det.windows, "detections": n_events,

@@ -42,6 +42,11 @@ def key_id(public_raw: bytes) -> str:
     return hashlib.sha256(public_raw).hexdigest()[:16]
 
 
+def public_key_id(key) -> str:
+    """The :func:`key_id` of a public or private key (object, PEM path, PEM bytes, raw bytes or hex)."""
+    return key_id(_public_raw(load_public_key(key)))
+
+
 def _public_raw(pub) -> bytes:
     _, serialization, _ = _crypto()
     return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -193,4 +198,4 @@ def verify_bundle_signature(bundle_dir: Union[str, "os.PathLike[str]"], trusted_
     return key_id(pub_raw)
 
 
-__all__ = ["SIGNATURE", "new_keypair", "sign_bundle", "verify_bundle_signature", "load_public_key", "key_id"]
+__all__ = ["SIGNATURE", "new_keypair", "sign_bundle", "verify_bundle_signature", "load_public_key", "key_id", "public_key_id"]

@@ -16,10 +16,10 @@ def new_cmd(
     json_: bool = json_option(),
 ):
     """Create an Ed25519 key pair; never overwrites an existing key."""
-    from ..signing import key_id, load_public_key, _public_raw, new_keypair
+    from ..signing import new_keypair, public_key_id
 
     priv, pub = new_keypair(path)
-    kid = key_id(_public_raw(load_public_key(pub)))
+    kid = public_key_id(pub)
     if json_:
         emit_json({"ok": True, "private_key": str(priv), "public_key": str(pub), "key_id": kid})
         return

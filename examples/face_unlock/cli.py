@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import typer
 
-from edgeship.cli.console import EXIT_FAILED_CHECK, EXIT_USER_ERROR, console, emit_json, handle_errors
+from edgeship.cli.console import EXIT_FAILED_CHECK, EXIT_USER_ERROR, console, emit_json, handle_errors, json_option
 from edgeship.errors import InputSpecError
 
 from . import store as store_mod
@@ -104,7 +104,7 @@ def enroll_cmd(
     store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
     key_file: Optional[Path] = typer.Option(None, "--key-file", help="Key file (default: STORE/key)."),
     keyring: bool = typer.Option(False, "--keyring", help="Keep a new store's key in the OS keyring."),
-    json_: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    json_: bool = json_option(),
 ):
     """Enrol a user from image files (each must hold exactly one face) or from the camera."""
     user = store_mod.check_user_name(user)
@@ -189,7 +189,7 @@ def unlock_cmd(
     store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
     key_file: Optional[Path] = typer.Option(None, "--key-file", help="Key file (default: STORE/key)."),
     keyring: bool = typer.Option(False, "--keyring", help="(accepted for symmetry; the store header says where its key is)"),
-    json_: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    json_: bool = json_option(),
 ):
     """Unlock with one face: exit 0 on a match, 1 with the reason otherwise (2 on a user error)."""
     if (image is None) == (not camera):
@@ -278,7 +278,7 @@ def evaluate_pairs_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help="Interpreter threads."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N pairs (a quick look)."),
     store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP + " (unused: evaluation reads no store)"),
-    json_: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    json_: bool = json_option(),
 ):
     """Face verification on LFW pairs at the app's shipped threshold (never tuned on these pairs)."""
     from . import evaluate as ev
@@ -348,7 +348,7 @@ def users_cmd(
     store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
     key_file: Optional[Path] = typer.Option(None, "--key-file", help="Key file (default: STORE/key)."),
     keyring: bool = typer.Option(False, "--keyring", help="(the store header says where its key is)"),
-    json_: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    json_: bool = json_option(),
 ):
     """List enrolled users, their template counts and lockout state."""
     st = _store(store, key_file, keyring)
@@ -374,7 +374,7 @@ def remove_cmd(
     store: Optional[Path] = typer.Option(None, "--store", help=STORE_HELP),
     key_file: Optional[Path] = typer.Option(None, "--key-file", help="Key file (default: STORE/key)."),
     keyring: bool = typer.Option(False, "--keyring", help="(the store header says where its key is)"),
-    json_: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    json_: bool = json_option(),
 ):
     """Remove an enrolled user."""
     st = _store(store, key_file, keyring)

@@ -21,13 +21,8 @@ def _evaluate(args) -> int:
     r = evaluate(det, args.data, limit=args.limit, resample=args.resample, json_mode=args.json)
     if args.plot:
         r["plot"] = str(plot_confusion(r, args.plot))
-    failed = args.min_accuracy is not None and r["accuracy"] < args.min_accuracy
-    r["passed"] = not failed
-    if args.json:
-        _listen.emit(r)
-    else:
-        print_evaluation(r)
-    return EXIT_FAILED_CHECK if failed else 0
+    return _verdict(r, args.min_accuracy is not None and r["accuracy"] < args.min_accuracy, args.json,
+                    print_evaluation)
 
 
 def _false_alarms(args) -> int:
@@ -35,12 +30,17 @@ def _false_alarms(args) -> int:
 
     det = _listen.build_detector(args)
     r = false_alarms(det, args.audio, resample=args.resample, json_mode=args.json)
-    failed = args.max_per_hour is not None and (r["per_hour"] or 0) > args.max_per_hour
-    r["passed"] = not failed
-    if args.json:
-        _listen.emit(r)
+    return _verdict(r, args.max_per_hour is not None and (r["per_hour"] or 0) > args.max_per_hour, args.json,
+                    print_false_alarms)
+
+
+def _verdict(report: dict, failed: bool, json_mode: bool, show) -> int:
+    """Record pass/fail in the report, print it (one JSON object or a table), return the exit code."""
+    report["passed"] = not failed
+    if json_mode:
+        _listen.emit(report)
     else:
-        print_false_alarms(r)
+        show(report)
     return EXIT_FAILED_CHECK if failed else 0
 
 

@@ -15,7 +15,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 import typer
 
@@ -59,10 +59,10 @@ def print_table(data: dict, paths: dict) -> None:
 
     from ..converters.report_render import table
 
-    header, rows = table(data, reason_chars=28)
+    header, rows = table(data, reason_chars=0)  # verdicts only: the reasons are in report.md
     con = Console(stderr=True)
-    if not con.is_terminal:
-        con = Console(stderr=True, width=max(200, 12 * len(header) + 60))
+    if not con.is_terminal:  # a pipe or a log: never cut the table to 80 columns
+        con = Console(stderr=True, width=1000)
     t = Table(title="edgeship report: every format x runtime (targets: verdict / estimated latency)")
     for i, h in enumerate(header):
         t.add_column(h, justify="left" if i < 2 or i >= len(header) - len(data["targets"]) - 1 else "right",
@@ -85,6 +85,8 @@ def print_table(data: dict, paths: dict) -> None:
         con.print(f"source accuracy: {src['accuracy']:.4f}")
     for n in data.get("notes", []) + data.get("skipped", []):
         con.print(f"[yellow]note:[/] {n}")
+    if any(c.get("verdict") != "ok" for r in data["rows"] for c in r["targets"].values()):
+        con.print("why a target says no: see report.md / report.html")
     con.print(f"report: {paths['md']}  {paths['html']}  {paths['json']}   log: {paths['log']}")
     con.print("[bold green]ok[/]" if data["ok"] else "[bold red]FAILED: no format passed parity and ran here[/]")
 
@@ -106,6 +108,7 @@ def report_cmd(
     warmup: int = typer.Option(5, "--warmup", help="Untimed calls before timing."),
     preprocessing: Optional[str] = typer.Option(None, "--preprocessing", help="for folders: e.g. image_0_1, kws_mfcc"),
     seed: int = typer.Option(0, "--seed", help="Seed of converters, data split and benchmark inputs."),
+    tolerance: List[str] = typer.Option([], "--tolerance", help="parity override, e.g. cosine_min=0.999 (repeatable)"),
     json_: bool = json_option(),
 ):
     """Convert SRC to every format, check each against every target, benchmark, and write the report."""
@@ -115,12 +118,15 @@ def report_cmd(
         from ..errors import InputSpecError
 
         raise InputSpecError("--labels needs --validation (the labels are the classes of its samples)")
+    from .convert import _parse_tolerance
+
     ev = shell_evaluator(evaluate) if evaluate is not None else None
+    tol = _parse_tolerance(tolerance)
     with terminal_progress(enabled=not json_) as progress:
         res = build_report(src, out, calibration=calibration, validation=validation, labels=class_indices(labels),
                            evaluate=ev, targets=targets, threads=threads, progress=progress,
                            preprocessing=preprocessing, runs=runs, warmup=warmup, seed=seed,
-                           command=["edgeship", *sys.argv[1:]])
+                           tolerance=tol or None, command=["edgeship", *sys.argv[1:]])
     data = res.to_dict()
     paths = {k: (str(v) if isinstance(v, Path) else v) for k, v in res.paths.items()}
     paths["plots"] = {k: str(v) for k, v in res.paths["plots"].items()}

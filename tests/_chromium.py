@@ -131,7 +131,8 @@ def open_page(chromium: str, page: Path, expression: str, screenshot: Optional[P
             elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert", "warning"):
                 errors.append(f"console.{p['type']}: " + json.dumps(p.get("args", []))[:300])
             elif m == "Log.entryAdded" and p.get("entry", {}).get("level") in ("error", "warning"):
-                errors.append(f"log {p['entry'].get('source')}: {p['entry'].get('text', '')[:300]}")
+                entry = p["entry"]
+                errors.append(f"log {entry.get('source')}: {entry.get('text', '')[:300]} {entry.get('url', '')}")
         return {"errors": errors, "value": value}
     finally:
         try:

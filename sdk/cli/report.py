@@ -53,7 +53,9 @@ def terminal_progress(enabled: bool = True) -> Iterator[Optional[callable]]:
 
 
 def print_table(data: dict, paths: dict) -> None:
-    """The report table on stderr, full width even when stderr is not a terminal."""
+    """The report on stderr as two tables (measurements per format x runtime; target verdicts per
+    format), full width even when stderr is not a terminal."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -61,24 +63,31 @@ def print_table(data: dict, paths: dict) -> None:
 
     header, rows = table(data, reason_chars=0)  # verdicts only: the reasons are in report.md
     con = Console(stderr=True)
-    if not con.is_terminal:  # a pipe or a log: never cut the table to 80 columns
+    if not con.is_terminal:  # a pipe or a log: never cut the tables to 80 columns
         con = Console(stderr=True, width=1000)
-    t = Table(title="edgeship report: every format x runtime (targets: verdict / estimated latency)")
-    for i, h in enumerate(header):
-        t.add_column(h, justify="left" if i < 2 or i >= len(header) - len(data["targets"]) - 1 else "right",
-                     no_wrap=True)
-    styles = {"ok": "green", "no": "red", "error": "dim"}
     n_t = len(data["targets"])
+    first_t = len(header) - 1 - n_t
+    measure = [i for i in range(len(header)) if not first_t <= i < first_t + n_t]
+    t = Table(title="every format x runtime, measured on this host", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i in measure:
+        t.add_column(header[i], justify="left" if i < 2 or i == len(header) - 1 else "right", no_wrap=True)
     for cells in rows:
-        styled = []
-        for i, c in enumerate(cells):
-            if len(header) - 1 - n_t <= i < len(header) - 1:
-                styled.append(f"[{styles.get(c.split(':')[0].split(' ')[0], 'white')}]{c}[/]")
-            elif header[i] in ("parity", "status") and c not in ("pass", "ok", "-"):
-                styled.append(f"[bold red]{c}[/]")
-            else:
-                styled.append(c)
-        t.add_row(*styled)
+        t.add_row(*[f"[bold red]{cells[i]}[/]" if header[i] in ("parity", "status") and cells[i] not in
+                    ("pass", "ok", "-") else cells[i] for i in measure])
+    con.print(t)
+    styles = {"ok": "green", "no": "red", "error": "dim"}
+    t = Table(title="targets: verdict / estimated device latency (a model, not a measurement)",
+              box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("format", no_wrap=True)
+    for name in data["targets"]:
+        t.add_column(name, no_wrap=True)
+    seen = set()
+    for cells in rows:
+        if cells[0] in seen:
+            continue
+        seen.add(cells[0])
+        t.add_row(cells[0], *[f"[{styles.get(c.split(' ')[0], 'white')}]{c}[/]"
+                              for c in cells[first_t:first_t + n_t]])
     con.print(t)
     src = data["source"]
     if src.get("accuracy") is not None:

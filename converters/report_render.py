@@ -249,19 +249,20 @@ def _plot_tradeoff(plt, data: dict):
     formats = data.get("formats", [])
     t1 = min(data.get("threads") or [1])
     pts = [(f["format"], _best_p50(data, f["format"], t1), f.get("accuracy"), (f.get("parity") or {}).get("cosine"),
-            f.get("bytes")) for f in formats if f.get("bytes")]
+            f.get("bytes"), f.get("status") == "ok") for f in formats if f.get("bytes")]
     pts = [p for p in pts if p[1] is not None]
     if not pts:
         return None
     use_acc = all(p[2] is not None for p in pts)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 5.4), gridspec_kw={"width_ratios": [3, 2]})
     sizes = [p[4] for p in pts]
     smax = max(sizes)
     cmap = plt.get_cmap("tab10")
-    for i, (name, lat, acc, cos, size) in enumerate(pts):
+    for i, (name, lat, acc, cos, size, ok) in enumerate(pts):
         y = acc if use_acc else cos
-        ax.scatter([lat], [y], s=60 + 900 * size / smax, color=cmap(i % 10), alpha=0.6, edgecolors="k", zorder=3,
-                   label=name)
+        ax.scatter([lat], [y], s=60 + 900 * size / smax, color=cmap(i % 10), alpha=0.6, zorder=3,
+                   edgecolors="k" if ok else "red", linewidths=1 if ok else 2.5,
+                   label=name if ok else f"{name} (parity failed)")
     ax.set_xlabel(f"p50 latency on this host, {t1} thread (ms, fastest runtime)")
     ax.set_ylabel("task accuracy" if use_acc else "parity: cosine vs source")
     ax.set_title("accuracy vs latency (marker area = file size)")
@@ -272,13 +273,20 @@ def _plot_tradeoff(plt, data: dict):
     ys = [(p[2] if use_acc else p[3]) for p in pts]
     lo, hi = min(ys + ([src_acc] if use_acc and src_acc is not None else [])), max(ys)
     pad = max(0.01, (hi - lo) * 0.25)
-    ax.set_ylim(lo - pad, min(1.0 + pad / 4, hi + pad) if use_acc else hi + pad)
-    ax.set_xlim(0, max(p[1] for p in pts) * 1.15)
-    leg = ax.legend(fontsize=7, loc="lower right", ncol=2, markerscale=0.4, framealpha=0.8)
+    ax.set_ylim(lo - pad, hi + pad)
+    lats = [p[1] for p in pts]
+    if max(lats) / max(min(lats), 1e-9) > 8:  # one slow format would squash the others into a corner
+        ax.set_xscale("log")
+        ax.set_xlim(min(lats) / 1.6, max(lats) * 1.6)
+        ax.set_xlabel(ax.get_xlabel() + ", log scale")
+    else:
+        ax.set_xlim(0, max(lats) * 1.15)
+    leg = ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, markerscale=0.4,
+                    framealpha=0.8)
     for h in getattr(leg, "legend_handles", []):
         if hasattr(h, "set_sizes"):
             h.set_sizes([40])
-    names = [p[0] for p in pts]
+    names = [p[0] for p in pts]  # sizes of every written file (parity failed ones too)
     kib = [p[4] / 1024 for p in pts]
     ax2.barh(names, kib, color=[cmap(i % 10) for i in range(len(pts))], alpha=0.8)
     for i, v in enumerate(kib):

@@ -157,7 +157,7 @@ def html(data: dict, plots: Dict[str, Path]) -> str:
              "<h1>edgeship report</h1>", "<ul>"]
     parts += [f"<li>{_esc(ln)}</li>" for ln in _summary_lines(data)]
     parts += ["</ul>", '<table id="report-table"><thead><tr>']
-    parts += [f'<th class="{"l" if i < 2 else ""}">{_esc(h)}</th>' for i, h in enumerate(header)]
+    parts += [f'<th class="{"l" if i < 2 or i >= first_target else ""}">{_esc(h)}</th>' for i, h in enumerate(header)]
     parts.append("</tr></thead><tbody>")
     for r, cells in zip(data.get("rows", []), rows):
         parts.append(f'<tr data-format="{_esc(r["format"])}" data-runtime="{_esc(r.get("runtime") or "-")}">')

@@ -122,7 +122,7 @@ def markdown(data: dict) -> str:
         out += [f"- {fmt} on {t}: {v}: {_md_cell(reason)}" for fmt, t, v, reason in why]
     if data.get("plots"):
         out += ["", "## Plots", ""] + [f"![{k}]({p})" for k, p in data["plots"].items()]
-    out += ["", f"Files, hashes, versions and the command line: `report.json`. Converter log: `report.log`.", ""]
+    out += ["", "Files, hashes, versions and the command line: `report.json`. Converter log: `report.log`.", ""]
     return "\n".join(out)
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from edgeship.backends import available_backends
 from edgeship.cli import app
-from tests._report_helpers import cli_report, size_metric, tiny_inputs, workdir
+from tests._report_helpers import cli_report, size_metric, tiny_inputs
 
 pytestmark = pytest.mark.slow
 

@@ -66,6 +66,7 @@ class ConversionResult:
     report_path: str
     versions: dict
     skipped: List[str] = field(default_factory=list)  # exporters not run, and why
+    failed: List[dict] = field(default_factory=list)  # keep_going: exporters that raised, and the error
 
     @property
     def passed(self) -> bool:
@@ -74,7 +75,8 @@ class ConversionResult:
     def to_dict(self) -> dict:
         return {"ok": self.passed, "source": self.source, "calibration": self.calibration,
                 "validation": self.validation, "outputs": [asdict(o) for o in self.outputs],
-                "report": self.report_path, "versions": self.versions, "skipped": self.skipped}
+                "report": self.report_path, "versions": self.versions, "skipped": self.skipped,
+                "failed": self.failed}
 
 
 def _plan(source, to, quantize, all_formats) -> List[Exporter]:
@@ -119,7 +121,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             tolerance: Optional[dict] = None, out: Any = "edgeship_out", all_formats: bool = False,
             example_inputs: Any = None, preprocessing: Any = None, max_calibration: Optional[int] = None,
             holdout: Optional[int] = None, seed: int = 0, debug_layers: bool = False, static_batch: bool = False,
-            **options) -> ConversionResult:
+            keep_going: bool = False, **options) -> ConversionResult:
     """Convert ``src`` and check every output against it.
 
     Args:
@@ -142,6 +144,9 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         all_formats: every exporter that accepts this source (calibrated ones need data).
         static_batch: fix a Keras source's batch dimension to 1 before converting (Edge TPU and
             microcontrollers need static shapes); recorded in the report.
+        keep_going: with several exporters, an exporter that raises :class:`ConversionError` is
+            recorded in ``result.failed`` (exporter, format, quantization, error) and the others
+            still run (``edgeship report`` uses this); parity failures are unaffected.
         debug_layers: for int8 TFLite outputs, rank layers by quantization error and plot them
             (png next to the file); always done when the accuracy-budget fix runs.
         options: exporter options (``io_dtype``, ``per_channel``, ``keep_float_ops``, ``opset``...).
@@ -177,6 +182,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
     reference = [source.run(s) for s in data.val_samples]  # the source runs once, every output reuses it
     records: List[OutputRecord] = []
     skipped: List[str] = []  # exporters not run, and why
+    failed: List[dict] = []  # keep_going: exporters that raised
     opts_base = dict(options, calibration=data.cal, seed=seed)
     for exp in exps:
         if exp.needs_calibration and data.cal is None:
@@ -190,9 +196,14 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             if not many:
                 raise
             skipped.append(f"skipped {exp.name}: {exc}")
+        except ConversionError as exc:
+            if not (keep_going and many):
+                raise
+            failed.append({"exporter": exp.name, "format": exp.format, "quantization": str(exp.quantization),
+                           "error": f"{type(exc).__name__}: {exc}"})
     report_dir = out_root if many or out_root.suffix.lower() not in FILE_SUFFIX.values() else out_root.parent
     result = ConversionResult(source.describe(), records, data.cal.describe() if data.cal else None,
-                              data.val_desc, str(report_dir / REPORT_NAME), versions(), skipped)
+                              data.val_desc, str(report_dir / REPORT_NAME), versions(), skipped, failed)
     atomic_write_json(report_dir / REPORT_NAME, result.to_dict())
     failed = [r for r in records if not r.parity["passed"]]
     if failed:

@@ -11,7 +11,7 @@ import os
 
 import typer
 
-from . import bench, bundle, convert, demo, deploy, inspect, keys, targets
+from . import bench, bundle, convert, demo, deploy, inspect, keys, report, targets
 
 # TensorFlow/absl log at C++ level to stderr unless told not to; a CLI user wants our report.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -33,6 +33,7 @@ targets.register(app)
 deploy.register(app)
 demo.register(app)
 keys.register(app)
+report.register(app)
 
 
 def main() -> None:  # console-script entry point

@@ -183,10 +183,11 @@ def _listen_plot(truth: dict, events: List[dict], score: dict, path: Path):
 
     x = read_audio(truth["wav"])
     hop = 160
-    env = np.sqrt(np.mean(x[: x.size // hop * hop].reshape(-1, hop) ** 2, axis=1))
+    rms = np.sqrt(np.mean(x[: x.size // hop * hop].reshape(-1, hop) ** 2, axis=1))
+    env = np.maximum(20 * np.log10(np.maximum(rms, 1e-6)) + 60, 0)   # dB above -60 dBFS
     tt = np.arange(env.size) * hop / 16000
     fig, ax = plt.subplots(figsize=(12, 3.4))
-    ax.fill_between(tt, 0, env, color="#c9d6e8", lw=0)
+    ax.fill_between(tt, 0, env, color="#9fb6d6", lw=0)
     top = float(env.max()) * 1.05
     for w in score["words"]:
         colour = "#2a9d3c" if w["detected"] else ("#d62728" if w["keyword"] else "#888888")
@@ -198,7 +199,7 @@ def _listen_plot(truth: dict, events: List[dict], score: dict, path: Path):
     ax.set_ylim(0, top * 1.45)
     ax.set_xlim(0, tt[-1] if tt.size else 1)
     ax.set_xlabel("time in the stream (s)")
-    ax.set_yticks([])
+    ax.set_ylabel("level (dB)")
     ax.set_title(f"listen --wav: {score['found']}/{score['keywords']} keywords found (green; missed: red), "
                  f"{len(score['false_alarms'])} false alarm(s); ▼ = detection; grey = unknown word", fontsize=10)
     fig.tight_layout()
@@ -228,8 +229,14 @@ def _print_summary(c, s: dict) -> None:
     if li["false_alarms"]:
         t.add_row("", "false alarms: " + ", ".join(li["false_alarms"]))
     for d in k["deploy"]:
-        t.add_row(f"KWS deploy {d['target']}", f"[green]bundle[/] {d['bundle']}" if d["deployed"]
-                  else f"[red]not deployed[/]: {d['reason'][:120]}")
+        if d["deployed"]:
+            arena = (d.get("memory") or {}).get("tflm_arena_bytes")
+            extra = [x for x in (d.get("estimate"), _placement(d.get("placement")),
+                                 arena and f"TFLM arena {arena / 1024:.1f} KiB, measured") if x]
+            t.add_row(f"KWS deploy {d['target']}", f"[green]bundle[/] {d['bundle']}"
+                      + (f" ({'; '.join(extra)})" if extra else "") + "".join(f"\n  note: {n}" for n in d["notes"]))
+        else:
+            t.add_row(f"KWS deploy {d['target']}", f"[red]not deployed[/]: {d['reason'][:160]}")
     t.add_row("face enroll", ", ".join(f"{e['user']} ({len(e['images'])} photos)" for e in f["enrolled"]))
     for tr in f["tries"]:
         mark = "[green]right[/]" if tr["correct"] else "[bold red]WRONG[/]"
@@ -247,6 +254,12 @@ def _print_summary(c, s: dict) -> None:
     c.print(f"data: {k['data']}; faces: AT&T Laboratories Cambridge (examples/face_unlock/sample_faces/README.md)")
     c.print(f"[{s['seconds']} s wall, {s['cpu_seconds']} s CPU]  " +
             ("[bold green]demo passed[/]" if s["ok"] else "[bold red]demo FAILED[/]: " + s["ok_rule"] + " - not all held"))
+
+
+def _placement(p) -> str:
+    if not isinstance(p, dict) or not p or set(p) <= {"cpu"}:
+        return ""
+    return ", ".join(f"{n} ops on {k}" for k, n in sorted(p.items()))
 
 
 def _fmt(x, spec="{:.4f}"):

@@ -226,11 +226,26 @@ def run_deploy(model: Path, out: Path, labels: Sequence[str], targets: Sequence[
         except IncompatibleTargetError as exc:
             rows.append({"target": t, "deployed": False, "reason": str(exc)})
             continue
-        check = json.loads((r.bundle_dir / "manifest.json").read_text()).get("check") or {}
-        rows.append({"target": t, "deployed": True, "bundle": str(r.bundle_dir), "files": sorted(r.files),
-                     "run_command": r.run_command, "estimate": check.get("estimate"),
-                     "notes": list(check.get("notes") or [])[:3]})
+        check = (json.loads((r.bundle_dir / "manifest.json").read_text()).get("extra") or {}).get("check") or {}
+        rows.append({"target": t, "deployed": True, "bundle": str(r.bundle_dir),
+                     "files": sorted(str(p.relative_to(r.bundle_dir)) for p in r.bundle_dir.rglob("*") if p.is_file()),
+                     "run_command": r.run_command, "estimate": estimate_text(check.get("estimate")),
+                     "placement": check.get("placement_counts"), "memory": check.get("memory"),
+                     "notes": list(check.get("notes") or [])})
     return rows
+
+
+def estimate_text(e) -> Optional[str]:
+    """One line from a target's latency estimate (rpi: one figure; mcu: one per board)."""
+    if not isinstance(e, dict):
+        return None
+    if isinstance(e.get("latency_ms"), (int, float)):
+        return f"~{e['latency_ms']:.2f} ms estimated ({e.get('low_ms', 0):.2f}-{e.get('high_ms', 0):.2f})"
+    boards = e.get("latency_ms") or []
+    if boards and isinstance(boards, list):
+        b = boards[0]
+        return f"~{b['ms']:.0f} ms estimated on {b['board']} ({b['low_ms']:.0f}-{b['high_ms']:.0f})"
+    return None
 
 
 def int8_model(report: dict, out: Path) -> Optional[Path]:

@@ -86,8 +86,13 @@ def main(argv=None) -> int:
         print(f"no {summary_path}: run `edgeship demo --out {a.demo_out}` first", file=sys.stderr)
         return 2
     summary = json.loads(summary_path.read_text())
+
+    def find(p: str) -> Path:  # the summary's paths are relative to where the demo ran
+        q = Path(p)
+        return q if q.is_absolute() or q.exists() else a.demo_out.resolve().parent / q
+
     paths = summary["keyword_spotting"]["report"]["paths"]
-    report = json.loads(Path(paths["json"]).read_text())
+    report = json.loads(find(paths["json"]).read_text())
     text = a.readme.read_text(encoding="utf-8")
     if START not in text or END not in text:
         print(f"{a.readme} has no {START} ... {END} block", file=sys.stderr)
@@ -97,8 +102,8 @@ def main(argv=None) -> int:
     new = head + block(summary, report) + tail
     docs = a.readme.parent / "docs"
     docs.mkdir(exist_ok=True)
-    shutil.copyfile(summary["keyword_spotting"]["listen"]["plot"], docs / "demo_listen.png")
-    shutil.copyfile(paths["plots"]["targets_grid"], docs / "demo_targets.png")
+    shutil.copyfile(find(summary["keyword_spotting"]["listen"]["plot"]), docs / "demo_listen.png")
+    shutil.copyfile(find(paths["plots"]["targets_grid"]), docs / "demo_targets.png")
     tmp = a.readme.with_suffix(".md.tmp")
     tmp.write_text(new, encoding="utf-8")
     tmp.replace(a.readme)

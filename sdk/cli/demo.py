@@ -234,7 +234,7 @@ def _print_summary(c, s: dict) -> None:
             extra = [x for x in (d.get("estimate"), _placement(d.get("placement")),
                                  arena and f"TFLM arena {arena / 1024:.1f} KiB, measured") if x]
             t.add_row(f"KWS deploy {d['target']}", f"[green]bundle[/] {d['bundle']}"
-                      + (f" ({'; '.join(extra)})" if extra else "") + "".join(f"\n  note: {n}" for n in d["notes"]))
+                      + (f" ({'; '.join(extra)})" if extra else "") + "".join(f"\n  note: {n}" for n in d["notes"] if _no_device(n)))
         else:
             t.add_row(f"KWS deploy {d['target']}", f"[red]not deployed[/]: {d['reason'][:160]}")
     t.add_row("face enroll", ", ".join(f"{e['user']} ({len(e['images'])} photos)" for e in f["enrolled"]))
@@ -254,6 +254,11 @@ def _print_summary(c, s: dict) -> None:
     c.print(f"data: {k['data']}; faces: AT&T Laboratories Cambridge (examples/face_unlock/sample_faces/README.md)")
     c.print(f"[{s['seconds']} s wall, {s['cpu_seconds']} s CPU]  " +
             ("[bold green]demo passed[/]" if s["ok"] else "[bold red]demo FAILED[/]: " + s["ok_rule"] + " - not all held"))
+
+
+def _no_device(note: str) -> bool:
+    """The notes that say what this machine lacks (compiler, runtime, device); the rest are in the bundle."""
+    return any(w in note for w in ("not found", "not on PATH", "not installed"))
 
 
 def _placement(p) -> str:

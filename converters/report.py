@@ -332,7 +332,7 @@ def build_report(src: Any, out_dir: Union[str, os.PathLike], *, calibration: Any
                  progress: Optional[Callable[[str, int, Optional[int]], None]] = None, preprocessing: Any = None,
                  runs: Optional[int] = None, warmup: Optional[int] = None, seed: int = 0,
                  static_batch: Optional[bool] = None, command: Optional[Sequence[str]] = None,
-                 log: bool = True, plots: bool = True) -> ReportResult:
+                 log: bool = True, plots: bool = True, tolerance: Optional[dict] = None) -> ReportResult:
     """Convert ``src`` to every format, check, benchmark and judge it; write the report files.
 
     Args:
@@ -361,6 +361,7 @@ def build_report(src: Any, out_dir: Union[str, os.PathLike], *, calibration: Any
         command: the command line to record (default ``sys.argv``).
         log: send fd-level stdout/stderr to ``out_dir/report.log`` while running.
         plots: draw the PNG plots (needs matplotlib; skipped with a note when missing).
+        tolerance: parity tolerance overrides, as for :func:`~edgeship.converters.convert`.
 
     Returns:
         :class:`ReportResult`.
@@ -399,7 +400,7 @@ def build_report(src: Any, out_dir: Union[str, os.PathLike], *, calibration: Any
     with reporting(progress) if progress is not None else _nullcontext(), \
             (stdout_to_stderr(log_path) if log else _nullcontext()):
         step(0)
-        conv = _convert(src, out, calibration, validation, labels, preprocessing, seed, static_batch)
+        conv = _convert(src, out, calibration, validation, labels, preprocessing, seed, static_batch, tolerance)
         formats = _format_records(conv, out)
         step(1)
         _check_targets(formats, target_names, progress)
@@ -446,6 +447,7 @@ def build_report(src: Any, out_dir: Union[str, os.PathLike], *, calibration: Any
         "runs": runs,
         "warmup": warmup,
         "seed": seed,
+        "tolerance": tolerance,
         "static_batch": conv["static_batch"],
         "formats": [{k: v for k, v in f.items() if k not in ("path_abs", "runtimes")} for f in formats],
         "rows": rows,
@@ -489,7 +491,7 @@ def _host() -> dict:
     return host_info()
 
 
-def _convert(src, out: Path, calibration, validation, labels, preprocessing, seed, static_batch) -> dict:
+def _convert(src, out: Path, calibration, validation, labels, preprocessing, seed, static_batch, tolerance) -> dict:
     """``convert(all_formats=True, keep_going=True)``: a parity failure or one exporter's failure
     stays in the result; an error about the source or the data propagates (a user error)."""
     from edgeship.converters import convert
@@ -499,7 +501,7 @@ def _convert(src, out: Path, calibration, validation, labels, preprocessing, see
     try:
         res = convert(src, all_formats=True, keep_going=True, calibration=calibration, validation=validation,
                       labels=labels, preprocessing=preprocessing, out=str(out / "models"), seed=seed,
-                      static_batch=static_batch).to_dict()
+                      static_batch=static_batch, tolerance=tolerance).to_dict()
     except ParityError as exc:
         if exc.report is None:
             raise

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 
 VERDICT_COLOURS = {"ok": "#2e9e4f", "no": "#d2453c", "error": "#9a9a9a"}
 REASON_CHARS = 48
+HTML_REASON_CHARS = 24  # the full reason is the cell's tooltip and in the list below the table
 
 
 def _num(x, spec: str) -> str:
@@ -30,12 +31,16 @@ def target_text(cell: dict, limit: Optional[int] = REASON_CHARS) -> str:
         'ok 0.0312 ms'
         >>> target_text({"verdict": "no", "reason": "edgetpu accepts int8 only"}, limit=10)
         'no: edgetpu ac…'
+        >>> target_text({"verdict": "no", "reason": "edgetpu accepts int8 only"}, limit=0)
+        'no'
     """
     v = cell.get("verdict", "error")
     if v == "ok":
         est = cell.get("estimate_ms")
         return "ok" if est is None else f"ok {est:.3g} ms"
     reason = (cell.get("reason") or "").replace("\n", " ")
+    if limit == 0:
+        return v
     if limit is not None and len(reason) > limit:
         reason = reason[:limit] + "…"
     return f"{v}: {reason}" if reason else v
@@ -72,7 +77,7 @@ def _md_cell(s: str) -> str:
 def _summary_lines(data: dict) -> List[str]:
     s = data.get("source") or {}
     src = Path(s.get("path") or "model").name
-    lines = [f"source: `{src}` ({s.get('kind', '?')}, sha256 `{(s.get('file_sha256') or s.get('sha256') or '?')[:16]}…`)"]
+    lines = [f"source: {src} ({s.get('kind', '?')}, sha256 {(s.get('file_sha256') or s.get('sha256') or '?')[:16]}…)"]
     if data.get("accuracy_metric"):
         what = "top-1 on the labelled validation data" if data["accuracy_metric"] == "top1" else "the --evaluate command"
         lines.append(f"source accuracy: {_num(s.get('accuracy'), '.4f')} ({what}; "
@@ -127,7 +132,7 @@ h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f0f0f0}td.l,th.l{text-align:left}
-td.ok{background:#dff3e4}td.no{background:#f8dcda}td.error{background:#eee;color:#666}
+td.ok{background:#dff3e4;text-align:left}td.no{background:#f8dcda;text-align:left}td.error{background:#eee;color:#666;text-align:left}
 td.FAIL,td.bad{color:#b00;font-weight:bold}
 img{max-width:100%;height:auto;border:1px solid #ddd;margin:0.5em 0}
 code,pre{font-size:12px;background:#f6f6f6}pre{padding:0.6em;overflow-x:auto}
@@ -143,7 +148,7 @@ def html(data: dict, plots: Dict[str, Path]) -> str:
     """report.html: one file, inline CSS, plots as base64 PNG, no script, no external URL."""
     import json
 
-    header, rows = table(data, reason_chars=None)
+    header, rows = table(data, reason_chars=HTML_REASON_CHARS)
     n_targets = len(data.get("targets") or [])
     first_target = len(header) - 1 - n_targets
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -152,20 +157,23 @@ def html(data: dict, plots: Dict[str, Path]) -> str:
              "<h1>edgeship report</h1>", "<ul>"]
     parts += [f"<li>{_esc(ln)}</li>" for ln in _summary_lines(data)]
     parts += ["</ul>", '<table id="report-table"><thead><tr>']
-    parts += [f'<th class="{"l" if i < 2 else ""}">{_esc(h)}</th>' for i, h in enumerate(header)]
+    parts += [f'<th class="{"l" if i < 2 or i >= first_target else ""}">{_esc(h)}</th>' for i, h in enumerate(header)]
     parts.append("</tr></thead><tbody>")
     for r, cells in zip(data.get("rows", []), rows):
         parts.append(f'<tr data-format="{_esc(r["format"])}" data-runtime="{_esc(r.get("runtime") or "-")}">')
         for i, c in enumerate(cells):
             cls = "l" if i < 2 else ""
+            title = ""
             if first_target <= i < first_target + n_targets:
                 cls = c.split(":")[0].split(" ")[0]
-                c = c if len(c) < 70 else c[:70] + "…"
+                cell = (r.get("targets") or {}).get(header[i], {})
+                title = cell.get("reason") or cell.get("estimate") or ""
             elif header[i] == "parity" and c == "FAIL":
                 cls = "bad"
             elif header[i] == "status" and c != "ok":
                 cls = "bad"
-            parts.append(f'<td class="{cls}">{_esc(c)}</td>')
+            tip = f' title="{_esc(title)}"' if title else ""
+            parts.append(f'<td class="{cls}"{tip}>{_esc(c)}</td>')
         parts.append("</tr>")
     parts.append("</tbody></table>")
     for name, p in plots.items():
@@ -241,33 +249,44 @@ def _plot_tradeoff(plt, data: dict):
     formats = data.get("formats", [])
     t1 = min(data.get("threads") or [1])
     pts = [(f["format"], _best_p50(data, f["format"], t1), f.get("accuracy"), (f.get("parity") or {}).get("cosine"),
-            f.get("bytes")) for f in formats if f.get("bytes")]
+            f.get("bytes"), f.get("status") == "ok") for f in formats if f.get("bytes")]
     pts = [p for p in pts if p[1] is not None]
     if not pts:
         return None
     use_acc = all(p[2] is not None for p in pts)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 5.4), gridspec_kw={"width_ratios": [3, 2]})
     sizes = [p[4] for p in pts]
     smax = max(sizes)
     cmap = plt.get_cmap("tab10")
-    for i, (name, lat, acc, cos, size) in enumerate(pts):
+    for i, (name, lat, acc, cos, size, ok) in enumerate(pts):
         y = acc if use_acc else cos
-        ax.scatter([lat], [y], s=60 + 900 * size / smax, color=cmap(i % 10), alpha=0.6, edgecolors="k", zorder=3)
-        ax.annotate(name, (lat, y), textcoords="offset points", xytext=(8, 6 - 12 * (i % 2)), fontsize=8)
+        ax.scatter([lat], [y], s=60 + 900 * size / smax, color=cmap(i % 10), alpha=0.6, zorder=3,
+                   edgecolors="k" if ok else "red", linewidths=1 if ok else 2.5,
+                   label=name if ok else f"{name} (parity failed)")
     ax.set_xlabel(f"p50 latency on this host, {t1} thread (ms, fastest runtime)")
     ax.set_ylabel("task accuracy" if use_acc else "parity: cosine vs source")
     ax.set_title("accuracy vs latency (marker area = file size)")
     ax.grid(True, alpha=0.3)
     src_acc = (data.get("source") or {}).get("accuracy")
     if use_acc and src_acc is not None:
-        ax.axhline(src_acc, color="grey", ls="--", lw=1)
-        ax.annotate(f"source {src_acc:.3f}", (ax.get_xlim()[0], src_acc), fontsize=8, color="grey",
-                    xytext=(4, 3), textcoords="offset points")
+        ax.axhline(src_acc, color="grey", ls="--", lw=1, label=f"source {src_acc:.3f}")
     ys = [(p[2] if use_acc else p[3]) for p in pts]
     lo, hi = min(ys + ([src_acc] if use_acc and src_acc is not None else [])), max(ys)
     pad = max(0.01, (hi - lo) * 0.25)
-    ax.set_ylim(lo - pad, min(1.0 + pad / 4, hi + pad) if use_acc else hi + pad)
-    names = [p[0] for p in pts]
+    ax.set_ylim(lo - pad, hi + pad)
+    lats = [p[1] for p in pts]
+    if max(lats) / max(min(lats), 1e-9) > 8:  # one slow format would squash the others into a corner
+        ax.set_xscale("log")
+        ax.set_xlim(min(lats) / 1.6, max(lats) * 1.6)
+        ax.set_xlabel(ax.get_xlabel() + ", log scale")
+    else:
+        ax.set_xlim(0, max(lats) * 1.15)
+    leg = ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, markerscale=0.4,
+                    framealpha=0.8)
+    for h in getattr(leg, "legend_handles", []):
+        if hasattr(h, "set_sizes"):
+            h.set_sizes([40])
+    names = [p[0] for p in pts]  # sizes of every written file (parity failed ones too)
     kib = [p[4] / 1024 for p in pts]
     ax2.barh(names, kib, color=[cmap(i % 10) for i in range(len(pts))], alpha=0.8)
     for i, v in enumerate(kib):

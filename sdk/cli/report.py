@@ -15,7 +15,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 import typer
 
@@ -53,38 +53,49 @@ def terminal_progress(enabled: bool = True) -> Iterator[Optional[callable]]:
 
 
 def print_table(data: dict, paths: dict) -> None:
-    """The report table on stderr, full width even when stderr is not a terminal."""
+    """The report on stderr as two tables (measurements per format x runtime; target verdicts per
+    format), full width even when stderr is not a terminal."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     from ..converters.report_render import table
 
-    header, rows = table(data, reason_chars=28)
+    header, rows = table(data, reason_chars=0)  # verdicts only: the reasons are in report.md
     con = Console(stderr=True)
-    if not con.is_terminal:
-        con = Console(stderr=True, width=max(200, 12 * len(header) + 60))
-    t = Table(title="edgeship report: every format x runtime (targets: verdict / estimated latency)")
-    for i, h in enumerate(header):
-        t.add_column(h, justify="left" if i < 2 or i >= len(header) - len(data["targets"]) - 1 else "right",
-                     no_wrap=True)
-    styles = {"ok": "green", "no": "red", "error": "dim"}
+    if not con.is_terminal:  # a pipe or a log: never cut the tables to 80 columns
+        con = Console(stderr=True, width=1000)
     n_t = len(data["targets"])
+    first_t = len(header) - 1 - n_t
+    measure = [i for i in range(len(header)) if not first_t <= i < first_t + n_t]
+    t = Table(title="every format x runtime, measured on this host", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i in measure:
+        t.add_column(header[i], justify="left" if i < 2 or i == len(header) - 1 else "right", no_wrap=True)
     for cells in rows:
-        styled = []
-        for i, c in enumerate(cells):
-            if len(header) - 1 - n_t <= i < len(header) - 1:
-                styled.append(f"[{styles.get(c.split(':')[0].split(' ')[0], 'white')}]{c}[/]")
-            elif header[i] in ("parity", "status") and c not in ("pass", "ok", "-"):
-                styled.append(f"[bold red]{c}[/]")
-            else:
-                styled.append(c)
-        t.add_row(*styled)
+        t.add_row(*[f"[bold red]{cells[i]}[/]" if header[i] in ("parity", "status") and cells[i] not in
+                    ("pass", "ok", "-") else cells[i] for i in measure])
+    con.print(t)
+    styles = {"ok": "green", "no": "red", "error": "dim"}
+    t = Table(title="targets: verdict / estimated device latency (a model, not a measurement)",
+              box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("format", no_wrap=True)
+    for name in data["targets"]:
+        t.add_column(name, no_wrap=True)
+    seen = set()
+    for cells in rows:
+        if cells[0] in seen:
+            continue
+        seen.add(cells[0])
+        t.add_row(cells[0], *[f"[{styles.get(c.split(' ')[0], 'white')}]{c}[/]"
+                              for c in cells[first_t:first_t + n_t]])
     con.print(t)
     src = data["source"]
     if src.get("accuracy") is not None:
         con.print(f"source accuracy: {src['accuracy']:.4f}")
     for n in data.get("notes", []) + data.get("skipped", []):
         con.print(f"[yellow]note:[/] {n}")
+    if any(c.get("verdict") != "ok" for r in data["rows"] for c in r["targets"].values()):
+        con.print("why a target says no: see report.md / report.html")
     con.print(f"report: {paths['md']}  {paths['html']}  {paths['json']}   log: {paths['log']}")
     con.print("[bold green]ok[/]" if data["ok"] else "[bold red]FAILED: no format passed parity and ran here[/]")
 
@@ -106,6 +117,7 @@ def report_cmd(
     warmup: int = typer.Option(5, "--warmup", help="Untimed calls before timing."),
     preprocessing: Optional[str] = typer.Option(None, "--preprocessing", help="for folders: e.g. image_0_1, kws_mfcc"),
     seed: int = typer.Option(0, "--seed", help="Seed of converters, data split and benchmark inputs."),
+    tolerance: List[str] = typer.Option([], "--tolerance", help="parity override, e.g. cosine_min=0.999 (repeatable)"),
     json_: bool = json_option(),
 ):
     """Convert SRC to every format, check each against every target, benchmark, and write the report."""
@@ -115,12 +127,15 @@ def report_cmd(
         from ..errors import InputSpecError
 
         raise InputSpecError("--labels needs --validation (the labels are the classes of its samples)")
+    from .convert import _parse_tolerance
+
     ev = shell_evaluator(evaluate) if evaluate is not None else None
+    tol = _parse_tolerance(tolerance)
     with terminal_progress(enabled=not json_) as progress:
         res = build_report(src, out, calibration=calibration, validation=validation, labels=class_indices(labels),
                            evaluate=ev, targets=targets, threads=threads, progress=progress,
                            preprocessing=preprocessing, runs=runs, warmup=warmup, seed=seed,
-                           command=["edgeship", *sys.argv[1:]])
+                           tolerance=tol or None, command=["edgeship", *sys.argv[1:]])
     data = res.to_dict()
     paths = {k: (str(v) if isinstance(v, Path) else v) for k, v in res.paths.items()}
     paths["plots"] = {k: str(v) for k, v in res.paths["plots"].items()}

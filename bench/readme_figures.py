@@ -68,7 +68,9 @@ def block(summary: dict, report: dict) -> str:
               f"**Face unlock** (int8 model, real ORL photos): {f['accepted']}/{f['genuine']} unlocks by enrolled people "
               f"accepted, {f['rejected']}/{f['impostor']} by other people rejected (threshold "
               f"{_num(f['threshold'], '.3f')}).", "",
-              f"The demo took {summary['seconds']:.0f} s wall clock, {summary['cpu_seconds']:.0f} s of CPU.", "",
+              f"The demo took {summary['seconds']:.0f} s wall clock, {summary['cpu_seconds']:.0f} s of CPU "
+              f"(load average {summary['host'].get('load_average_at_start', '?')} on "
+              f"{summary['host']['cpus']} CPUs when it started).", "",
               "![listen --wav on the demo stream](docs/demo_listen.png)", "",
               "More in `demo_out/`: the full report (`kws/report/report.html`, "
               "[targets x formats grid](docs/demo_targets.png)), the deploy bundles, `summary.json`.", "",

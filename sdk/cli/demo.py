@@ -69,6 +69,7 @@ def demo_cmd(
         c.quiet = True
     t0 = time.perf_counter()
     cpu0 = os.times()
+    load0 = round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
     repo = repo_root()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +152,7 @@ def demo_cmd(
         "cpu_seconds": round((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
                              + (cpu1.children_user - cpu0.children_user)
                              + (cpu1.children_system - cpu0.children_system), 1),
-        "step_seconds": timings, "host": {"machine": platform.machine(), "cpus": os.cpu_count()},
+        "step_seconds": timings, "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "load_average_at_start": load0},
         "shared_evaluations": "not run: the demo uses only what the repository ships",
     }
     atomic_write_json(out / SUMMARY, to_jsonable(summary))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 from ..errors import EdgeshipError, InputSpecError
 from .demo_kws import app_command, run_app

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import wave
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 

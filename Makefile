@@ -12,8 +12,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # Re-install when pyproject.toml changes (stamp files record what was installed).
+# The demo: converters (convert), FLAC clips (audio), the face app (face), TFLM arena (mcu).
+DEMO_EXTRAS := convert,audio,face,mcu
+
 $(VENV)/.stamp-demo: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[convert]'
+	$(BIN)/python -m pip install -q -e '.[$(DEMO_EXTRAS)]'
 	touch $@
 
 $(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
@@ -68,6 +71,11 @@ venv-test: $(VENV)/.stamp-test .venv-tflrt/.stamp .overlay-onnx2tf/.stamp .overl
 
 demo: venv
 	$(BIN)/edgeship demo --out demo_out
+
+# Refresh README.md's demo table and docs/demo_*.png from a demo run (demo_out/).
+.PHONY: readme-figures
+readme-figures: demo
+	$(BIN)/python bench/readme_figures.py demo_out
 
 test: venv-test
 	$(BIN)/python -m pytest -q

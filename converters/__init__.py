@@ -119,7 +119,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             tolerance: Optional[dict] = None, out: Any = "edgeship_out", all_formats: bool = False,
             example_inputs: Any = None, preprocessing: Any = None, max_calibration: Optional[int] = None,
             holdout: Optional[int] = None, seed: int = 0, debug_layers: bool = False, static_batch: bool = False,
-            **options) -> ConversionResult:
+            dynamic_batch: bool = False, **options) -> ConversionResult:
     """Convert ``src`` and check every output against it.
 
     Args:
@@ -142,6 +142,10 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         all_formats: every exporter that accepts this source (calibrated ones need data).
         static_batch: fix a Keras source's batch dimension to 1 before converting (Edge TPU and
             microcontrollers need static shapes); recorded in the report.
+        dynamic_batch: export with a dynamic batch dimension (PyTorch: symbolic dim 0 in
+            ``torch.onnx.export``; Keras: rebuilt on a ``None`` batch; ONNX: symbolic dim 0), see
+            :mod:`edgeship.converters.batching`. Without it a source traced on a batch-4 example
+            keeps batch 4, and its calibration/validation rows are checked in batches of 4.
         debug_layers: for int8 TFLite outputs, rank layers by quantization error and plot them
             (png next to the file); always done when the accuracy-budget fix runs.
         options: exporter options (``io_dtype``, ``per_channel``, ``keep_float_ops``, ``opset``...).
@@ -162,6 +166,13 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         before = [list(s.shape) for s in source.inputs]
         source = with_static_batch(source)
         notes.append(f"--static-batch: input shapes {before} -> {[list(s.shape) for s in source.inputs]}")
+    if dynamic_batch:
+        if static_batch:
+            raise ConversionError("--static-batch and --dynamic-batch contradict each other: pick one")
+        from edgeship.converters.batching import with_dynamic_batch
+
+        source, note = with_dynamic_batch(source)
+        notes.append(note)
     exps = _plan(source, to, quantize, all_formats)
     if not all_formats and exps[0].needs_calibration and calibration is None:
         raise ConversionError(f"--quantize {exps[0].quantization} needs --calibration data (any iterable of "
@@ -170,6 +181,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         raise ConversionError(f"accuracy_budget is a fraction in [0, 1), e.g. 0.02; got {accuracy_budget}")
     data = _resolve_data(source, calibration, validation, labels, preprocessing, max_calibration, holdout,
                          seed, notes)
+    data = _follow_batch(source, data, notes)
     out_root = Path(out)
     many = len(exps) > 1 or all_formats
     if many and out_root.suffix.lower() in FILE_SUFFIX.values():
@@ -210,6 +222,27 @@ class _Data:
     val_samples: List[dict]
     val_desc: dict
     labels: Optional[np.ndarray]
+
+
+def _follow_batch(source, data: _Data, notes: List[str]) -> _Data:
+    """Samples stacked to the source's fixed batch (e.g. a torch module traced on a batch-4 example),
+    so the source, the calibrator and the parity check feed what the exported model accepts."""
+    from edgeship.converters.batching import fixed_batch, group_to_batch
+
+    b = fixed_batch(source.inputs)
+    if b is None:
+        return data
+    cal = data.cal
+    if cal is not None:
+        rows, _ = group_to_batch(cal.samples, source.inputs)
+        cal = type(cal)(rows, cal.seed, cal.source, extra={**cal.extra, "batch": b})
+    val, note = group_to_batch(data.val_samples, source.inputs)
+    if note:
+        notes.append(f"validation: {note}")
+    labels = data.labels
+    if labels is not None:
+        labels = labels[:len(val) * b] if len(labels) >= len(val) * b else np.resize(labels, len(val) * b)
+    return _Data(cal, val, dict(data.val_desc, batch=b), labels)
 
 
 def _resolve_data(source, calibration, validation, labels, preprocessing, max_calibration, holdout, seed,

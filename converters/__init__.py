@@ -30,7 +30,7 @@ from edgeship.errors import ConversionError, MissingDependencyError, ParityError
 from edgeship.facts import QuantMode
 FILE_SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
 REPORT_NAME = "edgeship-convert.json"
-SYNTHETIC_VALIDATION = 32  # samples of N(0, 1) when no data at all is given (float outputs only)
+SYNTHETIC_VALIDATION = 32  # random samples in the model's input range when no data at all is given
 
 
 @dataclass
@@ -66,6 +66,7 @@ class ConversionResult:
     report_path: str
     versions: dict
     skipped: List[str] = field(default_factory=list)  # exporters not run, and why
+    warnings: List[str] = field(default_factory=list)  # data problems that make parity figures weak
 
     @property
     def passed(self) -> bool:
@@ -74,7 +75,8 @@ class ConversionResult:
     def to_dict(self) -> dict:
         return {"ok": self.passed, "source": self.source, "calibration": self.calibration,
                 "validation": self.validation, "outputs": [asdict(o) for o in self.outputs],
-                "report": self.report_path, "versions": self.versions, "skipped": self.skipped}
+                "report": self.report_path, "versions": self.versions, "skipped": self.skipped,
+                "warnings": self.warnings}
 
 
 def _plan(source, to, quantize, all_formats) -> List[Exporter]:
@@ -85,20 +87,6 @@ def _plan(source, to, quantize, all_formats) -> List[Exporter]:
             raise ConversionError(f"no exporter accepts a {source.kind} source")
         return exps
     return [find(to, quantize, source.kind)]
-
-
-def _synthetic(source, n: int, seed: int) -> List[dict]:
-    rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(n):
-        s = {}
-        for spec in source.inputs:
-            if any(d < 0 for d in spec.shape[1:]):
-                raise ConversionError(f"input '{spec.name}' has dynamic dims {spec.shape}: give --validation "
-                                      f"data so the outputs can be checked")
-            s[spec.name] = rng.standard_normal((1,) + tuple(spec.shape[1:])).astype(np.float32)
-        samples.append(s)
-    return samples
 
 
 def _out_path(out, exp: Exporter, source, plan: List[Exporter]) -> Path:
@@ -187,6 +175,12 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
     if many and out_root.suffix.lower() in FILE_SUFFIX.values():
         raise ConversionError(f"--all writes several files: -o must be a folder, got '{out}'")
     reference = [source.run(s) for s in data.val_samples]  # the source runs once, every output reuses it
+    from edgeship.converters.data_checks import constant_outputs
+
+    data.constant = constant_outputs(reference, [o.name for o in source.outputs])
+    data.warnings.extend(f"the source's {c}" for c in data.constant)
+    for w in data.warnings:
+        _warn(w)
     records: List[OutputRecord] = []
     skipped: List[str] = []  # exporters not run, and why
     opts_base = dict(options, calibration=data.cal, seed=seed)
@@ -204,7 +198,8 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             skipped.append(f"skipped {exp.name}: {exc}")
     report_dir = out_root if many or out_root.suffix.lower() not in FILE_SUFFIX.values() else out_root.parent
     result = ConversionResult(source.describe(), records, data.cal.describe() if data.cal else None,
-                              data.val_desc, str(report_dir / REPORT_NAME), versions(), skipped)
+                              data.val_desc, str(report_dir / REPORT_NAME), versions(), skipped,
+                              list(data.warnings))
     atomic_write_json(report_dir / REPORT_NAME, result.to_dict())
     failed = [r for r in records if not r.parity["passed"]]
     if failed:
@@ -222,6 +217,17 @@ class _Data:
     val_samples: List[dict]
     val_desc: dict
     labels: Optional[np.ndarray]
+    warnings: List[str] = field(default_factory=list)   # said in the report and as Python warnings
+    constant: List[str] = field(default_factory=list)   # source outputs that never change
+
+
+def _warn(message: str) -> None:
+    """A data warning: Python ``warnings`` (tests, notebooks) and the converter log."""
+    import logging
+    import warnings
+
+    warnings.warn(message, UserWarning, stacklevel=3)
+    logging.getLogger("edgeship.convert").warning(message)
 
 
 def _follow_batch(source, data: _Data, notes: List[str]) -> _Data:
@@ -242,7 +248,7 @@ def _follow_batch(source, data: _Data, notes: List[str]) -> _Data:
     labels = data.labels
     if labels is not None:
         labels = labels[:len(val) * b] if len(labels) >= len(val) * b else np.resize(labels, len(val) * b)
-    return _Data(cal, val, dict(data.val_desc, batch=b), labels)
+    return _Data(cal, val, dict(data.val_desc, batch=b), labels, data.warnings)
 
 
 def _resolve_data(source, calibration, validation, labels, preprocessing, max_calibration, holdout, seed,
@@ -258,7 +264,19 @@ def _resolve_data(source, calibration, validation, labels, preprocessing, max_ca
     label_arr = None if labels is None else np.asarray(labels).reshape(-1)
     if validation is not None:
         val = resolve_calibration(validation, source.inputs, preprocessing=preprocessing, seed=seed)
-        return _Data(cal, val.samples, val.describe(), label_arr)
+        desc = dict(val.describe(), inputs=f"the --validation data ({val.count} samples)", random=False)
+        warns = []
+        if cal is not None:
+            from edgeship.converters.data_checks import shared_rows
+
+            both = shared_rows(cal.samples, val.samples)
+            desc["shared_with_calibration"] = both
+            if both:
+                warns.append(f"calibration = validation: {both} of the {val.count} validation samples are also "
+                             f"calibration samples (same values); the int8 ranges were fitted to them, so parity "
+                             f"on them overstates accuracy on new data: give separate --validation data, or "
+                             f"leave --validation out to hold samples out of the calibration data")
+        return _Data(cal, val.samples, desc, label_arr, warns)
     if cal is not None:
         n_hold = holdout or min(100, max(1, cal.count // 5))
         if label_arr is not None and len(label_arr) != cal.count:
@@ -267,14 +285,16 @@ def _resolve_data(source, calibration, validation, labels, preprocessing, max_ca
         if label_arr is not None:
             label_arr = label_arr[val.extra["indices"]]
         notes.append(f"validation: {val.count} samples held out of the calibration data (not used to calibrate)")
-        return _Data(cal, val.samples, val.describe(), label_arr)
+        desc = dict(val.describe(), inputs=f"{val.count} samples held out of the calibration data", random=False)
+        return _Data(cal, val.samples, desc, label_arr)
     if label_arr is not None:
         raise ConversionError("labels were given without --validation or --calibration data")
-    samples = _synthetic(source, SYNTHETIC_VALIDATION, seed)
-    notes.append("validation: no data given; checked on 32 seeded N(0,1) inputs, which say nothing "
-                 "about accuracy on real data")
-    return _Data(None, samples, {"count": len(samples), "seed": seed, "source": "synthetic N(0,1)",
-                                 "sha256": None}, None)
+    from edgeship.converters.input_range import WORTH, synthetic_inputs
+
+    samples, text = synthetic_inputs(source, SYNTHETIC_VALIDATION, seed, preprocessing)
+    notes.append(f"validation: no data given; checked on {len(samples)} seeded {text}: {WORTH}")
+    return _Data(None, samples, {"count": len(samples), "seed": seed, "source": f"synthetic: {text}",
+                                 "sha256": None, "inputs": text, "random": True}, None)
 
 
 def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, options: dict,

@@ -46,6 +46,7 @@ class OutputRecord:
     notes: List[str] = field(default_factory=list)
     shipped: bool = True
     fix: Optional[dict] = None
+    next_step: Optional[dict] = None   # on rejection: what to do, and the measured figures behind it
 
 
 @dataclass
@@ -204,7 +205,9 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
     failed = [r for r in records if not r.parity["passed"]]
     if failed:
         raise ParityError("; ".join(f"{Path(r.path).name} ({r.exporter}) out of tolerance: "
-                                    f"{', '.join(r.parity['failures'])}" for r in failed),
+                                    f"{', '.join(r.parity['failures'])}"
+                                    + (f". Next step: {r.next_step['text']}" if r.next_step else "")
+                                    for r in failed),
                           report=result.to_dict())
     return result
 
@@ -345,12 +348,72 @@ def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, 
                          f"weight tensors in float, or layers were kept in float)")
     rec = OutputRecord(str(path), exp.format, quant, len(blob), rep.to_dict(), exp.name,
                        rec_notes, fix=fix.to_dict() if fix else None)
+    if data.constant:
+        rec.notes.append("the source's output does not change across the validation inputs: "
+                         + "; ".join(data.constant))
     if not rep.passed:
+        rec.next_step = _next_step(exp, source, data, reference, opts_base, rep, fix, path, tol)
         rejected = path.with_name(path.name + ".rejected")
         os.replace(path, rejected)
         rec.path, rec.shipped = str(rejected), False
         rec.notes.append(f"out of tolerance: {'; '.join(rep.failures)}; file renamed to {rejected.name}")
     return rec
+
+
+def _next_step(exp: Exporter, source, data: _Data, reference, opts_base: dict, rep, fix, path: Path,
+               tol: dict) -> dict:
+    """What to do about a rejected output, from what was measured (see converters.next_step).
+
+    For a rejected int8 TFLite file this measures what it needs: the per-layer ranking (unless the
+    accuracy-budget fix or --debug-layers already made one) and an int16x8 conversion of the same
+    source, checked on the same validation data.
+    """
+    from edgeship.converters.next_step import suggest
+
+    int8_tflite = exp.format == "tflite" and exp.quantization is QuantMode.INT8
+    layers, tried, int16 = None, [], None
+    if fix is not None:
+        layers = fix.layers or None
+        tried = [n.strip() for a in getattr(fix, "attempts", []) if a["change"].startswith("keep float:")
+                 for n in a["change"][len("keep float:"):].split("(+")[0].split(",")]
+    measurable = int8_tflite and data.cal is not None and not data.constant
+    if measurable and layers is None:
+        from edgeship.converters.quant_debug import layer_errors
+
+        try:
+            layers = [asdict(e) for e in layer_errors(source, dict(opts_base))]
+        except Exception:  # the step is advice: a failed debug run must not hide the rejection
+            layers = None
+    if measurable:
+        int16 = _measure_int16x8(source, data, reference, opts_base, path, tol)
+    return suggest(exp.format, str(exp.quantization), failures=rep.failures, constant=data.constant,
+                   random_inputs=data.val_desc.get("inputs") if data.val_desc.get("random") else None,
+                   cal_count=data.cal.count if data.cal is not None and exp.needs_calibration else None,
+                   layers=layers, tried_float=tried, int16x8=int16)
+
+
+def _measure_int16x8(source, data: _Data, reference, opts_base: dict, path: Path, tol: dict) -> Optional[dict]:
+    """Parity of an int16x8 conversion of ``source`` on the same validation data (None if not available)."""
+    from edgeship._io import atomic_write_bytes
+    from edgeship.converters.parity import check_parity
+
+    exp16 = next((e for e in EXPORTERS.values() if e.format == "tflite" and e.quantization is QuantMode.INT16X8
+                  and source.kind in e.sources), None)
+    if exp16 is None:
+        return None
+    probe = path.with_name(path.stem + ".int16x8-probe.tflite")
+    try:
+        opts = {k: v for k, v in opts_base.items() if k not in ("keep_float_ops",)}
+        opts.pop("io_dtype", None)
+        atomic_write_bytes(probe, exp16.fn(source, opts))
+        r = check_parity(source, probe, data.val_samples, labels=data.labels, fmt_key=exp16.name,
+                         reference=reference, tolerance=tol)   # the user's overrides apply to it too
+        return {"passed": r.passed, "cosine": r.cosine, "top1_agreement": r.top1_agreement,
+                "failures": r.failures}
+    except Exception:  # advice only: an int16x8 that cannot be made is simply not suggested
+        return None
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 __all__ = ["convert", "ConversionResult", "OutputRecord", "load_exporters"]

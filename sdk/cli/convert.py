@@ -110,15 +110,17 @@ def convert_cmd(
                 con.print(f"  {Path(o['path']).name}: {n}")
         for n in result.get("skipped", []):
             con.print(f"  [yellow]{n}[/]")
+        from rich.markup import escape
+
         if result["validation"].get("inputs"):
-            con.print(f"parity inputs: {result['validation']['inputs']}"
+            con.print(f"parity inputs: {escape(result['validation']['inputs'])}"
                       + (" [yellow](random: worth less than real data)[/]" if result["validation"].get("random")
                          else ""), markup=True, highlight=False)
         for w in result.get("warnings", []):
-            con.print(f"[yellow]warning:[/] {w}", highlight=False)
+            con.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
         for o in result["outputs"]:
             if o.get("next_step"):
-                con.print(f"[bold]next step[/] for {Path(o['path']).name}: {o['next_step']['text']}",
+                con.print(f"[bold]next step[/] for {Path(o['path']).name}: {escape(o['next_step']['text'])}",
                           highlight=False)
         con.print(f"report: {result['report']}")
     if failed is not None:

@@ -149,6 +149,9 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
 
     source = load_source(src, example_inputs=example_inputs)
     notes: List[str] = []
+    if static_batch and dynamic_batch:
+        raise ConversionError("--static-batch and --dynamic-batch contradict each other: pick one (static for "
+                              "Edge TPU/MCU, dynamic to run several inputs per call)")
     if static_batch:
         from edgeship.converters.sources import with_static_batch
 
@@ -156,8 +159,6 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         source = with_static_batch(source)
         notes.append(f"--static-batch: input shapes {before} -> {[list(s.shape) for s in source.inputs]}")
     if dynamic_batch:
-        if static_batch:
-            raise ConversionError("--static-batch and --dynamic-batch contradict each other: pick one")
         from edgeship.converters.batching import with_dynamic_batch
 
         source, note = with_dynamic_batch(source)

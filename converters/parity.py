@@ -198,6 +198,17 @@ def check_parity(source, model_path, samples: Sequence[dict], *, labels=None,
         if len(labels) != rows:
             raise ConversionError(f"{len(labels)} labels given for {rows} validation samples")
     model = _load(model_path)
+    if reference is None:   # batch-1 rows for a model with a fixed batch > 1: feed it whole batches
+        from edgeship.converters.batching import fixed_batch, group_to_batch
+
+        b = fixed_batch(model.inputs)
+        if b is not None:
+            import dataclasses
+
+            samples, _ = group_to_batch(list(samples), [dataclasses.replace(s, shape=(b,) + tuple(s.shape[1:]))
+                                                        for s in source.inputs])
+            if labels is not None:
+                labels = labels[:len(samples) * b]
     ref_all = reference if reference is not None else [None] * len(samples)
     diffs_max, abs_sum, abs_n, ref_peak, cosines = 0.0, 0.0, 0, 0.0, []
     top_src, top_out, times = [], [], []

@@ -81,3 +81,17 @@ def test_unsupported_op_names_the_cause_first_in_plain_text(tmp_path):
     assert msg.startswith("torch.onnx.export(dynamo=True) failed: PyTorch op aten.cummax has no ONNX equivalent")
     assert msg.index("aten.cummax") < msg.index("Next steps:")
     assert not msg.rstrip().endswith("Next steps:")
+
+
+def test_check_parity_feeds_a_fixed_batch_model_whole_batches(tmp_path):
+    """check_parity called directly with batch-1 rows on a batch-4 file (no precomputed reference)."""
+    from edgeship.converters.onnx_fp32 import export_onnx_fp32
+    from edgeship.converters.parity import check_parity
+    from edgeship.converters.sources import load_source
+
+    src = load_source(_linear(), example_inputs=torch.zeros(4, 64))
+    path = tmp_path / "l4.onnx"
+    path.write_bytes(export_onnx_fp32(src, {}))
+    rows = [{"input_0": np.random.default_rng(i).standard_normal((1, 64)).astype(np.float32)} for i in range(9)]
+    rep = check_parity(src, path, rows, fmt_key="onnx/fp32")
+    assert rep.passed and rep.n_samples == 2

@@ -121,7 +121,12 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             :func:`~edgeship.converters.calibration.resolve_calibration`).
         validation: held-out data for parity. If omitted, ``holdout`` samples (default 20 %,
             at most 100) are drawn from the calibration data and kept out of calibration; with
-            no data at all, float outputs are checked on 32 seeded N(0, 1) inputs (noted).
+            no data at all, float outputs are checked on 32 seeded random inputs drawn from the
+            model's declared or inferred input range (:mod:`edgeship.converters.input_range`; N(0, 1)
+            only when nothing is known), said in ``validation["inputs"]`` and the notes. Validation
+            rows that are also calibration rows are counted (``validation["shared_with_calibration"]``)
+            and warned about; so is a source output that never changes (``warnings``). A rejected
+            output carries ``next_step``: what to do, from what was measured.
         labels: class indices for the validation samples (or for the whole calibration source
             when validation is drawn from it) -> accuracy of source and output side by side.
         accuracy_budget: max drop of accuracy (with labels) or of top-1 agreement; int8 TFLite

@@ -30,7 +30,7 @@ from edgeship.errors import ConversionError, MissingDependencyError, ParityError
 from edgeship.facts import QuantMode
 FILE_SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
 REPORT_NAME = "edgeship-convert.json"
-SYNTHETIC_VALIDATION = 32  # samples of N(0, 1) when no data at all is given (float outputs only)
+SYNTHETIC_VALIDATION = 32  # random samples in the model's input range when no data at all is given
 
 
 @dataclass
@@ -46,6 +46,7 @@ class OutputRecord:
     notes: List[str] = field(default_factory=list)
     shipped: bool = True
     fix: Optional[dict] = None
+    next_step: Optional[dict] = None   # on rejection: what to do, and the measured figures behind it
 
 
 @dataclass
@@ -67,6 +68,7 @@ class ConversionResult:
     versions: dict
     skipped: List[str] = field(default_factory=list)  # exporters not run, and why
     failed: List[dict] = field(default_factory=list)  # keep_going: exporters that raised, and the error
+    warnings: List[str] = field(default_factory=list)  # data problems that make parity figures weak
 
     @property
     def passed(self) -> bool:
@@ -76,7 +78,7 @@ class ConversionResult:
         return {"ok": self.passed, "source": self.source, "calibration": self.calibration,
                 "validation": self.validation, "outputs": [asdict(o) for o in self.outputs],
                 "report": self.report_path, "versions": self.versions, "skipped": self.skipped,
-                "failed": self.failed}
+                "failed": self.failed, "warnings": self.warnings}
 
 
 def _plan(source, to, quantize, all_formats) -> List[Exporter]:
@@ -87,20 +89,6 @@ def _plan(source, to, quantize, all_formats) -> List[Exporter]:
             raise ConversionError(f"no exporter accepts a {source.kind} source")
         return exps
     return [find(to, quantize, source.kind)]
-
-
-def _synthetic(source, n: int, seed: int) -> List[dict]:
-    rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(n):
-        s = {}
-        for spec in source.inputs:
-            if any(d < 0 for d in spec.shape[1:]):
-                raise ConversionError(f"input '{spec.name}' has dynamic dims {spec.shape}: give --validation "
-                                      f"data so the outputs can be checked")
-            s[spec.name] = rng.standard_normal((1,) + tuple(spec.shape[1:])).astype(np.float32)
-        samples.append(s)
-    return samples
 
 
 def _out_path(out, exp: Exporter, source, plan: List[Exporter]) -> Path:
@@ -121,7 +109,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             tolerance: Optional[dict] = None, out: Any = "edgeship_out", all_formats: bool = False,
             example_inputs: Any = None, preprocessing: Any = None, max_calibration: Optional[int] = None,
             holdout: Optional[int] = None, seed: int = 0, debug_layers: bool = False, static_batch: bool = False,
-            keep_going: bool = False, **options) -> ConversionResult:
+            keep_going: bool = False, dynamic_batch: bool = False, **options) -> ConversionResult:
     """Convert ``src`` and check every output against it.
 
     Args:
@@ -134,7 +122,12 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             :func:`~edgeship.converters.calibration.resolve_calibration`).
         validation: held-out data for parity. If omitted, ``holdout`` samples (default 20 %,
             at most 100) are drawn from the calibration data and kept out of calibration; with
-            no data at all, float outputs are checked on 32 seeded N(0, 1) inputs (noted).
+            no data at all, float outputs are checked on 32 seeded random inputs drawn from the
+            model's declared or inferred input range (:mod:`edgeship.converters.input_range`; N(0, 1)
+            only when nothing is known), said in ``validation["inputs"]`` and the notes. Validation
+            rows that are also calibration rows are counted (``validation["shared_with_calibration"]``)
+            and warned about; so is a source output that never changes (``warnings``). A rejected
+            output carries ``next_step``: what to do, from what was measured.
         labels: class indices for the validation samples (or for the whole calibration source
             when validation is drawn from it) -> accuracy of source and output side by side.
         accuracy_budget: max drop of accuracy (with labels) or of top-1 agreement; int8 TFLite
@@ -147,6 +140,10 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         keep_going: with several exporters, an exporter that raises :class:`ConversionError` is
             recorded in ``result.failed`` (exporter, format, quantization, error) and the others
             still run (``edgeship report`` uses this); parity failures are unaffected.
+        dynamic_batch: export with a dynamic batch dimension (PyTorch: symbolic dim 0 in
+            ``torch.onnx.export``; Keras: rebuilt on a ``None`` batch; ONNX: symbolic dim 0), see
+            :mod:`edgeship.converters.batching`. Without it a source traced on a batch-4 example
+            keeps batch 4, and its calibration/validation rows are checked in batches of 4.
         debug_layers: for int8 TFLite outputs, rank layers by quantization error and plot them
             (png next to the file); always done when the accuracy-budget fix runs.
         options: exporter options (``io_dtype``, ``per_channel``, ``keep_float_ops``, ``opset``...).
@@ -161,12 +158,20 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
 
     source = load_source(src, example_inputs=example_inputs)
     notes: List[str] = []
+    if static_batch and dynamic_batch:
+        raise ConversionError("--static-batch and --dynamic-batch contradict each other: pick one (static for "
+                              "Edge TPU/MCU, dynamic to run several inputs per call)")
     if static_batch:
         from edgeship.converters.sources import with_static_batch
 
         before = [list(s.shape) for s in source.inputs]
         source = with_static_batch(source)
         notes.append(f"--static-batch: input shapes {before} -> {[list(s.shape) for s in source.inputs]}")
+    if dynamic_batch:
+        from edgeship.converters.batching import with_dynamic_batch
+
+        source, note = with_dynamic_batch(source)
+        notes.append(note)
     exps = _plan(source, to, quantize, all_formats)
     if not all_formats and exps[0].needs_calibration and calibration is None:
         raise ConversionError(f"--quantize {exps[0].quantization} needs --calibration data (any iterable of "
@@ -175,11 +180,18 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         raise ConversionError(f"accuracy_budget is a fraction in [0, 1), e.g. 0.02; got {accuracy_budget}")
     data = _resolve_data(source, calibration, validation, labels, preprocessing, max_calibration, holdout,
                          seed, notes)
+    data = _follow_batch(source, data, notes)
     out_root = Path(out)
     many = len(exps) > 1 or all_formats
     if many and out_root.suffix.lower() in FILE_SUFFIX.values():
         raise ConversionError(f"--all writes several files: -o must be a folder, got '{out}'")
     reference = [source.run(s) for s in data.val_samples]  # the source runs once, every output reuses it
+    from edgeship.converters.data_checks import constant_outputs
+
+    data.constant = constant_outputs(reference, [o.name for o in source.outputs])
+    data.warnings.extend(f"the source's {c}" for c in data.constant)
+    for w in data.warnings:
+        _warn(w)
     records: List[OutputRecord] = []
     skipped: List[str] = []  # exporters not run, and why
     failed: List[dict] = []  # keep_going: exporters that raised
@@ -203,12 +215,15 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
                            "error": f"{type(exc).__name__}: {exc}"})
     report_dir = out_root if many or out_root.suffix.lower() not in FILE_SUFFIX.values() else out_root.parent
     result = ConversionResult(source.describe(), records, data.cal.describe() if data.cal else None,
-                              data.val_desc, str(report_dir / REPORT_NAME), versions(), skipped, failed)
+                              data.val_desc, str(report_dir / REPORT_NAME), versions(), skipped, failed,
+                              list(data.warnings))
     atomic_write_json(report_dir / REPORT_NAME, result.to_dict())
     failed = [r for r in records if not r.parity["passed"]]
     if failed:
         raise ParityError("; ".join(f"{Path(r.path).name} ({r.exporter}) out of tolerance: "
-                                    f"{', '.join(r.parity['failures'])}" for r in failed),
+                                    f"{', '.join(r.parity['failures'])}"
+                                    + (f". Next step: {r.next_step['text']}" if r.next_step else "")
+                                    for r in failed),
                           report=result.to_dict())
     return result
 
@@ -221,6 +236,38 @@ class _Data:
     val_samples: List[dict]
     val_desc: dict
     labels: Optional[np.ndarray]
+    warnings: List[str] = field(default_factory=list)   # said in the report and as Python warnings
+    constant: List[str] = field(default_factory=list)   # source outputs that never change
+
+
+def _warn(message: str) -> None:
+    """A data warning: Python ``warnings`` (tests, notebooks) and the converter log."""
+    import logging
+    import warnings
+
+    warnings.warn(message, UserWarning, stacklevel=3)
+    logging.getLogger("edgeship.convert").warning(message)
+
+
+def _follow_batch(source, data: _Data, notes: List[str]) -> _Data:
+    """Samples stacked to the source's fixed batch (e.g. a torch module traced on a batch-4 example),
+    so the source, the calibrator and the parity check feed what the exported model accepts."""
+    from edgeship.converters.batching import fixed_batch, group_to_batch
+
+    b = fixed_batch(source.inputs)
+    if b is None:
+        return data
+    cal = data.cal
+    if cal is not None:
+        rows, _ = group_to_batch(cal.samples, source.inputs)
+        cal = type(cal)(rows, cal.seed, cal.source, extra={**cal.extra, "batch": b})
+    val, note = group_to_batch(data.val_samples, source.inputs)
+    if note:
+        notes.append(f"validation: {note}")
+    labels = data.labels
+    if labels is not None:
+        labels = labels[:len(val) * b] if len(labels) >= len(val) * b else np.resize(labels, len(val) * b)
+    return _Data(cal, val, dict(data.val_desc, batch=b), labels, data.warnings)
 
 
 def _resolve_data(source, calibration, validation, labels, preprocessing, max_calibration, holdout, seed,
@@ -236,7 +283,19 @@ def _resolve_data(source, calibration, validation, labels, preprocessing, max_ca
     label_arr = None if labels is None else np.asarray(labels).reshape(-1)
     if validation is not None:
         val = resolve_calibration(validation, source.inputs, preprocessing=preprocessing, seed=seed)
-        return _Data(cal, val.samples, val.describe(), label_arr)
+        desc = dict(val.describe(), inputs=f"the --validation data ({val.count} samples)", random=False)
+        warns = []
+        if cal is not None:
+            from edgeship.converters.data_checks import shared_rows
+
+            both = shared_rows(cal.samples, val.samples)
+            desc["shared_with_calibration"] = both
+            if both:
+                warns.append(f"calibration = validation: {both} of the {val.count} validation samples are also "
+                             f"calibration samples (same values); the int8 ranges were fitted to them, so parity "
+                             f"on them overstates accuracy on new data: give separate --validation data, or "
+                             f"leave --validation out to hold samples out of the calibration data")
+        return _Data(cal, val.samples, desc, label_arr, warns)
     if cal is not None:
         n_hold = holdout or min(100, max(1, cal.count // 5))
         if label_arr is not None and len(label_arr) != cal.count:
@@ -245,14 +304,16 @@ def _resolve_data(source, calibration, validation, labels, preprocessing, max_ca
         if label_arr is not None:
             label_arr = label_arr[val.extra["indices"]]
         notes.append(f"validation: {val.count} samples held out of the calibration data (not used to calibrate)")
-        return _Data(cal, val.samples, val.describe(), label_arr)
+        desc = dict(val.describe(), inputs=f"{val.count} samples held out of the calibration data", random=False)
+        return _Data(cal, val.samples, desc, label_arr)
     if label_arr is not None:
         raise ConversionError("labels were given without --validation or --calibration data")
-    samples = _synthetic(source, SYNTHETIC_VALIDATION, seed)
-    notes.append("validation: no data given; checked on 32 seeded N(0,1) inputs, which say nothing "
-                 "about accuracy on real data")
-    return _Data(None, samples, {"count": len(samples), "seed": seed, "source": "synthetic N(0,1)",
-                                 "sha256": None}, None)
+    from edgeship.converters.input_range import WORTH, synthetic_inputs
+
+    samples, text = synthetic_inputs(source, SYNTHETIC_VALIDATION, seed, preprocessing)
+    notes.append(f"validation: no data given; checked on {len(samples)} seeded {text}: {WORTH}")
+    return _Data(None, samples, {"count": len(samples), "seed": seed, "source": f"synthetic: {text}",
+                                 "sha256": None, "inputs": text, "random": True}, None)
 
 
 def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, options: dict,
@@ -303,12 +364,72 @@ def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, 
                          f"weight tensors in float, or layers were kept in float)")
     rec = OutputRecord(str(path), exp.format, quant, len(blob), rep.to_dict(), exp.name,
                        rec_notes, fix=fix.to_dict() if fix else None)
+    if data.constant:
+        rec.notes.append("the source's output does not change across the validation inputs: "
+                         + "; ".join(data.constant))
     if not rep.passed:
+        rec.next_step = _next_step(exp, source, data, reference, opts_base, rep, fix, path, tol)
         rejected = path.with_name(path.name + ".rejected")
         os.replace(path, rejected)
         rec.path, rec.shipped = str(rejected), False
         rec.notes.append(f"out of tolerance: {'; '.join(rep.failures)}; file renamed to {rejected.name}")
     return rec
+
+
+def _next_step(exp: Exporter, source, data: _Data, reference, opts_base: dict, rep, fix, path: Path,
+               tol: dict) -> dict:
+    """What to do about a rejected output, from what was measured (see converters.next_step).
+
+    For a rejected int8 TFLite file this measures what it needs: the per-layer ranking (unless the
+    accuracy-budget fix or --debug-layers already made one) and an int16x8 conversion of the same
+    source, checked on the same validation data.
+    """
+    from edgeship.converters.next_step import suggest
+
+    int8_tflite = exp.format == "tflite" and exp.quantization is QuantMode.INT8
+    layers, tried, int16 = None, [], None
+    if fix is not None:
+        layers = fix.layers or None
+        tried = [n.strip() for a in getattr(fix, "attempts", []) if a["change"].startswith("keep float:")
+                 for n in a["change"][len("keep float:"):].split("(+")[0].split(",")]
+    measurable = int8_tflite and data.cal is not None and not data.constant
+    if measurable and layers is None:
+        from edgeship.converters.quant_debug import layer_errors
+
+        try:
+            layers = [asdict(e) for e in layer_errors(source, dict(opts_base))]
+        except Exception:  # the step is advice: a failed debug run must not hide the rejection
+            layers = None
+    if measurable:
+        int16 = _measure_int16x8(source, data, reference, opts_base, path, tol)
+    return suggest(exp.format, str(exp.quantization), failures=rep.failures, constant=data.constant,
+                   random_inputs=data.val_desc.get("inputs") if data.val_desc.get("random") else None,
+                   cal_count=data.cal.count if data.cal is not None and exp.needs_calibration else None,
+                   layers=layers, tried_float=tried, int16x8=int16)
+
+
+def _measure_int16x8(source, data: _Data, reference, opts_base: dict, path: Path, tol: dict) -> Optional[dict]:
+    """Parity of an int16x8 conversion of ``source`` on the same validation data (None if not available)."""
+    from edgeship._io import atomic_write_bytes
+    from edgeship.converters.parity import check_parity
+
+    exp16 = next((e for e in EXPORTERS.values() if e.format == "tflite" and e.quantization is QuantMode.INT16X8
+                  and source.kind in e.sources), None)
+    if exp16 is None:
+        return None
+    probe = path.with_name(path.stem + ".int16x8-probe.tflite")
+    try:
+        opts = {k: v for k, v in opts_base.items() if k not in ("keep_float_ops",)}
+        opts.pop("io_dtype", None)
+        atomic_write_bytes(probe, exp16.fn(source, opts))
+        r = check_parity(source, probe, data.val_samples, labels=data.labels, fmt_key=exp16.name,
+                         reference=reference, tolerance=tol)   # the user's overrides apply to it too
+        return {"passed": r.passed, "cosine": r.cosine, "top1_agreement": r.top1_agreement,
+                "failures": r.failures}
+    except Exception:  # advice only: an int16x8 that cannot be made is simply not suggested
+        return None
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 __all__ = ["convert", "ConversionResult", "OutputRecord", "load_exporters"]

@@ -254,15 +254,23 @@ def _from_torch(source, opset):
     if not source.example_inputs:
         raise ConversionError("a torch source needs example_inputs to be exported to ONNX; none were given")
     module = source.obj.eval()
+    args, dynamic = tuple(source.example_inputs), None
+    if getattr(source, "dynamic_batch", False):
+        # torch.export specialises a dim of size 1; trace a batch of 2 so dim 0 stays symbolic
+        args = tuple(torch.cat([x, x]) if x.shape[0] == 1 else x for x in args)
+        batch = torch.export.Dim("batch")
+        dynamic = tuple({0: batch} for _ in args)
     try:
         with stdout_to_stderr(), torch.no_grad():
             program = torch.onnx.export(
-                module, tuple(source.example_inputs), dynamo=True, opset_version=opset,
+                module, args, dynamo=True, opset_version=opset, dynamic_shapes=dynamic,
                 input_names=[s.name for s in source.inputs], output_names=[s.name for s in source.outputs],
                 verbose=False)
         model = program.model_proto
     except Exception as exc:
-        raise ConversionError(f"torch.onnx.export(dynamo=True) failed: {_first_line(exc)}") from exc
+        from edgeship.converters.torch_errors import torch_export_error
+
+        raise torch_export_error(exc, "torch.onnx.export(dynamo=True)") from exc
     return model
 
 

@@ -194,9 +194,21 @@ def check_parity(source, model_path, samples: Sequence[dict], *, labels=None,
     tol = merge_tolerance(fmt_key, tolerance)
     if labels is not None:
         labels = np.asarray(labels).astype(np.int64).reshape(-1)
-        if len(labels) != len(samples):
-            raise ConversionError(f"{len(labels)} labels given for {len(samples)} validation samples")
+        rows = sum(int(np.shape(next(iter(s.values())))[0]) for s in samples)  # a sample may hold a batch
+        if len(labels) != rows:
+            raise ConversionError(f"{len(labels)} labels given for {rows} validation samples")
     model = _load(model_path)
+    if reference is None:   # batch-1 rows for a model with a fixed batch > 1: feed it whole batches
+        from edgeship.converters.batching import fixed_batch, group_to_batch
+
+        b = fixed_batch(model.inputs)
+        if b is not None:
+            import dataclasses
+
+            samples, _ = group_to_batch(list(samples), [dataclasses.replace(s, shape=(b,) + tuple(s.shape[1:]))
+                                                        for s in source.inputs])
+            if labels is not None:
+                labels = labels[:len(samples) * b]
     ref_all = reference if reference is not None else [None] * len(samples)
     diffs_max, abs_sum, abs_n, ref_peak, cosines = 0.0, 0.0, 0, 0.0, []
     top_src, top_out, times = [], [], []
@@ -228,8 +240,9 @@ def check_parity(source, model_path, samples: Sequence[dict], *, labels=None,
         denom = np.linalg.norm(fr) * np.linalg.norm(fo)
         cosines.append(float(fr @ fo / denom) if denom > 0 else (1.0 if np.allclose(fr, fo) else 0.0))
         if classifier:
-            top_src.append(int(np.argmax(flat_r[0])))
-            top_out.append(int(np.argmax(flat_o[0])))
+            n_cls = source.outputs[0].shape[-1]   # one row per sample of the batch
+            top_src.extend(int(i) for i in np.argmax(flat_r[0].reshape(-1, n_cls), axis=-1))
+            top_out.extend(int(i) for i in np.argmax(flat_o[0].reshape(-1, n_cls), axis=-1))
     top1 = float(np.mean(np.equal(top_src, top_out))) if classifier else None
     acc_s = acc_o = None
     if classifier and labels is not None:

@@ -47,6 +47,7 @@ class LayerError:
     rmse: float
     max_abs_error: float
     scale: Optional[float] = None
+    tensors: List[str] = field(default_factory=list)   # every op output of this layer (worst first)
 
 
 def rel_channel_error(f, q, scale, zero_point) -> float:
@@ -100,11 +101,11 @@ def layer_errors(source, options: dict, calibrated: Optional[bytes] = None) -> L
         quant_debug_model_content=debug_model,
         debug_dataset=representative_dataset(source, options.get("calibration")), debug_options=dbg_opts)
     dbg.run()
-    from edgeship.converters.tflite_common import op_layer_names, op_outputs, source_layer_names
+    from edgeship.converters.tflite_common import op_outputs, source_layer_names, unique_layer_names
 
     known = source_layer_names(source)
     ops = {t: o["op"] for o in op_outputs(calibrated) for t in o["outputs"]}
-    layers = op_layer_names(calibrated, known)
+    layers = unique_layer_names(calibrated, known)
     rows = []
     for name, stats in dbg.layer_statistics.items():
         tensor, _ = dbg._get_operand_name_and_index(name)
@@ -115,7 +116,25 @@ def layer_errors(source, options: dict, calibrated: Optional[bytes] = None) -> L
         rows.append(LayerError(layers.get(tensor, layer_of(tensor, known)), tensor, op, float(err),
                                float(np.sqrt(stats["mean_squared_error"])), float(stats["max_abs_error"])))
     rows.sort(key=lambda r: -r.rel_error)
-    return rows
+    return _one_row_per_layer(rows)
+
+
+def _one_row_per_layer(rows: List[LayerError]) -> List[LayerError]:
+    """Rows sorted worst first, merged so each layer name appears once (its worst op), with every
+    tensor of the layer listed: the ranking names are unique and each one is a ``--keep-float`` name."""
+    merged: dict = {}
+    for r in rows:
+        if r.layer in merged:
+            merged[r.layer].tensors.append(r.tensor)
+        else:
+            r.tensors = [r.tensor]
+            merged[r.layer] = r
+    return list(merged.values())
+
+
+def ranking_labels(errors: List[LayerError], limit: int = 30) -> List[str]:
+    """The plot's bar labels, worst first: the same order and names as the JSON ranking."""
+    return [f"{i + 1}. {r.layer} ({r.op})" for i, r in enumerate(errors[:limit])]
 
 
 def plot_layer_errors(errors: List[LayerError], path, title: str = "int8 per-layer error") -> Path:
@@ -129,14 +148,21 @@ def plot_layer_errors(errors: List[LayerError], path, title: str = "int8 per-lay
 
     from edgeship._io import atomic_write_bytes
 
+    import json
+
     rows = errors[:30]
+    labels = ranking_labels(rows)
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.2))
-    ax.barh([f"{r.layer} ({r.op})" for r in rows][::-1], [r.rel_error for r in rows][::-1], color="tab:red")
+    # numeric positions: worst at the top, and two layers never share a bar (category axes merge equal labels)
+    ax.barh(range(len(rows)), [r.rel_error for r in rows], color="tab:red")
+    ax.set_yticks(range(len(rows)), labels)
+    ax.invert_yaxis()
     ax.set_xlabel("relative RMS error per channel (mean)")
     ax.set_title(title)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    # the ranking the bars show, top to bottom, is stored in the png (text chunk) for checks and tools
+    fig.savefig(buf, format="png", dpi=100, metadata={"Description": json.dumps([r.layer for r in rows])})
     plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
@@ -229,16 +255,18 @@ def auto_fix(source, exporter, options: dict, samples, reference, labels, tolera
         res.plot = str(plot_layer_errors(errors, Path(path).with_suffix(".layers.png")))
     except Exception as exc:  # a missing plot must not hide the fix result
         res.notes.append(f"per-layer plot not written: {exc}")
-    from edgeship.converters.tflite_common import op_layer_names, source_layer_names
+    from edgeship.converters.tflite_common import resolve_keep_float, source_layer_names, unique_layer_names
 
-    layer_names = op_layer_names(calibrated, source_layer_names(source))
+    known = source_layer_names(source)
+    layer_names = unique_layer_names(calibrated, known)
     keep: List[str] = []
     names: List[str] = []
     for e in errors[:max_float_layers]:
         if e.rel_error <= 0.0:
             break
         names.append(e.layer)
-        keep += [e.tensor] + [t for t in _consumers(calibrated, [e.tensor]) if t not in keep]
+        mine = resolve_keep_float(calibrated, [e.layer], known)   # the same path --keep-float takes
+        keep += mine + [t for t in _consumers(calibrated, mine) if t not in keep]
         keep = list(dict.fromkeys(keep))
         data, rep = attempt(f"keep float: {', '.join(names)} (+ readers)", opts, calibrated, keep)
         if rep.passed:
@@ -264,4 +292,4 @@ def _done(res: FixResult, data: bytes, rep, changes: List[str], base_bytes: int,
     return res
 
 
-__all__ = ["LayerError", "layer_errors", "plot_layer_errors", "auto_fix", "FixResult", "rel_channel_error", "rel_peak_error"]
+__all__ = ["LayerError", "layer_errors", "plot_layer_errors", "ranking_labels", "auto_fix", "FixResult", "rel_channel_error", "rel_peak_error"]

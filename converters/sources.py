@@ -56,6 +56,7 @@ class Source:
     outputs: List[TensorSpec]
     example_inputs: Optional[tuple] = None
     legacy: bool = False
+    dynamic_batch: bool = False   # export with a dynamic batch dimension (see converters.batching)
     _runner: Optional[Callable[[Dict[str, np.ndarray]], List[np.ndarray]]] = field(
         default=None, repr=False, compare=False)
     # calibrated float models by (calibration sha256, per_channel, method, percentile): one
@@ -258,15 +259,20 @@ def with_static_batch(source: Source) -> Source:
         raise ConversionError(
             f"--static-batch rebuilds Keras models only; this is a {source.kind} source: fix the batch "
             f"dimension to 1 in the source model and export it again")
-    keras = require("keras", "convert", "fixing the batch dimension")
+    return rebatch_keras(source, 1)
+
+
+def rebatch_keras(source: Source, batch: Optional[int]) -> Source:
+    """The same Keras model rebuilt on inputs of batch ``batch`` (None = dynamic); same weights and hash."""
+    keras = require("keras", "convert", "changing the batch dimension")
     model = source.obj
     try:
-        new_inputs = [keras.Input(batch_shape=(1,) + tuple(t.shape[1:]), dtype=t.dtype, name=spec.name)
+        new_inputs = [keras.Input(batch_shape=(batch,) + tuple(t.shape[1:]), dtype=t.dtype, name=spec.name)
                       for t, spec in zip(model.inputs, source.inputs)]
         clone = keras.models.clone_model(model, input_tensors=new_inputs if len(new_inputs) > 1 else new_inputs[0])
         clone.set_weights(model.get_weights())
     except Exception as exc:  # subclassed models cannot be cloned onto new inputs
-        raise ConversionError(f"could not rebuild the Keras model with batch 1: {_first_line(exc)}") from exc
+        raise ConversionError(f"could not rebuild the Keras model with batch {batch}: {_first_line(exc)}") from exc
     fixed = _keras_source(clone, source.path, source.sha256)
     return fixed
 

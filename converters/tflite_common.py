@@ -212,18 +212,65 @@ def source_layer_names(source) -> Optional[set]:
 def layer_of(tensor_name: str, known: Optional[set] = None) -> str:
     """Best-effort Keras layer name behind a converter tensor name.
 
-    'model/conv2d_3/Relu' -> 'conv2d_3'. Keras 3 traces add '_1' to every scope
-    ('outlier_net_1/spiky_1/MatMul1'); with the source's layer names ``known`` that suffix is
-    dropped when only the shorter name is a real layer.
+    'model/conv2d_3/Relu' -> 'conv2d_3'. With the source's layer names ``known``, the innermost
+    scope that is a real layer wins, so 'functional_1/bn3_1/batchnorm/mul_1' -> 'bn3' (not the TF
+    op scope 'batchnorm' inside it); Keras 3 traces add '_1' to every scope, which is dropped when
+    only the shorter name is a real layer.
     """
     first = tensor_name.split(";")[0]
     parts = [p for p in first.split("/") if p]
+    if known:
+        for seg in reversed(parts[:-1] or parts):
+            if seg in known:
+                return seg
+            base = re.sub(r"_\d+$", "", seg)
+            if base in known:
+                return base
     seg = parts[-2] if len(parts) >= 2 else parts[0] if parts else tensor_name
     if known and seg not in known:
         base = re.sub(r"_\d+$", "", seg)
         if base in known:
             return base
     return seg
+
+
+def unique_layer_names(model_bytes: bytes, known: Optional[set] = None) -> dict:
+    """{op output tensor: layer name} where one name never covers two different layers.
+
+    :func:`op_layer_names` may give the same generic scope to different layers of a model whose
+    layer names are not known (a SavedModel: 'model/bn1/batchnorm/mul' and 'model/bn2/batchnorm/mul'
+    are both 'batchnorm'); those are qualified with the scopes above them ('bn1/batchnorm') until
+    they differ. The per-layer ranking names layers with this function and ``keep_float_ops``
+    resolves names with it, so every ranked name can be passed back to ``--keep-float``.
+    """
+    names = op_layer_names(model_bytes, known)
+    if known:   # Keras layer names are unique in their model
+        return names
+
+    def scope(t: str, name: str) -> List[str]:
+        parts = [p for p in t.split(";")[0].split("/") if p]
+        for i in range(len(parts) - 1, -1, -1):
+            if parts[i] == name or re.sub(r"_\d+$", "", parts[i]) == name:
+                return parts[:i + 1]
+        return [name]   # named after its weights (an output op): keep the name
+
+    by_name: dict = {}
+    for t, n in names.items():
+        by_name.setdefault(n, []).append(t)
+    out = dict(names)
+    for n, tensors in by_name.items():
+        scopes = {t: scope(t, n) for t in tensors}
+        if len({"/".join(s) for s in scopes.values()}) < 2:
+            continue
+        for k in range(2, 1 + max(len(s) for s in scopes.values())):
+            quals = {t: "/".join(s[-k:]) for t, s in scopes.items()}
+            groups: dict = {}
+            for t, q in quals.items():
+                groups.setdefault(q, set()).add("/".join(scopes[t]))
+            if all(len(g) == 1 for g in groups.values()) or k >= max(len(s) for s in scopes.values()):
+                out.update(quals)
+                break
+    return out
 
 
 def op_layer_names(model_bytes: bytes, known: Optional[set] = None) -> dict:
@@ -249,7 +296,7 @@ def resolve_keep_float(calibrated: bytes, keep: List[str], known: Optional[set] 
     Converter tensor names change between conversions (name scopes get suffixes), so users
     and the auto-fix name layers; each name must match at least one op output.
     """
-    layers = op_layer_names(calibrated, known)
+    layers = unique_layer_names(calibrated, known)
     outs = list(layers)
     picked: List[str] = []
     for name in keep:

@@ -38,8 +38,8 @@ from edgeship.errors import TargetError
 
 from edgeship.facts import BOUNDARY_OPS, ModelFacts, OpFact, QuantMode, read_facts
 
-from .rules import (CheckReport, OpPlacement, Problem, generic_check,
-                    which_path)
+from .rules import (STATIC_BATCH_FIX, CheckReport, OpPlacement, Problem, generic_check,
+                    shape_ops, which_path)
 from .profile import DeviceSpec, TargetProfile, register_target
 
 CUSTOM_OP = "edgetpu-custom-op"
@@ -260,9 +260,23 @@ def _dims_ok(shape) -> bool:
     return len(shape) <= 3 or all(d == 1 for d in shape[:-3])
 
 
+def _shape_ops(facts: ModelFacts) -> set:
+    """rules.shape_ops, computed once per parsed model."""
+    key = (id(facts), len(facts.ops))
+    if _SHAPE_CACHE.get("key") != key:
+        _SHAPE_CACHE.update(key=key, ops=shape_ops(facts))
+    return _SHAPE_CACHE["ops"]
+
+
+_SHAPE_CACHE: dict = {}
+
+
 def op_reason(facts: ModelFacts, op: OpFact) -> Optional[Tuple[str, str, str]]:
     """Why ``op`` cannot run on the Edge TPU: (kind, message, fix), or None when it can."""
     name = op.op
+    if op.index in _shape_ops(facts):
+        return ("dynamic_shape", f"{name} computes a tensor shape at run time (the model's batch is dynamic); "
+                                 f"the Edge TPU needs static shapes", STATIC_BATCH_FIX)
     if name not in EDGETPU_OPS:
         fix = _REPLACE.get(name, f"replace op {name} with ops the Edge TPU supports (g.co/coral/model-reqs)")
         return ("unsupported_op", f"op {name} is not supported by the Edge TPU", fix)
@@ -385,6 +399,10 @@ def predict_placement(facts: ModelFacts, report: CheckReport) -> None:
         report.cpu_fallback.append(f"{op.op}#{op.index}")
         duplicate = ((kind == "dtype" and quant_problem) or (kind == "dynamic_shape" and dynamic_problem)
                      or (kind == "unsupported_op" and f"{op.op}#{op.index}" in unsupported_flagged))
+        if kind == "dynamic_shape":   # the generic unsupported-op finding for SHAPE gets the real fix
+            for p in report.problems:
+                if p.kind == "unsupported_op" and p.subject == f"{op.op}#{op.index}":
+                    p.message, p.fix = message, fix
         if duplicate:
             # keep the generic problem but let it say where the partition ends
             for p in report.problems:

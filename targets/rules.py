@@ -216,6 +216,8 @@ def _place_ops(facts: ModelFacts, profile, report: CheckReport, placement: str, 
             report.ops.append(OpPlacement(op.index, op.op, "unsupported", op.version, f"{facts.format} not supported"))
             continue
         reason = op_problem(op, profile)
+        if reason is not None and op.index in shape_ops(facts) and reason.kind == "unsupported_op":
+            reason.fix = STATIC_BATCH_FIX
         if reason is None:
             report.ops.append(OpPlacement(op.index, op.op, placement, op.version))
         else:
@@ -232,6 +234,28 @@ def _check_memory(facts: ModelFacts, profile, report: CheckReport) -> None:
                            f"activations {(facts.peak_activation_bytes or 0) / 1e6:.2f} MB); "
                            f"{profile.name} has {limit / 1e6:.2f} MB",
                            "re-convert with --quantize int8 or use a smaller model (fewer channels / lower resolution)"))
+
+
+SHAPE_OPS = ("SHAPE", "Shape")
+STATIC_BATCH_FIX = ("this op computes a tensor shape at run time because the model's batch is dynamic: re-convert "
+                    "with --static-batch (Keras sources) or export the source with a fixed batch of 1; static "
+                    "shapes let the converter fold SHAPE and the ops computing on its result into constants")
+
+
+def shape_ops(facts: ModelFacts) -> set:
+    """Indices of ops that only exist to compute shapes at run time: SHAPE and every op whose
+    non-constant inputs all come from SHAPE (transitively), e.g. STRIDED_SLICE/PACK feeding a
+    RESHAPE's new shape. A dynamic batch puts them there; a static batch folds them away."""
+    if facts.format != "tflite":
+        return set()
+    shape_tensors: set = set()
+    found: set = set()
+    for op in facts.ops:   # execution order: producers come first
+        live = [i for i in op.inputs if i >= 0 and not facts.tensors[i].is_const]
+        if op.op in SHAPE_OPS or (live and all(i in shape_tensors for i in live)):
+            found.add(op.index)
+            shape_tensors.update(i for i in op.outputs if i >= 0)
+    return found
 
 
 def op_problem(op: OpFact, profile) -> Optional[Problem]:

@@ -74,6 +74,8 @@ def convert_cmd(
     debug_layers: bool = typer.Option(False, "--debug-layers", help="rank int8 layers by error, plot png"),
     static_batch: bool = typer.Option(False, "--static-batch",
                                       help="fix a Keras model's batch dimension to 1 (Edge TPU, MCU)"),
+    dynamic_batch: bool = typer.Option(False, "--dynamic-batch",
+                                       help="export with a dynamic batch dimension (PyTorch, Keras, ONNX)"),
     json_: bool = json_option(),
 ):
     """Convert SRC to TFLite/ONNX, quantize it, and check every output against SRC."""
@@ -84,7 +86,8 @@ def convert_cmd(
                   labels=class_indices(labels), accuracy_budget=accuracy_budget,
                   tolerance=_parse_tolerance(tolerance), out=out, all_formats=all_formats,
                   preprocessing=preprocessing, max_calibration=max_calibration, seed=seed,
-                  debug_layers=debug_layers, per_channel=per_channel, static_batch=static_batch)
+                  debug_layers=debug_layers, per_channel=per_channel, static_batch=static_batch,
+                  dynamic_batch=dynamic_batch)
     if io_dtype is not None:  # only when asked: exporters have their own default
         kwargs["io_dtype"] = io_dtype
     if keep_float:
@@ -107,6 +110,18 @@ def convert_cmd(
                 con.print(f"  {Path(o['path']).name}: {n}")
         for n in result.get("skipped", []):
             con.print(f"  [yellow]{n}[/]")
+        from rich.markup import escape
+
+        if result["validation"].get("inputs"):
+            con.print(f"parity inputs: {escape(result['validation']['inputs'])}"
+                      + (" [yellow](random: worth less than real data)[/]" if result["validation"].get("random")
+                         else ""), markup=True, highlight=False)
+        for w in result.get("warnings", []):
+            con.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
+        for o in result["outputs"]:
+            if o.get("next_step"):
+                con.print(f"[bold]next step[/] for {Path(o['path']).name}: {escape(o['next_step']['text'])}",
+                          highlight=False)
         con.print(f"report: {result['report']}")
     if failed is not None:
         if not json_:

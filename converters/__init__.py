@@ -174,7 +174,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
     many = len(exps) > 1 or all_formats
     if many and out_root.suffix.lower() in FILE_SUFFIX.values():
         raise ConversionError(f"--all writes several files: -o must be a folder, got '{out}'")
-    reference = [source.run(s) for s in data.val_samples]  # the source runs once, every output reuses it
+    reference = source.run_many(data.val_samples)  # the source runs once, every output reuses it
     records: List[OutputRecord] = []
     skipped: List[str] = []  # exporters not run, and why
     opts_base = dict(options, calibration=data.cal, seed=seed)

@@ -24,9 +24,17 @@ BACKENDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
 }
 
 
+_FOUND: set = set()  # backend modules found once (an installed package stays installed in a process)
+
+
 def available_backends(fmt: str) -> List[str]:
     """Installed backends that can run files of format ``fmt`` ("tflite" or "onnx")."""
-    return [name for name, (mod, fmts) in BACKENDS.items() if fmt in fmts and available(mod.split(".")[0])]
+    out = []
+    for name, (mod, fmts) in BACKENDS.items():
+        if fmt in fmts and (mod in _FOUND or available(mod.split(".")[0])):
+            _FOUND.add(mod)
+            out.append(name)
+    return out
 
 
 def _import(backend: str):

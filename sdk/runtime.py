@@ -481,6 +481,17 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
                   Path(manifest["_dir"]) / str(e.get("path")) == p}
         if sha not in wanted:  # the file changed between verification and reading
             raise IntegrityError(f"{p.name} changed after its bundle was verified (sha256 {sha[:16]}...); load again")
+    if verify == "full" and fmt == "tflite" and not os.environ.get("EDGESHIP_NO_PROBE_CACHE"):
+        # A file this edgeship and runtime already checked (structure, then the isolated probe,
+        # recorded by hash in the private cache) is not parsed again: a cached load costs about
+        # what creating the interpreter does (bench/load_speed.py). Edge TPU models are never
+        # probed, so a cached "ok" also says this file needs no delegate.
+        chosen = _choose_backend(fmt, backend, content, threads, sha, [])
+        from .probe import probed_ok
+
+        if probed_ok(sha, chosen):
+            impl = make_backend(fmt, chosen, content, threads, [])
+            return Model(p, fmt, chosen, impl, sha, manifest, threads)
     delegates = []
     # A TFLite file is always parsed (once): even unverified, an Edge TPU model needs its delegate.
     parsed = _read_structure(fmt, content, p) if verify != "none" or fmt == "tflite" else None

@@ -110,6 +110,8 @@ class TFLiteBackend:
         self.inputs = [self._spec(d) for d in ins]
         self.outputs = [self._spec(d) for d in outs]
         self.signatures = [tuple(int(x) for x in d.get("shape_signature", d["shape"])) for d in ins]
+        self._in0 = self.inputs[0].index if self.inputs else None
+        self._out0 = self.outputs[0].index if self.outputs else None
 
     @staticmethod
     def _spec(d: dict) -> TensorSpec:
@@ -129,6 +131,19 @@ class TFLiteBackend:
         except (ValueError, RuntimeError, MemoryError) as exc:
             state = self._rebuild()
             raise TargetError(f"{self.name} could not resize inputs to {list(shapes.values())}: {exc}{state}") from exc
+
+    def run1(self, a: np.ndarray) -> np.ndarray:
+        """:meth:`run` for a model with one input and one output: the output array itself."""
+        interp = self.interp
+        if interp is None:
+            return self.run([a])[0]
+        try:
+            interp.set_tensor(self._in0, a)
+            interp.invoke()
+            return interp.get_tensor(self._out0)
+        except (ValueError, RuntimeError, MemoryError) as exc:
+            state = self._rebuild()
+            raise TargetError(f"{self.name} failed to run the model: {exc}{state}") from exc
 
     def run(self, arrays: Sequence[np.ndarray]) -> List[np.ndarray]:
         interp = self._live()

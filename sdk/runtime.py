@@ -75,6 +75,17 @@ class Model:
         # predict's fast path: TFLite models with one (numeric) input.
         one = len(self._plans) == 1 and fmt == "tflite" and self._plans[0].dtype is not None
         self._fast: Optional[_InputPlan] = self._plans[0] if one else None
+        # one output: run1 (no lists) and, for a per-tensor quantized output, its dequantization
+        # constants (zero point, scale) as float32, computed once
+        self._one_out = one and len(self.outputs) == 1 and hasattr(impl, "run1")
+        q = self.outputs[0].quantization if self._one_out and self.outputs[0].is_quantized else None
+        self._deq0 = (np.float32(q.zero_point[0]), np.float32(q.scale[0])) if q is not None and q.per_tensor \
+            else None
+        if self._one_out and q is not None and self._deq0 is None:
+            self._one_out = False  # per-axis output quantization: the general dequantization
+        # get_tensor returns a fresh float32 array: predict returns it as it is
+        self._out_f32 = self._one_out and q is None and self.outputs[0].dtype == "float32"
+        self._shape0: Optional[tuple] = None  # the one input's shape last set by _ensure_shapes
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{s.name}:{s.dtype}{list(s.shape)}" for s in self.inputs)
@@ -112,18 +123,36 @@ class Model:
         concurrently (onnxruntime sessions are thread-safe).
         """
         fast = self._fast
-        if (fast is not None and type(x) is np.ndarray and not as_dict
-                and (x.shape == fast.fixed or [x.shape] == self._shapes_set)):
+        if fast is not None and type(x) is np.ndarray and not as_dict:
             # The common call: one array of the static input shape, or of the shape the model
-            # already runs at. Same checks, fewer Python steps (about 30 us less per call; see
-            # bench/predict_overhead.py).
-            a = fast.prepare_exact(x)
-            with self._impl.lock:
-                self._ensure_shapes([x.shape])
-                raw = self._impl.run([a])
-            if len(raw) == 1:
-                return _dequantize(raw[0], self.outputs[0])
-            return {spec.name: _dequantize(o, spec) for spec, o in zip(self.outputs, raw)}
+            # already runs at. Same checks, fewer Python steps (bench/predict_overhead.py,
+            # bench/predict_kws.py: within 5 % of the raw LiteRT loop on the KWS models).
+            shape = x.shape
+            if shape == fast.fixed:
+                # A fully static input (no -1 dims equal a real shape): the interpreter always
+                # runs at it (a static input cannot be resized), so no shape bookkeeping.
+                a = fast.prepare_exact(x)
+                with self._impl.lock:
+                    raw = self._impl.run1(a) if self._one_out else self._impl.run([a])
+            elif shape == self._shape0:
+                a = fast.prepare_exact(x)
+                with self._impl.lock:
+                    if shape != self._shape0:  # another thread resized since the test above
+                        self._ensure_shapes([shape])
+                    raw = self._impl.run1(a) if self._one_out else self._impl.run([a])
+            else:
+                raw = None
+            if raw is not None:
+                if self._one_out:
+                    deq = self._deq0
+                    if deq is None:
+                        return raw if self._out_f32 else _dequantize(raw, self.outputs[0])
+                    out = np.subtract(raw, deq[0], dtype=np.float32)  # == (o.astype(f32) - zp)
+                    out *= deq[1]
+                    return out
+                if len(raw) == 1:
+                    return _dequantize(raw[0], self.outputs[0])
+                return {spec.name: _dequantize(o, spec) for spec, o in zip(self.outputs, raw)}
         arrays = self._order(x)
         try:
             prepared = [plan.prepare(a) for plan, a in zip(self._plans, arrays)]
@@ -185,9 +214,10 @@ class Model:
             if shape != self._impl.current_shape(i):
                 want[i] = shape
         if want:
-            self._shapes_set = None  # unknown if resize fails half-way
+            self._shapes_set = self._shape0 = None  # unknown if resize fails half-way
             self._impl.resize(want)
         self._shapes_set = shapes
+        self._shape0 = shapes[0] if len(shapes) == 1 else None
 
     def _run_once(self, arrays: List[np.ndarray]) -> List[np.ndarray]:
         """Set shapes and run under the backend's lock: no other thread's call can interleave."""
@@ -232,7 +262,7 @@ class _InputPlan:
     """Everything predict needs per input, computed once at load time."""
 
     __slots__ = ("spec", "dtype", "rank", "scale", "zp", "qmin", "qmax", "quantized", "fixed_batch_one",
-                 "fixed")
+                 "fixed", "plain_float")
 
     def __init__(self, spec: TensorSpec):
         self.spec = spec
@@ -247,23 +277,36 @@ class _InputPlan:
             self.qmin, self.qmax = info.min, info.max
         self.fixed_batch_one = self.rank > 0 and spec.shape[0] == 1
         self.fixed = tuple(spec.shape)
+        self.plain_float = self.dtype is not None and self.dtype.kind == "f" and not self.quantized
 
     def accepts(self, shape) -> bool:
         return all(w < 0 or w == g for w, g in zip(self.fixed, shape))
 
     def prepare_exact(self, a: np.ndarray) -> np.ndarray:
         """:meth:`prepare` for an ndarray of a shape already known to fit (see ``predict``)."""
+        if self.plain_float and a.dtype == self.dtype:
+            # the model's own float dtype: only the NaN/inf check (one reduction) and layout
+            # vdot(a, a) is NaN or inf when any value is (and when a finite sum of squares
+            # overflows): one BLAS call, several times cheaper than isfinite().all() on small inputs
+            if a.flags.c_contiguous and a.size and math.isfinite(np.vdot(a, a)):
+                return a
+            return self.prepare(a)  # NaN/inf (or a sum that overflowed: checked value by value)
         if a.dtype.kind != "f" or a.size == 0:
             return self.prepare(a)  # the general path converts or raises the full error
         if self.quantized and self.scale.ndim == 0:
-            # min/max are the NaN/inf check (both propagate) and, as x/scale + zp is monotonic,
-            # tell whether any value can leave the integer range: usually none, so no clip.
-            lo, hi = np.float32(a.min()), np.float32(a.max())
-            if not (math.isfinite(lo) and math.isfinite(hi)):
+            # Quantize first; the min/max of the result are the NaN/inf check (both propagate)
+            # and tell whether any value leaves the integer range: usually none, so no clip.
+            # Same arithmetic as _quantize (clip before rint), in fewer numpy calls.
+            q = np.divide(a, self.scale, dtype=np.float32)
+            q += self.zp
+            if not math.isfinite(np.vdot(q, q)):  # NaN/inf (or huge values): the general path decides
                 return self.prepare(a)
-            return self._quantize(a, clip=(np.rint(lo / self.scale + self.zp) < self.qmin
-                                           or np.rint(hi / self.scale + self.zp) > self.qmax))
-        if not np.isfinite(a).all():
+            np.minimum(q, self.qmax, out=q)  # the clip, as two elementwise calls (np.clip costs more)
+            np.maximum(q, self.qmin, out=q)
+            np.rint(q, out=q)
+            return q.astype(self.dtype)
+        if not math.isfinite(float(np.add.reduce(a, axis=None))):
+            # NaN, inf, or a finite sum that overflowed: the general path checks each value
             return self.prepare(a)
         if self.quantized:
             return self._quantize(a)

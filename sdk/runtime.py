@@ -85,7 +85,10 @@ class Model:
             self._one_out = False  # per-axis output quantization: the general dequantization
         # get_tensor returns a fresh float32 array: predict returns it as it is
         self._out_f32 = self._one_out and q is None and self.outputs[0].dtype == "float32"
-        self._shape0: Optional[tuple] = None  # the one input's shape last set by _ensure_shapes
+        # the one input's shape the interpreter runs at: a static shape from the start (a static
+        # input cannot be resized), else the last one set by _ensure_shapes
+        self._shape0: Optional[tuple] = (self._fast.fixed if self._fast is not None and
+                                         all(d >= 0 for d in self._fast.fixed) else None)
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{s.name}:{s.dtype}{list(s.shape)}" for s in self.inputs)
@@ -124,22 +127,17 @@ class Model:
         """
         fast = self._fast
         if fast is not None and type(x) is np.ndarray and not as_dict:
-            # The common call: one array of the static input shape, or of the shape the model
-            # already runs at. Same checks, fewer Python steps (bench/predict_overhead.py,
-            # bench/predict_kws.py: within 5 % of the raw LiteRT loop on the KWS models).
+            # The common call: one array of the shape the model runs at (its static shape, or
+            # the last one set). Same checks, fewer Python steps (bench/predict_overhead.py:
+            # within 5 % of the raw LiteRT loop on the KWS models).
             shape = x.shape
-            if shape == fast.fixed:
-                # A fully static input (no -1 dims equal a real shape): the interpreter always
-                # runs at it (a static input cannot be resized), so no shape bookkeeping.
+            if shape == self._shape0:
                 a = fast.prepare_exact(x)
-                with self._impl.lock:
-                    raw = self._impl.run1(a) if self._one_out else self._impl.run([a])
-            elif shape == self._shape0:
-                a = fast.prepare_exact(x)
-                with self._impl.lock:
+                impl = self._impl
+                with impl.lock:
                     if shape != self._shape0:  # another thread resized since the test above
                         self._ensure_shapes([shape])
-                    raw = self._impl.run1(a) if self._one_out else self._impl.run([a])
+                    raw = impl.run1(a) if self._one_out else impl.run([a])
             else:
                 raw = None
             if raw is not None:
@@ -284,7 +282,7 @@ class _InputPlan:
 
     def prepare_exact(self, a: np.ndarray) -> np.ndarray:
         """:meth:`prepare` for an ndarray of a shape already known to fit (see ``predict``)."""
-        if self.plain_float and a.dtype == self.dtype:
+        if self.plain_float and (a.dtype is self.dtype or a.dtype == self.dtype):
             # the model's own float dtype: only the NaN/inf check (one reduction) and layout
             # vdot(a, a) is NaN or inf when any value is (and when a finite sum of squares
             # overflows): one BLAS call, several times cheaper than isfinite().all() on small inputs

@@ -465,7 +465,13 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
         threads: interpreter threads (None = the runtime's default).
         target: for bundles, which of its files to load (a target or file key in the manifest).
         verify: "full" (check the file's structure, then run it once in an isolated child process,
-            cached by hash), "structure" (structure only) or "none".
+            cached by hash), "structure" (structure only) or "none". The first "full" load of a
+            file costs the child process (about 0.3-2 s); its "ok" is cached in edgeship's private
+            cache, bound to the file's sha256, the runtime and edgeship versions, so later loads of
+            the same bytes skip the structure check and the probe (about the raw interpreter's
+            creation plus hashing the file; ``bench/load_speed.py``). Files written by
+            ``edgeship.converters.convert`` were probed by its parity check. To skip the probe for
+            a file you built and trust, pass ``verify="structure"``; never for files from others.
         trusted_keys: Ed25519 public keys (paths to ``.pub`` files, key objects, raw bytes or hex;
             see :mod:`edgeship.signing`). When given, only a bundle whose manifest is signed by one
             of them loads; unsigned or changed bundles and single model files raise IntegrityError.

@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 # Extras the full test suite needs (torch resolves to the local CPU wheel 2.13.0).
 TEST_EXTRAS := convert,torch,audio,speech,face,deploy,mcu,sign,dev
 
-.PHONY: demo test bench fuzz soak venv venv-test clean
+.PHONY: demo test bench bench-convert fuzz soak venv venv-test clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -82,6 +82,8 @@ test: venv-test
 
 bench: venv-test
 	$(BIN)/python bench/predict_overhead.py
+	$(BIN)/python bench/predict_overhead.py --kws --rounds 3000
+	$(BIN)/python bench/load_speed.py
 	$(BIN)/edgeship bench models/weights/shapes_cnn_int8.tflite --threads 1 --runs 200
 
 # Rebuild the zoo keyword-spotting model (models/weights/kws_dscnn*) from ../shared; see models/cards/kws_dscnn.md.
@@ -103,3 +105,7 @@ soak: venv-test
 
 clean:
 	rm -rf $(VENV) .venv-tflrt .overlay-onnx2tf .overlay-litert-torch demo_out fuzz_out .pytest_cache
+
+# issue 12: edgeship convert vs the raw TFLiteConverter (MobileNetV2 fp32/int8, MLPerf KWS int8), side by side
+bench-convert: venv-test
+	nice -n 0 $(BIN)/python bench/convert_speed.py --repeats 2

@@ -155,8 +155,10 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
     """
     from edgeship._io import atomic_write_json, versions
     from edgeship.converters.sources import load_source
+    from edgeship.progress import step
 
-    source = load_source(src, example_inputs=example_inputs)
+    with step("loading the source model"):
+        source = load_source(src, example_inputs=example_inputs)
     notes: List[str] = []
     if static_batch and dynamic_batch:
         raise ConversionError("--static-batch and --dynamic-batch contradict each other: pick one (static for "
@@ -185,7 +187,8 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
     many = len(exps) > 1 or all_formats
     if many and out_root.suffix.lower() in FILE_SUFFIX.values():
         raise ConversionError(f"--all writes several files: -o must be a folder, got '{out}'")
-    reference = [source.run(s) for s in data.val_samples]  # the source runs once, every output reuses it
+    with step("running the source on the validation inputs"):
+        reference = source.run_many(data.val_samples)  # the source runs once, every output reuses it
     from edgeship.converters.data_checks import constant_outputs
 
     data.constant = constant_outputs(reference, [o.name for o in source.outputs])
@@ -334,7 +337,10 @@ def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, 
     if many and exp.format != "tflite" and exp_opts.get("io_dtype") not in (None, "float32"):
         exp_opts.pop("io_dtype")  # ONNX quantizers keep float I/O; said in the report, not silently
         rec_notes.append(f"io_dtype={options['io_dtype']} applies to TFLite outputs; {exp.name} keeps float I/O")
-    blob = exp.fn(source, exp_opts)
+    from edgeship.progress import step
+
+    with step(f"converting: {exp.name}"):
+        blob = exp.fn(source, exp_opts)
     atomic_write_bytes(path, blob)
     rep = check_parity(source, path, data.val_samples, labels=data.labels, tolerance=tol, fmt_key=exp.name,
                        reference=reference)

@@ -34,6 +34,8 @@ def make_converter(source):
     tf = require("tensorflow", "convert", "converting to TFLite")
     if source.kind == "keras":
         conv = tf.lite.TFLiteConverter.from_keras_model(source.obj)
+    elif source.kind == "saved_model" and source.legacy and getattr(source, "_session", None) is not None:
+        conv = _from_legacy_session(tf, source)
     elif source.kind == "saved_model" and source.legacy:
         conv = tf.compat.v1.lite.TFLiteConverter.from_saved_model(
             source.path, signature_key="serving_default", tag_set={"serve"})
@@ -43,6 +45,27 @@ def make_converter(source):
         raise ConversionError(f"TFLite conversion takes a Keras model or a SavedModel, not a {source.kind} "
                               f"source")
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return conv
+
+
+def _from_legacy_session(tf, source):
+    """The TF1 converter on the session the source already holds.
+
+    ``tf.compat.v1.lite.TFLiteConverter.from_saved_model`` loads the SavedModel twice more
+    (a TF2 attempt, then a TF1 session to freeze): ~10 s on the MLPerf KWS model. Freezing the
+    source's own session (the same serving-signature tensors, the same variables) gives the
+    same graph without reloading; the file still records a SavedModel as its origin.
+    """
+    from tensorflow.lite.python import lite as tfl_lite
+
+    sess = source._session
+    ins, outs = source._tensor_names
+    get = sess.graph.get_tensor_by_name
+    conv = tf.compat.v1.lite.TFLiteConverter.from_session(sess, [get(n) for n in ins], [get(n) for n in outs])
+    try:
+        conv._metadata.environment.modelType = tfl_lite.conversion_metadata_fb.ModelType.TF_SAVED_MODEL
+    except AttributeError:  # private API moved: only the file's origin metadata differs
+        pass
     return conv
 
 

@@ -402,7 +402,9 @@ def benchmark(model, *, runs: int = 100, warmup: int = 10, threads: Optional[int
         model=m_path, sha256=sha, format=m.format, backend=m.backend,
         threads=threads if threads is not None else getattr(m, "threads", None),
         runs=runs, warmup=warmup, seed=seed, batch=batch,
-        inputs=[{"name": s.name, "shape": list(a.shape), "dtype": a.dtype.name,
+        # dtype: what the model computes on (int8 for a quantized input); fed_dtype: the arrays
+        # given to predict (real float32 values that predict quantizes)
+        inputs=[{"name": s.name, "shape": list(a.shape), "dtype": s.dtype, "fed_dtype": a.dtype.name,
                  "source": "user" if inputs is not None else "random"}
                 for s, a in zip(m.inputs, arrays)],
         init_ms=init_ms, first_inference_ms=first_ms, latency_ms=stats,

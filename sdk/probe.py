@@ -27,17 +27,32 @@ _EXIT_PY_ERROR = 3
 _DISTS = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime", "onnxruntime": "onnxruntime"}
 
 
-def _stamp(sha256: str, backend: str) -> dict:
-    from importlib import metadata
+_RUNTIME_VERSIONS: dict = {}
 
+
+def _runtime_version(backend: str) -> str:
+    """The installed version of ``backend``'s distribution, read once per process (~1 ms each)."""
+    if backend not in _RUNTIME_VERSIONS:
+        from importlib import metadata
+
+        try:
+            _RUNTIME_VERSIONS[backend] = metadata.version(_DISTS.get(backend, backend))
+        except metadata.PackageNotFoundError:
+            _RUNTIME_VERSIONS[backend] = "unknown"
+    return _RUNTIME_VERSIONS[backend]
+
+
+def _stamp(sha256: str, backend: str) -> dict:
     from ._version import __version__
 
-    try:
-        runtime = metadata.version(_DISTS.get(backend, backend))
-    except metadata.PackageNotFoundError:
-        runtime = "unknown"
-    return {"result": "ok", "sha256": sha256, "backend": backend, "runtime_version": runtime,
+    return {"result": "ok", "sha256": sha256, "backend": backend, "runtime_version": _runtime_version(backend),
             "edgeship": __version__, "python": sys.version.split()[0]}
+
+
+def probed_ok(sha256: str, backend: str) -> bool:
+    """True when a file with this sha256 already passed :func:`probe` on this backend and runtime
+    version, with this edgeship (whose structure check ran before that probe)."""
+    return _cached_ok(_marker(sha256, backend), _stamp(sha256, backend))
 
 
 def _marker(sha256: str, backend: str):

@@ -60,3 +60,24 @@ def track(items: Iterable[T], description: str, total: Optional[int] = None,
 
 
 __all__ = ["ProgressCallback", "reporting", "track", "current"]
+
+
+@contextlib.contextmanager
+def step(description: str, callback: Optional[ProgressCallback] = None) -> Iterator[None]:
+    """Report one step of a long call as ``(description, 0, 1)`` then ``(description, 1, 1)``.
+
+    Example:
+        >>> seen = []
+        >>> with reporting(lambda *a: seen.append(a)):
+        ...     with step("converting"):
+        ...         pass
+        >>> seen
+        [('converting', 0, 1), ('converting', 1, 1)]
+    """
+    cb = callback or _current
+    if cb is None:
+        yield
+        return
+    cb(description, 0, 1)
+    yield
+    cb(description, 1, 1)

@@ -75,6 +75,20 @@ class Model:
         # predict's fast path: TFLite models with one (numeric) input.
         one = len(self._plans) == 1 and fmt == "tflite" and self._plans[0].dtype is not None
         self._fast: Optional[_InputPlan] = self._plans[0] if one else None
+        # one output: run1 (no lists) and, for a per-tensor quantized output, its dequantization
+        # constants (zero point, scale) as float32, computed once
+        self._one_out = one and len(self.outputs) == 1 and hasattr(impl, "run1")
+        q = self.outputs[0].quantization if self._one_out and self.outputs[0].is_quantized else None
+        self._deq0 = (np.float32(q.zero_point[0]), np.float32(q.scale[0])) if q is not None and q.per_tensor \
+            else None
+        if self._one_out and q is not None and self._deq0 is None:
+            self._one_out = False  # per-axis output quantization: the general dequantization
+        # get_tensor returns a fresh float32 array: predict returns it as it is
+        self._out_f32 = self._one_out and q is None and self.outputs[0].dtype == "float32"
+        # the one input's shape the interpreter runs at: a static shape from the start (a static
+        # input cannot be resized), else the last one set by _ensure_shapes
+        self._shape0: Optional[tuple] = (self._fast.fixed if self._fast is not None and
+                                         all(d >= 0 for d in self._fast.fixed) else None)
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{s.name}:{s.dtype}{list(s.shape)}" for s in self.inputs)
@@ -112,18 +126,31 @@ class Model:
         concurrently (onnxruntime sessions are thread-safe).
         """
         fast = self._fast
-        if (fast is not None and type(x) is np.ndarray and not as_dict
-                and (x.shape == fast.fixed or [x.shape] == self._shapes_set)):
-            # The common call: one array of the static input shape, or of the shape the model
-            # already runs at. Same checks, fewer Python steps (about 30 us less per call; see
-            # bench/predict_overhead.py).
-            a = fast.prepare_exact(x)
-            with self._impl.lock:
-                self._ensure_shapes([x.shape])
-                raw = self._impl.run([a])
-            if len(raw) == 1:
-                return _dequantize(raw[0], self.outputs[0])
-            return {spec.name: _dequantize(o, spec) for spec, o in zip(self.outputs, raw)}
+        if fast is not None and type(x) is np.ndarray and not as_dict:
+            # The common call: one array of the shape the model runs at (its static shape, or
+            # the last one set). Same checks, fewer Python steps (bench/predict_overhead.py:
+            # within 5 % of the raw LiteRT loop on the KWS models).
+            shape = x.shape
+            if shape == self._shape0:
+                a = fast.prepare_exact(x)
+                impl = self._impl
+                with impl.lock:
+                    if shape != self._shape0:  # another thread resized since the test above
+                        self._ensure_shapes([shape])
+                    raw = impl.run1(a) if self._one_out else impl.run([a])
+            else:
+                raw = None
+            if raw is not None:
+                if self._one_out:
+                    deq = self._deq0
+                    if deq is None:
+                        return raw if self._out_f32 else _dequantize(raw, self.outputs[0])
+                    out = np.subtract(raw, deq[0], dtype=np.float32)  # == (o.astype(f32) - zp)
+                    out *= deq[1]
+                    return out
+                if len(raw) == 1:
+                    return _dequantize(raw[0], self.outputs[0])
+                return {spec.name: _dequantize(o, spec) for spec, o in zip(self.outputs, raw)}
         arrays = self._order(x)
         try:
             prepared = [plan.prepare(a) for plan, a in zip(self._plans, arrays)]
@@ -185,9 +212,10 @@ class Model:
             if shape != self._impl.current_shape(i):
                 want[i] = shape
         if want:
-            self._shapes_set = None  # unknown if resize fails half-way
+            self._shapes_set = self._shape0 = None  # unknown if resize fails half-way
             self._impl.resize(want)
         self._shapes_set = shapes
+        self._shape0 = shapes[0] if len(shapes) == 1 else None
 
     def _run_once(self, arrays: List[np.ndarray]) -> List[np.ndarray]:
         """Set shapes and run under the backend's lock: no other thread's call can interleave."""
@@ -232,7 +260,7 @@ class _InputPlan:
     """Everything predict needs per input, computed once at load time."""
 
     __slots__ = ("spec", "dtype", "rank", "scale", "zp", "qmin", "qmax", "quantized", "fixed_batch_one",
-                 "fixed")
+                 "fixed", "plain_float")
 
     def __init__(self, spec: TensorSpec):
         self.spec = spec
@@ -247,23 +275,36 @@ class _InputPlan:
             self.qmin, self.qmax = info.min, info.max
         self.fixed_batch_one = self.rank > 0 and spec.shape[0] == 1
         self.fixed = tuple(spec.shape)
+        self.plain_float = self.dtype is not None and self.dtype.kind == "f" and not self.quantized
 
     def accepts(self, shape) -> bool:
         return all(w < 0 or w == g for w, g in zip(self.fixed, shape))
 
     def prepare_exact(self, a: np.ndarray) -> np.ndarray:
         """:meth:`prepare` for an ndarray of a shape already known to fit (see ``predict``)."""
+        if self.plain_float and (a.dtype is self.dtype or a.dtype == self.dtype):
+            # the model's own float dtype: only the NaN/inf check (one reduction) and layout
+            # vdot(a, a) is NaN or inf when any value is (and when a finite sum of squares
+            # overflows): one BLAS call, several times cheaper than isfinite().all() on small inputs
+            if a.flags.c_contiguous and a.size and math.isfinite(np.vdot(a, a)):
+                return a
+            return self.prepare(a)  # NaN/inf (or a sum that overflowed: checked value by value)
         if a.dtype.kind != "f" or a.size == 0:
             return self.prepare(a)  # the general path converts or raises the full error
         if self.quantized and self.scale.ndim == 0:
-            # min/max are the NaN/inf check (both propagate) and, as x/scale + zp is monotonic,
-            # tell whether any value can leave the integer range: usually none, so no clip.
-            lo, hi = np.float32(a.min()), np.float32(a.max())
-            if not (math.isfinite(lo) and math.isfinite(hi)):
+            # Quantize first; the min/max of the result are the NaN/inf check (both propagate)
+            # and tell whether any value leaves the integer range: usually none, so no clip.
+            # Same arithmetic as _quantize (clip before rint), in fewer numpy calls.
+            q = np.divide(a, self.scale, dtype=np.float32)
+            q += self.zp
+            if not math.isfinite(np.vdot(q, q)):  # NaN/inf (or huge values): the general path decides
                 return self.prepare(a)
-            return self._quantize(a, clip=(np.rint(lo / self.scale + self.zp) < self.qmin
-                                           or np.rint(hi / self.scale + self.zp) > self.qmax))
-        if not np.isfinite(a).all():
+            np.minimum(q, self.qmax, out=q)  # the clip, as two elementwise calls (np.clip costs more)
+            np.maximum(q, self.qmin, out=q)
+            np.rint(q, out=q)
+            return q.astype(self.dtype)
+        if not math.isfinite(float(np.add.reduce(a, axis=None))):
+            # NaN, inf, or a finite sum that overflowed: the general path checks each value
             return self.prepare(a)
         if self.quantized:
             return self._quantize(a)
@@ -424,7 +465,13 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
         threads: interpreter threads (None = the runtime's default).
         target: for bundles, which of its files to load (a target or file key in the manifest).
         verify: "full" (check the file's structure, then run it once in an isolated child process,
-            cached by hash), "structure" (structure only) or "none".
+            cached by hash), "structure" (structure only) or "none". The first "full" load of a
+            file costs the child process (about 0.3-2 s); its "ok" is cached in edgeship's private
+            cache, bound to the file's sha256, the runtime and edgeship versions, so later loads of
+            the same bytes skip the structure check and the probe (about the raw interpreter's
+            creation plus hashing the file; ``bench/load_speed.py``). Files written by
+            ``edgeship.converters.convert`` were probed by its parity check. To skip the probe for
+            a file you built and trust, pass ``verify="structure"``; never for files from others.
         trusted_keys: Ed25519 public keys (paths to ``.pub`` files, key objects, raw bytes or hex;
             see :mod:`edgeship.signing`). When given, only a bundle whose manifest is signed by one
             of them loads; unsigned or changed bundles and single model files raise IntegrityError.
@@ -481,6 +528,17 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
                   Path(manifest["_dir"]) / str(e.get("path")) == p}
         if sha not in wanted:  # the file changed between verification and reading
             raise IntegrityError(f"{p.name} changed after its bundle was verified (sha256 {sha[:16]}...); load again")
+    if verify == "full" and fmt == "tflite" and not os.environ.get("EDGESHIP_NO_PROBE_CACHE"):
+        # A file this edgeship and runtime already checked (structure, then the isolated probe,
+        # recorded by hash in the private cache) is not parsed again: a cached load costs about
+        # what creating the interpreter does (bench/load_speed.py). Edge TPU models are never
+        # probed, so a cached "ok" also says this file needs no delegate.
+        chosen = _choose_backend(fmt, backend, content, threads, sha, [])
+        from .probe import probed_ok
+
+        if probed_ok(sha, chosen):
+            impl = make_backend(fmt, chosen, content, threads, [])
+            return Model(p, fmt, chosen, impl, sha, manifest, threads)
     delegates = []
     # A TFLite file is always parsed (once): even unverified, an Edge TPU model needs its delegate.
     parsed = _read_structure(fmt, content, p) if verify != "none" or fmt == "tflite" else None

@@ -119,7 +119,7 @@ def test_tflite_fp32_result_fields(tiny_tflite):
     _check_sane(r, 25, tiny_tflite["fp32"])
     assert (r.format, r.threads, r.warmup) == ("tflite", 1, 2)
     assert r.backend in ("litert", "tflite-runtime")
-    assert r.inputs == [{"name": r.inputs[0]["name"], "shape": list(SHAPE), "dtype": "float32",
+    assert r.inputs == [{"name": r.inputs[0]["name"], "shape": list(SHAPE), "dtype": "float32", "fed_dtype": "float32",
                          "source": "random"}]
 
 

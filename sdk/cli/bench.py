@@ -43,7 +43,10 @@ def result_table(r):
     rows = [
         ("backend / format", f"{r.backend} / {r.format}"),
         ("threads", "runtime default" if r.threads is None else str(r.threads)),
-        ("inputs", ", ".join(f"{i['name']} {i['shape']} {i['dtype']} ({i['source']})" for i in r.inputs)),
+        ("inputs", ", ".join(f"{i['name']} {i['shape']} {i['dtype']}"
+                             + (f" (fed {i['fed_dtype']}, quantized by predict)"
+                                if i.get("fed_dtype", i["dtype"]) != i["dtype"] else "")
+                             + f" ({i['source']})" for i in r.inputs)),
         ("init (load)", "n/a (model given)" if r.init_ms is None else f"{r.init_ms:.2f} ms"),
         ("first inference", f"{r.first_inference_ms:.3f} ms"),
         (f"p50 / p90 / p99  ({r.runs} runs)", f"{lat.p50:.3f} / {lat.p90:.3f} / {lat.p99:.3f} ms"),

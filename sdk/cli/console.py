@@ -28,11 +28,26 @@ def json_option(help: str = "Print one JSON object on stdout.") -> Any:
     return typer.Option(False, "--json", help=help)
 
 
-def console():
-    """A rich console on stderr (stdout is kept for ``--json``)."""
+WIDE = 240  # columns when the output is not a terminal (a pipe, a file, CI logs)
+
+
+def console(file=None):
+    """A rich console on stderr (stdout is kept for ``--json``), or on ``file``.
+
+    On a terminal rich uses its width; piped or redirected, rich would assume 80 columns and
+    cut tables, so the width is ``$COLUMNS`` when set, else :data:`WIDE`.
+    """
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=True)
+    stream = file if file is not None else sys.stderr
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    width = None if tty else (int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else WIDE)
+    return Console(file=file, stderr=file is None, width=width)
 
 
 def emit_json(obj: Any) -> None:
@@ -59,9 +74,10 @@ def handle_errors(fn: Callable) -> Callable:
 
 
 @contextlib.contextmanager
-def rich_progress(enabled: bool = True) -> Iterator[None]:
+def rich_progress(enabled: bool = True, file=None) -> Iterator[None]:
     """Show the progress that library calls report (:mod:`edgeship.progress`) as rich bars on
-    stderr while the ``with`` block runs; a no-op when ``enabled`` is False."""
+    stderr (or ``file``, e.g. the terminal while stderr goes to a log) while the ``with`` block
+    runs; a no-op when ``enabled`` is False."""
     from ..progress import reporting
 
     if not enabled:
@@ -71,7 +87,7 @@ def rich_progress(enabled: bool = True) -> Iterator[None]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     bars = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console(), transient=True)
+                    TimeRemainingColumn(), console=console(file), transient=True)
     tasks: dict = {}
 
     def update(description: str, done: int, total) -> None:

@@ -8,6 +8,7 @@ Example:
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -48,6 +49,19 @@ def _table(result: dict):
                   "-" if p.get("latency_ms") is None else f"{p['latency_ms']:.2f}",
                   "[green]yes[/]" if p["passed"] else "[bold red]NO[/]")
     return t
+
+
+LOG_NAME = "edgeship-convert.log"
+
+
+def _log_path(out: str, all_formats: bool) -> Path:
+    """The converter log: beside the report (the -o folder, or the -o file's folder), created now."""
+    from ..converters import FILE_SUFFIX
+
+    o = Path(out)
+    folder = o.parent if not all_formats and o.suffix.lower() in FILE_SUFFIX.values() else o
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / LOG_NAME
 
 
 @handle_errors
@@ -92,14 +106,21 @@ def convert_cmd(
         kwargs["io_dtype"] = io_dtype
     if keep_float:
         kwargs["keep_float_ops"] = list(keep_float)
+    log = _log_path(out, all_formats)
+    term = os.fdopen(os.dup(2), "w", encoding="utf-8", errors="replace")  # the terminal, for progress bars
     try:
-        with stdout_to_stderr(), rich_progress(enabled=not json_):
+        # TensorFlow/absl/onnxruntime/tf2onnx chatter (C++ and Python, stdout and stderr) goes to
+        # the log next to the outputs; the progress bars stay on the terminal
+        with stdout_to_stderr(log), rich_progress(enabled=not json_, file=term):
             result = convert(src, **kwargs).to_dict()
         failed = None
     except ParityError as exc:
         result, failed = exc.report, exc
         if result is None:
             raise
+    finally:
+        term.close()
+    result["log"] = str(log)
     if json_:
         emit_json(result)
     else:
@@ -123,6 +144,7 @@ def convert_cmd(
                 con.print(f"[bold]next step[/] for {Path(o['path']).name}: {escape(o['next_step']['text'])}",
                           highlight=False)
         con.print(f"report: {result['report']}")
+        con.print(f"converter log: {log}")
     if failed is not None:
         if not json_:
             console().print(f"[bold red]ParityError:[/] {failed}")

@@ -1,0 +1,101 @@
+"""Issue 12, speed: the work convert and load no longer repeat (counted, not timed: the timings
+are in bench/convert_speed.py, bench/load_speed.py and bench/predict_overhead.py --kws)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgeship
+
+
+def test_cached_load_does_not_parse_again_and_first_load_still_checks(weights, tmp_path, monkeypatch):
+    from edgeship import runtime
+
+    monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = runtime._read_structure
+    monkeypatch.setattr(runtime, "_read_structure", lambda *a: calls.append(1) or real(*a))
+    path = weights / "shapes_cnn_int8.tflite"
+    first = edgeship.load(path, threads=1)
+    assert calls == [1]  # a new file: structure check (and the probe)
+    again = edgeship.load(path, threads=1)
+    assert calls == [1], "a file already checked by this edgeship and runtime was parsed again"
+    x = np.random.default_rng(0).random((1, *first.inputs[0].shape[1:]), dtype=np.float32)
+    assert np.array_equal(first.predict(x), again.predict(x))
+    edgeship.load(path, threads=1, verify="structure")  # an explicit mode is honoured
+    assert calls == [1, 1]
+
+
+def test_predict_fast_path_agrees_with_the_general_path_on_static_and_float_models(weights):
+    m = edgeship.load(weights / "shapes_cnn_int8.tflite", threads=1)
+    rng = np.random.default_rng(3)
+    shape = (1, *m.inputs[0].shape[1:])
+    x = rng.uniform(-2, 2, shape).astype(np.float32)
+    assert np.array_equal(m.predict(x), m.predict([x]))
+    y = x.copy()
+    y.flat[5] = np.nan
+    with pytest.raises(edgeship.InputSpecError, match="NaN or inf"):
+        m.predict(y)
+    huge = np.full(shape, 3e38, np.float32)  # finite; the finite-check's sum of squares overflows
+    assert np.array_equal(m.predict(huge), m.predict([huge]))
+
+
+@pytest.mark.slow
+def test_source_references_run_in_batches(monkeypatch):
+    pytest.importorskip("keras", reason="needs edgeship[convert]")
+    import keras
+
+    from edgeship.converters.sources import load_source
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((6,), name="x"), keras.layers.Dense(3)])
+    src = load_source(m)
+    samples = [{"x": np.random.default_rng(i).random((1, 6), dtype=np.float32)} for i in range(40)]
+    calls = []
+    real = src._runner
+    src._runner = lambda feeds: calls.append(feeds["x"].shape[0]) or real(feeds)
+    batched = src.run_many(samples, chunk=32)
+    assert calls == [32, 8], "the Keras source ran once per sample"
+    singles = [src.run(s) for s in samples]
+    for b, s in zip(batched, singles):
+        assert b[0].shape == s[0].shape == (1, 3)
+        np.testing.assert_allclose(b[0], s[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_legacy_saved_model_is_loaded_once(shared_dir, monkeypatch):
+    """The MLPerf KWS SavedModel: no doomed tf.saved_model.load, and the converter freezes the
+    source's own session instead of loading the model twice more."""
+    sm = shared_dir / "models" / "mlperf_tiny_kws" / "saved_model"
+    if not sm.is_dir():
+        pytest.skip(f"{sm} is absent")
+    import tensorflow as tf
+
+    from edgeship.converters.sources import load_source
+    from edgeship.converters.tflite_common import make_converter, run_converter
+
+    from tensorflow.python.saved_model import loader_impl
+
+    tf2, tf1 = [], []  # tf.saved_model.load calls; TF1 loads (every TF1 loader goes through SavedModelLoader)
+    real_tf2, real_tf1 = tf.saved_model.load, loader_impl.SavedModelLoader.load
+    monkeypatch.setattr(tf.saved_model, "load", lambda *a, **k: tf2.append(a) or real_tf2(*a, **k))
+    monkeypatch.setattr(loader_impl.SavedModelLoader, "load",
+                        lambda self, *a, **k: tf1.append(a) or real_tf1(self, *a, **k))
+    src = load_source(sm)
+    assert src.legacy and not tf2 and len(tf1) == 1
+    blob = run_converter(make_converter(src), "fp32")
+    assert len(tf1) == 1 and not tf2, "the converter loaded the SavedModel again"
+    m = edgeship.load(_write(blob), threads=1)
+    x = np.random.default_rng(0).normal(0, 5, (2, 49, 10, 1)).astype(np.float32)
+    ref = src.run({src.inputs[0].name: x})[0]
+    np.testing.assert_allclose(m.predict(x), ref, rtol=1e-4, atol=1e-5)
+
+
+def _write(blob: bytes):
+    import tempfile
+    from pathlib import Path
+
+    p = Path(tempfile.mkdtemp()) / "kws_fp32.tflite"
+    p.write_bytes(blob)
+    return p

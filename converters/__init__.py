@@ -220,8 +220,9 @@ def _resolve_data(source, calibration, validation, labels, preprocessing, max_ca
                   notes: List[str]) -> _Data:
     """Calibration set, validation samples (given, held out of the calibration data, or synthetic)
     and the labels that go with the validation samples."""
-    from edgeship.converters.calibration import resolve_calibration
+    from edgeship.converters.calibration import image_spec, resolve_calibration
 
+    image_spec(preprocessing)  # a bad image spec (dict or .json file) is an error even when no folder uses it
     cal = None
     if calibration is not None:
         cal = resolve_calibration(calibration, source.inputs, preprocessing=preprocessing,

@@ -58,11 +58,26 @@ def onnx_to_keras(source, options: dict, workdir: Path):
         raise ConversionError(f"onnx2tf could not convert the model: {_first_line(exc)}") from exc
     if keras_model is None:
         raise ConversionError("onnx2tf returned no Keras model to quantize")
-    got = [str(t.shape[1:]) for t in keras_model.inputs]
-    want = [str(tuple(s.shape[1:])) for s in source.inputs]
-    if len(got) != len(want):
-        raise ConversionError(f"onnx2tf's model has {len(got)} inputs, the ONNX model {len(want)}")
-    return keras_model
+    if len(keras_model.inputs) != len(source.inputs) or len(keras_model.outputs) != len(source.outputs):
+        raise ConversionError(f"onnx2tf's model has {len(keras_model.inputs)} inputs and {len(keras_model.outputs)} "
+                              f"outputs, the ONNX model {len(source.inputs)} and {len(source.outputs)}")
+    return _onnx_layout_outputs(keras_model, source)
+
+
+def _onnx_layout_outputs(keras_model, source):
+    """Put channels-last outputs (onnx2tf's NHWC) back in the ONNX layout (NCHW) with a Permute
+    layer named like the ONNX output, so the file's outputs have the source's shapes."""
+    import tf_keras  # comes with onnx2tf (the overlay)
+
+    outs, changed = [], False
+    for t, spec, name in zip(keras_model.outputs, source.outputs, keras_model.output_names):
+        got, want = tuple(t.shape[1:]), tuple(spec.shape[1:])
+        if len(want) >= 3 and got != want and got == want[1:] + want[:1]:
+            keras_model.get_layer(name)._name = f"{name}_channels_last"
+            t = tf_keras.layers.Permute((len(want),) + tuple(range(1, len(want))), name=name)(t)
+            changed = True
+        outs.append(t)
+    return tf_keras.Model(keras_model.inputs, outs) if changed else keras_model
 
 
 @register("tflite-int8-onnx", format="tflite", quantization="int8", sources=("onnx",), needs_calibration=True)

@@ -15,9 +15,11 @@ A key set to ``None`` is not checked. Pass ``tolerance={...}`` to override any o
 Models with several outputs (detectors: scores + boxes + landmarks) get one row per output in
 ``ParityReport.outputs``, each judged against its own tolerance, and the file fails if any
 output fails (the pooled figures are still reported). An output's default is the format's row
-adjusted for its kind (:func:`output_kind`, from the name and the reference values): int8
-``box``/``landmark`` regressions get ``rel_max_abs`` 0.35, since an int8 scale spans the whole
-range of offsets. ``output_tolerances={"output name": {...}}`` overrides any output's keys
+adjusted for its kind (:func:`output_kind`, from the name and the reference values). For
+quantized formats, ``box``/``landmark`` regressions get ``rel_max_abs`` 0.35 (one int8 scale
+spans the whole range of offsets), and ``score`` maps are judged by absolute error on the
+[0, 1] probability scale, ``max_abs`` 0.2, their cosine reported but not judged (over a map of
+mostly-zero background scores it measures noise). ``output_tolerances={"output name": {...}}`` overrides any output's keys
 (``convert(..., output_tolerances=...)``, ``edgeship convert --tolerance NAME:key=value``).
 
 =====================  ==========  ===========  =========  ========
@@ -104,7 +106,10 @@ def merge_tolerance(fmt_key: str, override: Optional[dict]) -> dict:
 
 OUTPUT_KINDS = ("score", "box", "landmark", "value")
 # Per kind, for quantized formats (int8, int16x8, dynamic): keys that differ from the format's row.
-_KIND_QUANT_TOLERANCE = {"box": {"rel_max_abs": 0.35}, "landmark": {"rel_max_abs": 0.35}}
+# Scores are probabilities: judged by absolute error on the [0, 1] scale (cosine is reported, not
+# judged: over a map of mostly-zero background scores it measures noise, not detections).
+_KIND_QUANT_TOLERANCE = {"box": {"rel_max_abs": 0.35}, "landmark": {"rel_max_abs": 0.35},
+                         "score": {"cosine_min": None, "rel_max_abs": None, "max_abs": 0.2}}
 _KIND_WORDS = (("landmark", ("kps", "landmark", "lmk", "keypoint", "points")),
                ("box", ("bbox", "box", "loc", "reg", "anchor")),
                ("score", ("score", "cls", "obj", "conf", "prob", "logit", "class", "softmax")))

@@ -4,7 +4,10 @@
 
 - ``files``: per key (a format/quantization such as ``tflite-int8`` or a target name):
   ``path``, ``sha256``, ``bytes``, ``format``, ``quantization``, ``targets`` and the file's
-  ``inputs``/``outputs`` spec;
+  ``inputs``/``outputs`` spec; ``targets`` names the targets the file serves (``edgeship bundle``
+  and :func:`edgeship.targets.serving.bundle_targets` find them by running every target
+  profile's check on the file), so ``edgeship.load(bundle, target="rpi4")`` picks the entry
+  that serves the Raspberry Pi 4;
 - ``default``: the key :func:`edgeship.load` picks without ``target=``;
 - ``io``: the default file's inputs/outputs (name, shape, dtype, scale/zero point);
 - ``preprocessing``: free-form but documented, e.g.
@@ -87,7 +90,8 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
         extra_files: {file name: path or bytes} copied into the bundle and checksummed (README.md...).
         extra_dirs: {folder name: path} copied into the bundle; every file in it is checksummed
             (e.g. Android's drop-in ``assets/``).
-        targets: {key: [target names]} the file is meant for (default: [key]).
+        targets: {key: [target names]} the file is meant for (default: [key]);
+            :func:`edgeship.targets.serving.bundle_targets` gives the targets whose checks pass.
         default: key that :func:`edgeship.load` picks by default (default: the first).
         zip_path: also write the bundle as a .zip there.
         overwrite: replace an existing bundle at ``out_dir``. Never replaces a non-bundle folder.
@@ -482,9 +486,12 @@ def resolve_bundle_file(path, target: Optional[str]) -> Tuple[Path, dict]:
     else:
         keys = [k for k, e in files.items() if target in (e.get("targets") or [])]
         if not keys:
-            offered = sorted(set(files) | {t for e in files.values() for t in e.get("targets") or []})
-            raise TargetError(f"bundle {Path(path).name} has no file for target {target!r}; it offers: {', '.join(offered)}")
-        key = keys[0]
+            serves = "; ".join(f"{k} -> {', '.join(e.get('targets') or []) or 'no target'}" for k, e in files.items())
+            raise TargetError(f"bundle {Path(path).name} has no file that serves target {target!r}; its files serve: "
+                              f"{serves}. Add a file for {target!r} (edgeship check MODEL --target {target} says "
+                              f"what it needs) or load one of those")
+        # the default entry when it serves the target, else the first that does
+        key = manifest.get("default") if manifest.get("default") in keys else keys[0]
     if key not in files:
         raise IntegrityError(f"bundle manifest default {key!r} is not among its files {sorted(files)}")
     return Path(manifest["_dir"]) / files[key]["path"], manifest

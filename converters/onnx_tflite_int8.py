@@ -96,7 +96,30 @@ def export_tflite_int8_from_onnx(source, options: dict) -> bytes:
             raise ConversionError(
                 f"full-integer int8 left {len(still_float)} op(s) in float: {', '.join(still_float[:8])}. "
                 f"Pass keep_float_ops to accept float layers (selective quantization) or use --quantize fp32")
-    return align_io(data, [s.name for s in source.inputs], [s.name for s in source.outputs])
+    return _name_io(data, source)
+
+
+def _name_io(data: bytes, source) -> bytes:
+    """Give the file's inputs/outputs the ONNX names in the ONNX order: from the serving signature
+    (:func:`align_io`), or, when the converter wrote none (seen with UltraFace), from the graph's own
+    order, which is the Keras model's (the ONNX order), after checking every shape matches."""
+    schema = require("ai_edge_litert.schema_py_generated", "convert", "rewriting TFLite I/O names")
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    if model.signatureDefs:
+        return align_io(data, [s.name for s in source.inputs], [s.name for s in source.outputs])
+    flatbuffers = require("flatbuffers", "convert", "rewriting TFLite I/O names")
+    graph = model.subgraphs[0]
+    for kind, idxs, specs in (("input", graph.inputs, source.inputs), ("output", graph.outputs, source.outputs)):
+        got = [tuple(int(d) for d in graph.tensors[i].shape)[1:] for i in idxs]
+        want = [tuple(int(d) for d in s.shape)[1:] for s in specs]
+        if got != want:
+            raise ConversionError(f"the int8 TFLite file has no signature and its {kind} shapes {got} do not match "
+                                  f"the ONNX {kind}s {want} in order; cannot name them")
+        for i, spec in zip(idxs, specs):
+            graph.tensors[i].name = spec.name.encode()
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 __all__ = ["export_tflite_int8_from_onnx", "onnx_to_keras"]

@@ -1,0 +1,99 @@
+"""YuNet and UltraFace (ONNX) -> calibrated int8 TFLite -> Edge TPU check, with parity per output.
+
+Each detector is converted with ``edgeship.converters.convert(..., to="tflite", quantize="int8")``
+(exporter ``tflite-int8-onnx``: onnx2tf, then TFLite int8 calibration), calibrated on real LFW
+faces (``$EDGESHIP_SHARED/data/faces/lfw_dev``) read and prepared by the detector's own
+preprocessing spec (``edgeship.face_detect.<Detector>.preprocessing``, written next to the
+outputs as ``<name>.preprocessing.json``: the arrays the face app feeds the model at run time),
+with 20 % of the images held out for the parity check. Then every written file goes through the
+Edge TPU target check (``edgeship check --target edgetpu``). Prints one row per output and the
+verdict; writes ``summary.json``.
+
+onnx2tf lives in the side overlay (see the Makefile), so run with it on PYTHONPATH::
+
+    make overlays
+    PYTHONPATH=.overlay-onnx2tf .venv/bin/python bench/onnx_int8_detectors.py --n 100 -o /tmp/onnx_int8
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def detectors(shared: Path):
+    from edgeship.face_detect import UltraFaceDetector, YuNetDetector
+
+    return [("yunet", REPO / "models" / "weights" / "yunet_n_320_320.onnx", YuNetDetector.preprocessing),
+            ("ultraface", shared / "models" / "ultraface" / "version-RFB-320_without_postprocessing.onnx",
+             UltraFaceDetector.preprocessing)]
+
+
+def run_one(name: str, src: Path, spec, faces: Path, n: int, out: Path) -> dict:
+    from edgeship.converters import convert
+    from edgeship.errors import ParityError
+    from edgeship.targets import check
+
+    spec_path = spec.save(out / f"{name}.preprocessing.json")
+    t0 = time.perf_counter()
+    try:
+        result = convert(str(src), to="tflite", quantize="int8", calibration=str(faces), preprocessing=str(spec_path),
+                         max_calibration=n, out=out / name, seed=0).to_dict()
+    except ParityError as exc:
+        result = exc.report
+    seconds = time.perf_counter() - t0
+    (rec,) = result["outputs"]
+    path = Path(rec["path"])
+    checked = path
+    if not rec["shipped"]:  # a rejected file is still checked, under a .tflite name, and said so
+        checked = path.with_name(path.name.replace(".tflite.rejected", ".rejected-copy.tflite"))
+        shutil.copyfile(path, checked)
+    verdict = check(checked, "edgetpu").to_dict()
+    return {"name": name, "source": str(src), "seconds": round(seconds, 1), "file": str(path), "bytes": rec["bytes"],
+            "shipped": rec["shipped"], "calibration": result["calibration"], "validation": result["validation"],
+            "parity": rec["parity"], "edgetpu": verdict}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100, help="LFW images to use (80 %% calibrate, 20 %% validate)")
+    ap.add_argument("-o", "--out", type=Path, default=Path("/tmp/edgeship-onnx-int8"))
+    ap.add_argument("--only", choices=("yunet", "ultraface"), default=None)
+    args = ap.parse_args(argv)
+    shared = Path(os.environ.get("EDGESHIP_SHARED", REPO.parent / "shared"))
+    faces = shared / "data" / "faces" / "lfw_dev"
+    if not faces.is_dir():
+        print(f"LFW faces not found at {faces} (set EDGESHIP_SHARED)", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, src, spec in detectors(shared):
+        if args.only and name != args.only:
+            continue
+        r = run_one(name, src, spec, faces, args.n, args.out)
+        rows.append(r)
+        par, tpu = r["parity"], r["edgetpu"]
+        print(f"\n{name} int8 ({r['bytes'] / 1024:.0f} KiB, {r['seconds']} s, calibration {r['calibration']['count']} "
+              f"LFW images, validation {par['n_samples']} held out): parity {'PASS' if par['passed'] else 'FAIL'}")
+        print(f"  {'output':10s} {'kind':9s} {'cosine':>8s} {'cos_min':>8s} {'max_abs':>8s} {'rel_max':>8s}  ok")
+        for o in par["outputs"]:
+            print(f"  {o['name']:10s} {o['kind']:9s} {o['cosine']:8.5f} {o['cosine_min']:8.5f} {o['max_abs']:8.4f} "
+                  f"{o['rel_max_abs']:8.4f}  {'yes' if o['passed'] else 'NO'}")
+        print(f"  edgetpu check: {'compatible' if tpu['compatible'] else 'NOT compatible'}; "
+              + f"ops on TPU {tpu['details'].get('tpu_ops')}, on CPU {tpu['details'].get('cpu_ops')}; "
+              + f"problems {[p.get('message', p) for p in tpu['problems']]}")
+    from edgeship._io import atomic_write_json
+
+    atomic_write_json(args.out / "summary.json", {"detectors": rows})
+    print(f"\nsummary: {args.out / 'summary.json'}")
+    return 0 if all(r["parity"]["passed"] and r["edgetpu"]["compatible"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

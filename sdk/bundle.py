@@ -119,7 +119,7 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
             "default": default,
             "files": entries,
             "io": {"inputs": entries[default]["inputs"], "outputs": entries[default]["outputs"]},
-            "preprocessing": dict(preprocessing) if preprocessing else None,
+            "preprocessing": _preprocessing_entry(preprocessing),
             "labels": list(labels) if labels is not None else None,
             "source": _source_entry(source),
             "versions": versions(),
@@ -147,7 +147,7 @@ def _check_arguments(out: Path, files, labels, preprocessing, default, overwrite
             raise ModelFormatError(f"bundle key {key!r} must be 1-64 letters, digits or _.+- (no path separators)")
     if default is not None and default not in files:
         raise TargetError(f"default {default!r} is not one of the bundle's keys {sorted(files)}")
-    if preprocessing is not None and not isinstance(preprocessing, Mapping):
+    if preprocessing is not None and not isinstance(preprocessing, Mapping) and not hasattr(preprocessing, "to_dict"):
         raise ModelFormatError(f"preprocessing must be a dict; given {type(preprocessing).__name__}")
     if labels is not None and (not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels)):
         raise ModelFormatError("labels must be a list of strings")
@@ -155,6 +155,20 @@ def _check_arguments(out: Path, files, labels, preprocessing, default, overwrite
         _check_replaceable(out)
         if not overwrite:
             raise ModelFormatError(f"{out} already holds a bundle; pass overwrite=True (--force) to replace it")
+
+
+def _preprocessing_entry(preprocessing) -> Optional[dict]:
+    """The manifest's ``preprocessing``: an image spec (:class:`~edgeship.preprocessing.ImagePreprocessing`
+    or its dict, ``"type": "image"``) is validated and written in its canonical form; other dicts as given."""
+    from .preprocessing import ImagePreprocessing
+
+    if not preprocessing:
+        return None
+    if isinstance(preprocessing, ImagePreprocessing):
+        return preprocessing.to_dict()
+    if isinstance(preprocessing, Mapping) and preprocessing.get("type") == "image":
+        return ImagePreprocessing.from_dict(preprocessing, where="bundle preprocessing").to_dict()
+    return dict(preprocessing)
 
 
 def _check_replaceable(out: Path) -> None:

@@ -76,6 +76,15 @@ class Model:
         one = len(self._plans) == 1 and fmt == "tflite" and self._plans[0].dtype is not None
         self._fast: Optional[_InputPlan] = self._plans[0] if one else None
 
+    @property
+    def preprocessing(self):
+        """The image preprocessing spec the bundle's manifest records
+        (:class:`~edgeship.preprocessing.ImagePreprocessing`; ``spec.apply(rgb_image)`` makes the
+        input), or None for single files and bundles without an image spec."""
+        from .preprocessing import from_manifest
+
+        return from_manifest((self.manifest or {}).get("preprocessing"))
+
     def __repr__(self) -> str:
         ins = ", ".join(f"{s.name}:{s.dtype}{list(s.shape)}" for s in self.inputs)
         return f"<edgeship.Model {self.path.name} format={self.format} backend={self.backend} inputs=[{ins}]>"

@@ -79,7 +79,8 @@ def convert_cmd(
     keep_float: List[str] = typer.Option([], "--keep-float", help="layer to keep in float (repeatable)"),
     tolerance: List[str] = typer.Option([], "--tolerance", help="override, e.g. cosine_min=0.999, or for one "
                                         "output: boxes:rel_max_abs=0.5 (repeatable)"),
-    preprocessing: Optional[str] = typer.Option(None, "--preprocessing", help="for folders: e.g. image_0_1, kws_mfcc"),
+    preprocessing: Optional[str] = typer.Option(None, "--preprocessing", help="for folders: a name (image_0_1, "
+                                                "kws_mfcc) or an image spec FILE.json (edgeship.preprocessing)"),
     max_calibration: Optional[int] = typer.Option(None, "--max-calibration", help="use at most N samples"),
     seed: int = typer.Option(0, "--seed"),
     debug_layers: bool = typer.Option(False, "--debug-layers", help="rank int8 layers by error, plot png"),

@@ -35,7 +35,7 @@ def detectors(shared: Path):
              UltraFaceDetector.preprocessing)]
 
 
-def run_one(name: str, src: Path, spec, faces: Path, n: int, out: Path) -> dict:
+def run_one(name: str, src: Path, spec, faces: Path, n: int, out: Path, method: str = "minmax") -> dict:
     from edgeship.converters import convert
     from edgeship.errors import ParityError
     from edgeship.targets import check
@@ -44,7 +44,7 @@ def run_one(name: str, src: Path, spec, faces: Path, n: int, out: Path) -> dict:
     t0 = time.perf_counter()
     try:
         result = convert(str(src), to="tflite", quantize="int8", calibration=str(faces), preprocessing=str(spec_path),
-                         max_calibration=n, out=out / name, seed=0).to_dict()
+                         max_calibration=n, out=out / name, seed=0, calibration_method=method).to_dict()
     except ParityError as exc:
         result = exc.report
     seconds = time.perf_counter() - t0
@@ -55,7 +55,7 @@ def run_one(name: str, src: Path, spec, faces: Path, n: int, out: Path) -> dict:
         checked = path.with_name(path.name.replace(".tflite.rejected", ".rejected-copy.tflite"))
         shutil.copyfile(path, checked)
     verdict = check(checked, "edgetpu").to_dict()
-    return {"name": name, "source": str(src), "seconds": round(seconds, 1), "file": str(path), "bytes": rec["bytes"],
+    return {"name": name, "calibration_method": method, "source": str(src), "seconds": round(seconds, 1), "file": str(path), "bytes": rec["bytes"],
             "shipped": rec["shipped"], "calibration": result["calibration"], "validation": result["validation"],
             "parity": rec["parity"], "edgetpu": verdict}
 
@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=100, help="LFW images to use (80 %% calibrate, 20 %% validate)")
     ap.add_argument("-o", "--out", type=Path, default=Path("/tmp/edgeship-onnx-int8"))
     ap.add_argument("--only", choices=("yunet", "ultraface"), default=None)
+    ap.add_argument("--calibration-method", choices=("minmax", "percentile"), default="minmax")
     args = ap.parse_args(argv)
     shared = Path(os.environ.get("EDGESHIP_SHARED", REPO.parent / "shared"))
     faces = shared / "data" / "faces" / "lfw_dev"
@@ -76,10 +77,10 @@ def main(argv=None) -> int:
     for name, src, spec in detectors(shared):
         if args.only and name != args.only:
             continue
-        r = run_one(name, src, spec, faces, args.n, args.out)
+        r = run_one(name, src, spec, faces, args.n, args.out, args.calibration_method)
         rows.append(r)
         par, tpu = r["parity"], r["edgetpu"]
-        print(f"\n{name} int8 ({r['bytes'] / 1024:.0f} KiB, {r['seconds']} s, calibration {r['calibration']['count']} "
+        print(f"\n{name} int8, {r['calibration_method']} ({r['bytes'] / 1024:.0f} KiB, {r['seconds']} s, calibration {r['calibration']['count']} "
               f"LFW images, validation {par['n_samples']} held out): parity {'PASS' if par['passed'] else 'FAIL'}")
         print(f"  {'output':10s} {'kind':9s} {'cosine':>8s} {'cos_min':>8s} {'max_abs':>8s} {'rel_max':>8s}  ok")
         for o in par["outputs"]:

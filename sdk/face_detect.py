@@ -291,7 +291,8 @@ class UltraFaceDetector(FaceDetector):
                         pri.append(((x + 0.5) / (iw / s), (y + 0.5) / (ih / s), m / iw, m / ih))
         self.priors = np.clip(np.array(pri), 0, 1)
 
-    preprocessing = ImagePreprocessing((240, 320), "letterbox", "RGB", mean=(127.0,), std=(128.0,), layout="NCHW")
+    preprocessing = ImagePreprocessing((240, 320), "letterbox", "RGB", mean=(127.0,) * 3, std=(128.0,) * 3,
+                                       layout="NCHW")
 
     def _prepare(self, canvas):
         return self.preprocessing.apply(canvas)

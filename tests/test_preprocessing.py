@@ -121,6 +121,18 @@ def test_face_detectors_prepare_with_their_spec():
     np.testing.assert_allclose(blaze, (img[:128, :128].astype(np.float32) / 127.5 - 1)[None], rtol=0, atol=1e-6)
 
 
+def test_zoo_entries_and_detectors_agree():
+    """The zoo's preprocessing dicts are valid specs, the same the face detectors apply."""
+    from edgeship.face_detect import BlazeFaceDetector, UltraFaceDetector, YuNetDetector
+    from edgeship.models.registry import REGISTRY
+    from edgeship.models.shapes import PREPROCESSING
+
+    for name, det in (("yunet_n_320", YuNetDetector), ("ultraface_rfb_320", UltraFaceDetector),
+                      ("blazeface_short", BlazeFaceDetector)):
+        assert ImagePreprocessing.from_dict(REGISTRY[name].preprocessing) == det.preprocessing, name
+    assert ImagePreprocessing.from_dict(PREPROCESSING).input_shape == (1, 32, 32, 1)
+
+
 def test_bundle_records_the_spec_and_load_reads_it_back(tmp_path):
     from edgeship.bundle import write_bundle
 

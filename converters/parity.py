@@ -112,25 +112,28 @@ _KIND_QUANT_TOLERANCE = {"box": {"rel_max_abs": 0.35}, "landmark": {"rel_max_abs
                          "score": {"cosine_min": None, "rel_max_abs": None, "max_abs": 0.2}}
 _KIND_WORDS = (("landmark", ("kps", "landmark", "lmk", "keypoint", "points")),
                ("box", ("bbox", "box", "loc", "reg", "anchor")),
-               ("score", ("score", "cls", "obj", "conf", "prob", "logit", "class", "softmax")))
+               ("score", ("score", "cls", "obj", "conf", "prob", "class", "softmax")))
 
 
 def output_kind(name: str, reference: Optional[np.ndarray] = None) -> str:
-    """``score`` | ``box`` | ``landmark`` | ``value``: from the output's name, else its values.
+    """``score`` | ``box`` | ``landmark`` | ``value``: from the output's name and its values.
+
+    A ``score`` holds probabilities: its values (when given) lie in [0, 1], whatever the name
+    says (a ``cls`` output of logits is a ``value``); an unnamed output in [0, 1] is a score.
 
     Example:
         >>> output_kind("bbox_8"), output_kind("kps_16"), output_kind("scores"), output_kind("y")
         ('box', 'landmark', 'score', 'value')
-        >>> output_kind("out0", np.array([0.1, 0.9]))
-        'score'
+        >>> output_kind("out0", np.array([0.1, 0.9])), output_kind("cls", np.array([-3.0, 4.0]))
+        ('score', 'value')
     """
     low = name.lower()
+    in_unit = reference is not None and reference.size > 0 and float(np.min(reference)) >= 0.0 \
+        and float(np.max(reference)) <= 1.0
     for kind, words in _KIND_WORDS:
         if any(w in low for w in words):
-            return kind
-    if reference is not None and reference.size and float(np.min(reference)) >= 0.0 and float(np.max(reference)) <= 1.0:
-        return "score"
-    return "value"
+            return kind if kind != "score" or reference is None or in_unit else "value"
+    return "score" if in_unit else "value"
 
 
 def output_tolerance(fmt_key: str, kind: str, override: Optional[dict] = None) -> dict:
@@ -297,7 +300,8 @@ def check_parity(source, model_path, samples: Sequence[dict], *, labels=None,
             raise ConversionError(f"{model_path} has {len(outs)} outputs but the source has {len(ref)}")
         flat_r, flat_o = [], []
         if not per_out:
-            per_out = [{"max": 0.0, "sum": 0.0, "n": 0, "peak": 0.0, "cos": [], "ref": np.asarray(r)} for r in ref]
+            per_out = [{"max": 0.0, "sum": 0.0, "n": 0, "peak": 0.0, "cos": [], "lo": np.inf, "hi": -np.inf,
+                        "shape": [int(d) for d in np.shape(r)]} for r in ref]
         for r, o in zip(ref, outs):
             r = np.asarray(r, np.float64)
             o = np.asarray(o, np.float64)
@@ -334,12 +338,12 @@ def check_parity(source, model_path, samples: Sequence[dict], *, labels=None,
     multi = len(per_out) > 1
     names = out_names if len(out_names) == len(per_out) else [f"output_{i}" for i in range(len(per_out))]
     for name, acc in zip(names, per_out):
-        kind = output_kind(name, acc["ref"])
+        kind = output_kind(name, np.array([acc["lo"], acc["hi"]]) if acc["n"] else None)  # the range seen
         override = (output_tolerances or {}).get(name, {})
         # a single output keeps the format's row (plus overrides); several get their kind's default
         o_tol = output_tolerance(fmt_key, kind, {**(tolerance or {}), **override}) if multi else \
             merge_tolerance(fmt_key, {**(tolerance or {}), **override})
-        row = OutputParity(name, kind, [int(d) for d in acc["ref"].shape], acc["max"],
+        row = OutputParity(name, kind, acc["shape"], acc["max"],
                            acc["sum"] / max(acc["n"], 1), acc["max"] / acc["peak"] if acc["peak"] > 0 else acc["max"],
                            float(np.mean(acc["cos"])), float(np.min(acc["cos"])), o_tol)
         row.failures = _judge(row, o_tol)
@@ -357,6 +361,7 @@ def _accumulate(acc: dict, r: np.ndarray, o: np.ndarray) -> None:
     if d.size:
         acc["max"] = max(acc["max"], float(d.max()))
         acc["peak"] = max(acc["peak"], float(np.abs(r).max()))
+        acc["lo"], acc["hi"] = min(acc["lo"], float(r.min())), max(acc["hi"], float(r.max()))
     acc["sum"] += float(d.sum())
     acc["n"] += d.size
     denom = np.linalg.norm(r) * np.linalg.norm(o)

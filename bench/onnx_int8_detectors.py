@@ -55,8 +55,8 @@ def run_one(name: str, src: Path, spec, faces: Path, n: int, out: Path, method: 
         checked = path.with_name(path.name.replace(".tflite.rejected", ".rejected-copy.tflite"))
         shutil.copyfile(path, checked)
     verdict = check(checked, "edgetpu").to_dict()
-    return {"name": name, "calibration_method": method, "source": str(src), "seconds": round(seconds, 1), "file": str(path), "bytes": rec["bytes"],
-            "shipped": rec["shipped"], "calibration": result["calibration"], "validation": result["validation"],
+    return {"name": name, "calibration_method": method, "source": str(src), "seconds": round(seconds, 1),
+            "file": str(path), "bytes": rec["bytes"], "shipped": rec["shipped"], "calibration": result["calibration"], "validation": result["validation"],
             "parity": rec["parity"], "edgetpu": verdict}
 
 
@@ -80,8 +80,9 @@ def main(argv=None) -> int:
         r = run_one(name, src, spec, faces, args.n, args.out, args.calibration_method)
         rows.append(r)
         par, tpu = r["parity"], r["edgetpu"]
-        print(f"\n{name} int8, {r['calibration_method']} ({r['bytes'] / 1024:.0f} KiB, {r['seconds']} s, calibration {r['calibration']['count']} "
-              f"LFW images, validation {par['n_samples']} held out): parity {'PASS' if par['passed'] else 'FAIL'}")
+        print(f"\n{name} int8, {r['calibration_method']} ({r['bytes'] / 1024:.0f} KiB, {r['seconds']} s, calibration "
+              f"{r['calibration']['count']} LFW images, validation {par['n_samples']} held out): parity "
+              f"{'PASS' if par['passed'] else 'FAIL'}")
         print(f"  {'output':10s} {'kind':9s} {'cosine':>8s} {'cos_min':>8s} {'max_abs':>8s} {'rel_max':>8s}  ok")
         for o in par["outputs"]:
             print(f"  {o['name']:10s} {o['kind']:9s} {o['cosine']:8.5f} {o['cosine_min']:8.5f} {o['max_abs']:8.4f} "

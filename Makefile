@@ -79,7 +79,8 @@ bench: venv-test
 # YuNet and UltraFace (ONNX) -> calibrated int8 TFLite on LFW faces -> Edge TPU check, parity per output.
 .PHONY: bench-onnx-int8
 bench-onnx-int8: venv-test
-	PYTHONPATH=.overlay-onnx2tf $(BIN)/python bench/onnx_int8_detectors.py --n 100 -o bench/results/onnx_int8
+	PYTHONPATH=.overlay-onnx2tf $(BIN)/python bench/onnx_int8_detectors.py --n 100 -o /tmp/edgeship-onnx-int8 \
+		--summary bench/results/onnx_int8_detectors.json
 
 # Rebuild the zoo keyword-spotting model (models/weights/kws_dscnn*) from ../shared; see models/cards/kws_dscnn.md.
 .PHONY: train-kws kws-figures

@@ -12,7 +12,8 @@ verdict; writes ``summary.json``.
 onnx2tf lives in the side overlay (see the Makefile), so run with it on PYTHONPATH::
 
     make overlays
-    PYTHONPATH=.overlay-onnx2tf .venv/bin/python bench/onnx_int8_detectors.py --n 100 -o /tmp/onnx_int8
+    PYTHONPATH=.overlay-onnx2tf .venv/bin/python bench/onnx_int8_detectors.py --n 100 -o /tmp/onnx_int8 \
+        --summary bench/results/onnx_int8_detectors.json     # (make bench-onnx-int8)
 """
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def run_one(name: str, src: Path, spec, faces: Path, n: int, out: Path, method: 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100, help="LFW images to use (80 %% calibrate, 20 %% validate)")
-    ap.add_argument("-o", "--out", type=Path, default=Path("/tmp/edgeship-onnx-int8"))
+    ap.add_argument("-o", "--out", type=Path, default=Path("/tmp/edgeship-onnx-int8"), help="converted files")
+    ap.add_argument("--summary", type=Path, default=None, help="summary JSON (default: OUT/summary.json)")
     ap.add_argument("--only", choices=("yunet", "ultraface"), default=None)
     ap.add_argument("--calibration-method", choices=("minmax", "percentile"), default="minmax")
     args = ap.parse_args(argv)
@@ -92,8 +94,11 @@ def main(argv=None) -> int:
               + f"problems {[p.get('message', p) for p in tpu['problems']]}")
     from edgeship._io import atomic_write_json
 
-    atomic_write_json(args.out / "summary.json", {"detectors": rows})
-    print(f"\nsummary: {args.out / 'summary.json'}")
+    from edgeship._io import versions
+
+    summary = args.summary or args.out / "summary.json"
+    atomic_write_json(summary, {"detectors": rows, "n_images": args.n, "versions": versions()})
+    print(f"\nsummary: {summary}")
     return 0 if all(r["parity"]["passed"] and r["edgetpu"]["compatible"] for r in rows) else 1
 
 

@@ -130,6 +130,9 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             "int8" | "int16x8").
         calibration: data for calibrated quantization (see
             :func:`~edgeship.converters.calibration.resolve_calibration`).
+        preprocessing: how folders of images/audio become inputs: an image spec
+            (:class:`edgeship.preprocessing.ImagePreprocessing`, its dict or a ``.json`` file: the
+            same arrays the app computes at run time) or a named function (``image_0_1``, ``kws_mfcc``).
         validation: held-out data for parity. If omitted, ``holdout`` samples (default 20 %,
             at most 100) are drawn from the calibration data and kept out of calibration; with
             no data at all, float outputs are checked on 32 seeded N(0, 1) inputs (noted).

@@ -36,6 +36,35 @@ def detectors(shared: Path):
              UltraFaceDetector.preprocessing)]
 
 
+def detection_agreement(name: str, onnx_path: Path, tflite_path: Path, faces: Path, n: int = 60) -> dict:
+    """The face app's detector with the ONNX source and with the int8 file, on ``n`` LFW images
+    taken from the end of the sorted list (the calibration subset is a seeded pick over all of them):
+    how often each finds a face, IoU of the two best boxes, and the best-score difference."""
+    import numpy as np
+
+    import edgeship
+    from edgeship.face_detect import create_detector, iou
+    from edgeship.preprocessing import read_image
+
+    ref, q = create_detector(name, model=edgeship.load(onnx_path)), create_detector(name, model=edgeship.load(tflite_path))
+    files = sorted(faces.rglob("*.jpg"))[-n:]
+    found_ref = found_q = both = 0
+    ious, dscore = [], []
+    for f in files:
+        img = read_image(f)
+        a, b = ref.detect(img), q.detect(img)
+        found_ref += bool(a)
+        found_q += bool(b)
+        if a and b:
+            both += 1
+            ious.append(float(iou(a[0].box, np.asarray([b[0].box]))[0]))
+            dscore.append(abs(a[0].score - b[0].score))
+    return {"images": len(files), "found_onnx": found_ref, "found_int8": found_q, "found_both": both,
+            "best_box_iou_mean": float(np.mean(ious)) if ious else None,
+            "best_box_iou_min": float(np.min(ious)) if ious else None,
+            "best_score_abs_diff_mean": float(np.mean(dscore)) if dscore else None}
+
+
 def run_one(name: str, src: Path, spec, faces: Path, n: int, out: Path, method: str = "minmax") -> dict:
     from edgeship.converters import convert
     from edgeship.errors import ParityError
@@ -56,9 +85,10 @@ def run_one(name: str, src: Path, spec, faces: Path, n: int, out: Path, method: 
         checked = path.with_name(path.name.replace(".tflite.rejected", ".rejected-copy.tflite"))
         shutil.copyfile(path, checked)
     verdict = check(checked, "edgetpu").to_dict()
+    agreement = detection_agreement(name, src, checked, faces)
     return {"name": name, "calibration_method": method, "source": str(src), "seconds": round(seconds, 1),
             "file": str(path), "bytes": rec["bytes"], "shipped": rec["shipped"], "calibration": result["calibration"], "validation": result["validation"],
-            "parity": rec["parity"], "edgetpu": verdict}
+            "parity": rec["parity"], "edgetpu": verdict, "detections": agreement}
 
 
 def main(argv=None) -> int:
@@ -92,6 +122,10 @@ def main(argv=None) -> int:
         print(f"  edgetpu check: {'compatible' if tpu['compatible'] else 'NOT compatible'}; "
               + f"ops on TPU {tpu['details'].get('tpu_ops')}, on CPU {tpu['details'].get('cpu_ops')}; "
               + f"problems {[p.get('message', p) for p in tpu['problems']]}")
+        d = r["detections"]
+        print(f"  face app detector on {d['images']} LFW images: a face found by ONNX {d['found_onnx']}, by int8 "
+              f"{d['found_int8']}; best-box IoU mean {d['best_box_iou_mean']}, min {d['best_box_iou_min']}; "
+              f"|score diff| mean {d['best_score_abs_diff_mean']}")
     from edgeship._io import atomic_write_json
 
     from edgeship._io import versions

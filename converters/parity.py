@@ -18,9 +18,13 @@ output fails (the pooled figures are still reported). An output's default is the
 adjusted for its kind (:func:`output_kind`, from the name and the reference values). For
 quantized formats, ``box``/``landmark`` regressions get ``rel_max_abs`` 0.35 (one int8 scale
 spans the whole range of offsets), and ``score`` maps are judged by absolute error on the
-[0, 1] probability scale, ``max_abs`` 0.2, their cosine reported but not judged (over a map of
-mostly-zero background scores it measures noise). ``output_tolerances={"output name": {...}}`` overrides any output's keys
-(``convert(..., output_tolerances=...)``, ``edgeship convert --tolerance NAME:key=value``).
+[0, 1] probability scale, ``max_abs`` 0.3 (int8 YuNet / UltraFace score maps showed max errors of
+0.22-0.36 on 20 held-out LFW faces, where the YuNet detector still found the same faces:
+bench/onnx_int8_detectors.py), their cosine and relative error reported but not
+judged (over a map of mostly-zero background scores they measure noise).
+``output_tolerances={"output name": {...}}`` overrides any output's keys
+(``convert(..., output_tolerances=...)``, ``edgeship convert --tolerance NAME:key=value``); the
+model-wide ``tolerance`` applies to every output, except the keys an output's kind does not judge.
 
 =====================  ==========  ===========  =========  ========
 format / quantization  cosine_min  rel_max_abs  top1_min   acc_drop
@@ -109,7 +113,7 @@ OUTPUT_KINDS = ("score", "box", "landmark", "value")
 # Scores are probabilities: judged by absolute error on the [0, 1] scale (cosine is reported, not
 # judged: over a map of mostly-zero background scores it measures noise, not detections).
 _KIND_QUANT_TOLERANCE = {"box": {"rel_max_abs": 0.35}, "landmark": {"rel_max_abs": 0.35},
-                         "score": {"cosine_min": None, "rel_max_abs": None, "max_abs": 0.2}}
+                         "score": {"cosine_min": None, "rel_max_abs": None, "max_abs": 0.3}}
 _KIND_WORDS = (("landmark", ("kps", "landmark", "lmk", "keypoint", "points")),
                ("box", ("bbox", "box", "loc", "reg", "anchor")),
                ("score", ("score", "cls", "obj", "conf", "prob", "class", "softmax")))
@@ -341,8 +345,8 @@ def check_parity(source, model_path, samples: Sequence[dict], *, labels=None,
         kind = output_kind(name, np.array([acc["lo"], acc["hi"]]) if acc["n"] else None)  # the range seen
         override = (output_tolerances or {}).get(name, {})
         # a single output keeps the format's row (plus overrides); several get their kind's default
-        o_tol = output_tolerance(fmt_key, kind, {**(tolerance or {}), **override}) if multi else \
-            merge_tolerance(fmt_key, {**(tolerance or {}), **override})
+        o_tol = output_tolerance(fmt_key, kind, {**_for_kind(fmt_key, kind, tolerance), **override}) if multi \
+            else merge_tolerance(fmt_key, {**(tolerance or {}), **override})
         row = OutputParity(name, kind, acc["shape"], acc["max"],
                            acc["sum"] / max(acc["n"], 1), acc["max"] / acc["peak"] if acc["peak"] > 0 else acc["max"],
                            float(np.mean(acc["cos"])), float(np.min(acc["cos"])), o_tol)
@@ -353,6 +357,14 @@ def check_parity(source, model_path, samples: Sequence[dict], *, labels=None,
     report.failures.extend(whole)
     report.passed = not report.failures
     return report
+
+
+def _for_kind(fmt_key: str, kind: str, tolerance: Optional[dict]) -> dict:
+    """The model-wide ``tolerance`` as it applies to one output of ``kind``: keys the kind does not
+    judge (None in its default, e.g. cosine of a quantized score map) stay unjudged; only a
+    per-output override turns them on."""
+    off = {k for k, v in output_tolerance(fmt_key, kind).items() if v is None and default_tolerance(fmt_key)[k] is not None}
+    return {k: v for k, v in (tolerance or {}).items() if k not in off}
 
 
 def _accumulate(acc: dict, r: np.ndarray, o: np.ndarray) -> None:

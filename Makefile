@@ -80,7 +80,9 @@ bench: venv-test
 .PHONY: bench-onnx-int8
 bench-onnx-int8: venv-test
 	PYTHONPATH=.overlay-onnx2tf $(BIN)/python bench/onnx_int8_detectors.py --n 100 -o /tmp/edgeship-onnx-int8 \
-		--summary bench/results/onnx_int8_detectors.json
+		--only yunet --summary bench/results/onnx_int8_yunet.json
+	PYTHONPATH=.overlay-onnx2tf $(BIN)/python bench/onnx_int8_detectors.py --n 100 -o /tmp/edgeship-onnx-int8 \
+		--only ultraface --calibration-method percentile --summary bench/results/onnx_int8_ultraface.json
 
 # Rebuild the zoo keyword-spotting model (models/weights/kws_dscnn*) from ../shared; see models/cards/kws_dscnn.md.
 .PHONY: train-kws kws-figures

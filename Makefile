@@ -86,6 +86,14 @@ bench: venv-test
 	$(BIN)/python bench/load_speed.py
 	$(BIN)/edgeship bench models/weights/shapes_cnn_int8.tflite --threads 1 --runs 200
 
+# YuNet and UltraFace (ONNX) -> calibrated int8 TFLite on LFW faces -> Edge TPU check, parity per output.
+.PHONY: bench-onnx-int8
+bench-onnx-int8: venv-test
+	PYTHONPATH=.overlay-onnx2tf $(BIN)/python bench/onnx_int8_detectors.py --n 100 -o /tmp/edgeship-onnx-int8 \
+		--only yunet --summary bench/results/onnx_int8_yunet.json
+	PYTHONPATH=.overlay-onnx2tf $(BIN)/python bench/onnx_int8_detectors.py --n 100 -o /tmp/edgeship-onnx-int8 \
+		--only ultraface --calibration-method percentile --summary bench/results/onnx_int8_ultraface.json
+
 # Rebuild the zoo keyword-spotting model (models/weights/kws_dscnn*) from ../shared; see models/cards/kws_dscnn.md.
 .PHONY: train-kws kws-figures
 train-kws: venv-test

@@ -109,7 +109,8 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             tolerance: Optional[dict] = None, out: Any = "edgeship_out", all_formats: bool = False,
             example_inputs: Any = None, preprocessing: Any = None, max_calibration: Optional[int] = None,
             holdout: Optional[int] = None, seed: int = 0, debug_layers: bool = False, static_batch: bool = False,
-            keep_going: bool = False, dynamic_batch: bool = False, **options) -> ConversionResult:
+            keep_going: bool = False, dynamic_batch: bool = False, output_tolerances: Optional[dict] = None,
+            **options) -> ConversionResult:
     """Convert ``src`` and check every output against it.
 
     Args:
@@ -120,6 +121,9 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             "int8" | "int16x8").
         calibration: data for calibrated quantization (see
             :func:`~edgeship.converters.calibration.resolve_calibration`).
+        preprocessing: how folders of images/audio become inputs: an image spec
+            (:class:`edgeship.preprocessing.ImagePreprocessing`, its dict or a ``.json`` file: the
+            same arrays the app computes at run time) or a named function (``image_0_1``, ``kws_mfcc``).
         validation: held-out data for parity. If omitted, ``holdout`` samples (default 20 %,
             at most 100) are drawn from the calibration data and kept out of calibration; with
             no data at all, float outputs are checked on 32 seeded random inputs drawn from the
@@ -133,6 +137,10 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         accuracy_budget: max drop of accuracy (with labels) or of top-1 agreement; int8 TFLite
             outputs that miss it go through :func:`~edgeship.converters.quant_debug.auto_fix`.
         tolerance: overrides of the parity defaults, e.g. ``{"cosine_min": 0.999}``.
+        output_tolerances: per-output overrides for models with several outputs, e.g.
+            ``{"boxes": {"rel_max_abs": 0.5}}``; each output gets its own parity row and
+            tolerance (default by output kind, see :mod:`edgeship.converters.parity`), and the
+            file fails if any output fails.
         out: an output file (single format) or folder.
         all_formats: every exporter that accepts this source (calibrated ones need data).
         static_batch: fix a Keras source's batch dimension to 1 before converting (Edge TPU and
@@ -206,7 +214,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         try:
             records.append(_export_one(exp, source, data, reference, opts_base, options, notes,
                                        _out_path(out_root, exp, source, exps), many, tolerance,
-                                       accuracy_budget, debug_layers))
+                                       accuracy_budget, debug_layers, output_tolerances))
         except MissingDependencyError as exc:
             if not many:
                 raise
@@ -277,8 +285,9 @@ def _resolve_data(source, calibration, validation, labels, preprocessing, max_ca
                   notes: List[str]) -> _Data:
     """Calibration set, validation samples (given, held out of the calibration data, or synthetic)
     and the labels that go with the validation samples."""
-    from edgeship.converters.calibration import resolve_calibration
+    from edgeship.converters.calibration import image_spec, resolve_calibration
 
+    image_spec(preprocessing)  # a bad image spec (dict or .json file) is an error even when no folder uses it
     cal = None
     if calibration is not None:
         cal = resolve_calibration(calibration, source.inputs, preprocessing=preprocessing,
@@ -321,7 +330,7 @@ def _resolve_data(source, calibration, validation, labels, preprocessing, max_ca
 
 def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, options: dict,
                 notes: List[str], path: Path, many: bool, tolerance, accuracy_budget,
-                debug_layers: bool) -> OutputRecord:
+                debug_layers: bool, output_tolerances: Optional[dict] = None) -> OutputRecord:
     """Export, write, check parity (and fix or rank layers when asked); a rejected file is renamed."""
     from edgeship._io import atomic_write_bytes
     from edgeship.converters.parity import check_parity
@@ -343,7 +352,7 @@ def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, 
         blob = exp.fn(source, exp_opts)
     atomic_write_bytes(path, blob)
     rep = check_parity(source, path, data.val_samples, labels=data.labels, tolerance=tol, fmt_key=exp.name,
-                       reference=reference)
+                       reference=reference, output_tolerances=output_tolerances)
     fix = None
     int8_tflite = exp.format == "tflite" and exp.quantization is QuantMode.INT8
     if not rep.passed and accuracy_budget is not None and int8_tflite:

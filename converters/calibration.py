@@ -178,7 +178,36 @@ def kws_mfcc(path, spec, *, frame_length=480, frame_step=320, fft_length=512, nu
         d > 0 for d in spec.shape[1:]) else mfcc[..., None]
 
 
+def image_spec(preprocessing):
+    """The :class:`~edgeship.preprocessing.ImagePreprocessing` that ``preprocessing`` names, or None:
+    a spec, its JSON dict (``"type": "image"``) or a path to its ``.json`` file."""
+    from edgeship.preprocessing import ImagePreprocessing
+
+    if isinstance(preprocessing, ImagePreprocessing):
+        return preprocessing
+    if isinstance(preprocessing, dict) and preprocessing.get("type") == "image":
+        return ImagePreprocessing.from_dict(preprocessing)
+    if isinstance(preprocessing, (str, os.PathLike)) and str(preprocessing).lower().endswith(".json"):
+        return ImagePreprocessing.load(preprocessing)
+    return None
+
+
+def _spec_function(spec) -> Callable:
+    """calibration function(path, input spec) of an image spec: the same arrays as ``spec.apply`` at run time."""
+
+    def apply_spec(path, input_spec, **_):
+        from edgeship.preprocessing import read_image
+
+        spec.check_input(input_spec.shape, input_spec.name)
+        return spec.apply(read_image(path))
+
+    return apply_spec
+
+
 def _resolve_preprocessing(preprocessing) -> Tuple[Callable, dict, str]:
+    spec = image_spec(preprocessing)
+    if spec is not None:
+        return _spec_function(spec), {}, f"image spec {spec.size[0]}x{spec.size[1]} {spec.color} {spec.layout}"
     if preprocessing is None:
         raise ConversionError("a directory of images/audio needs a preprocessing function; pass "
                               f"preprocessing=<name> (one of {sorted(PREPROCESSORS)}) or a callable(path, spec)")
@@ -206,8 +235,10 @@ def resolve_calibration(data: Any, inputs: List[TensorSpec], *, preprocessing=No
             (in input order); a ``.npy`` file; a ``.npz`` file (one array per input name, or a
             single array); or a directory of images/audio (needs ``preprocessing``).
         inputs: the model's float input specs (a ``-1`` dim matches any size).
-        preprocessing: for directories: a registered name (see :data:`PREPROCESSORS`), a dict
-            ``{"name": ..., **params}`` from a model's preprocessing spec, or a callable(path, spec).
+        preprocessing: for directories: an :class:`~edgeship.preprocessing.ImagePreprocessing`,
+            its JSON dict or ``.json`` file (images read with :func:`edgeship.face.read_image`, then
+            the spec's ``apply``: the arrays the model gets at run time), a registered name (see
+            :data:`PREPROCESSORS`), a dict ``{"name": ..., **params}``, or a callable(path, spec).
         max_samples: keep at most this many (a seeded random subset for arrays/files/dirs; the
             first ones for a generic iterable, which may be endless).
         seed: seed for the subset choice; recorded in the set.
@@ -348,4 +379,4 @@ def _from_dir(p: Path, inputs, preprocessing, max_samples, seed) -> List[Sample]
     return samples
 
 
-__all__ = ["CalibrationSet", "resolve_calibration", "hash_samples", "PREPROCESSORS", "preprocessor"]
+__all__ = ["CalibrationSet", "resolve_calibration", "hash_samples", "PREPROCESSORS", "preprocessor", "image_spec"]

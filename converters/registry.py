@@ -21,7 +21,7 @@ from edgeship.facts import QuantMode
 
 # Every exporter module, in the order ``--all`` runs them.
 EXPORTER_MODULES = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "tflite_int16x8",
-                    "onnx_fp32", "onnx_quant", "onnx_tflite", "torch_tflite")
+                    "onnx_fp32", "onnx_quant", "onnx_tflite", "onnx_tflite_int8", "torch_tflite")
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ import numpy as np
 
 LABELS = ["circle", "square", "triangle"]
 SIZE = 32
-PREPROCESSING = {"type": "image", "size": [SIZE, SIZE], "color": "GRAY", "layout": "NHWC",
-                 "scale": 1 / 255.0, "mean": [0.0], "std": [1.0],
-                 "note": "pixel/255 in [0, 1], one grey channel"}
+# pixel/255 in [0, 1], one grey channel (an edgeship.preprocessing.ImagePreprocessing dict)
+PREPROCESSING = {"type": "image", "size": [SIZE, SIZE], "resize": "stretch", "color": "GRAY", "layout": "NHWC",
+                 "mean": [0.0], "std": [255.0], "dtype": "float32"}
 
 
 def _draw(kind: int, rng: np.random.Generator) -> np.ndarray:

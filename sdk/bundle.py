@@ -4,7 +4,10 @@
 
 - ``files``: per key (a format/quantization such as ``tflite-int8`` or a target name):
   ``path``, ``sha256``, ``bytes``, ``format``, ``quantization``, ``targets`` and the file's
-  ``inputs``/``outputs`` spec;
+  ``inputs``/``outputs`` spec; ``targets`` names the targets the file serves (``edgeship bundle``
+  and :func:`edgeship.targets.serving.bundle_targets` find them by running every target
+  profile's check on the file), so ``edgeship.load(bundle, target="rpi4")`` picks the entry
+  that serves the Raspberry Pi 4;
 - ``default``: the key :func:`edgeship.load` picks without ``target=``;
 - ``io``: the default file's inputs/outputs (name, shape, dtype, scale/zero point);
 - ``preprocessing``: free-form but documented, e.g.
@@ -87,7 +90,8 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
         extra_files: {file name: path or bytes} copied into the bundle and checksummed (README.md...).
         extra_dirs: {folder name: path} copied into the bundle; every file in it is checksummed
             (e.g. Android's drop-in ``assets/``).
-        targets: {key: [target names]} the file is meant for (default: [key]).
+        targets: {key: [target names]} the file is meant for (default: [key]);
+            :func:`edgeship.targets.serving.bundle_targets` gives the targets whose checks pass.
         default: key that :func:`edgeship.load` picks by default (default: the first).
         zip_path: also write the bundle as a .zip there.
         overwrite: replace an existing bundle at ``out_dir``. Never replaces a non-bundle folder.
@@ -115,7 +119,7 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
             "default": default,
             "files": entries,
             "io": {"inputs": entries[default]["inputs"], "outputs": entries[default]["outputs"]},
-            "preprocessing": dict(preprocessing) if preprocessing else None,
+            "preprocessing": _preprocessing_entry(preprocessing),
             "labels": list(labels) if labels is not None else None,
             "source": _source_entry(source),
             "versions": versions(),
@@ -143,7 +147,7 @@ def _check_arguments(out: Path, files, labels, preprocessing, default, overwrite
             raise ModelFormatError(f"bundle key {key!r} must be 1-64 letters, digits or _.+- (no path separators)")
     if default is not None and default not in files:
         raise TargetError(f"default {default!r} is not one of the bundle's keys {sorted(files)}")
-    if preprocessing is not None and not isinstance(preprocessing, Mapping):
+    if preprocessing is not None and not isinstance(preprocessing, Mapping) and not hasattr(preprocessing, "to_dict"):
         raise ModelFormatError(f"preprocessing must be a dict; given {type(preprocessing).__name__}")
     if labels is not None and (not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels)):
         raise ModelFormatError("labels must be a list of strings")
@@ -151,6 +155,20 @@ def _check_arguments(out: Path, files, labels, preprocessing, default, overwrite
         _check_replaceable(out)
         if not overwrite:
             raise ModelFormatError(f"{out} already holds a bundle; pass overwrite=True (--force) to replace it")
+
+
+def _preprocessing_entry(preprocessing) -> Optional[dict]:
+    """The manifest's ``preprocessing``: an image spec (:class:`~edgeship.preprocessing.ImagePreprocessing`
+    or its dict, ``"type": "image"``) is validated and written in its canonical form; other dicts as given."""
+    from .preprocessing import ImagePreprocessing
+
+    if not preprocessing:
+        return None
+    if isinstance(preprocessing, ImagePreprocessing):
+        return preprocessing.to_dict()
+    if isinstance(preprocessing, Mapping) and preprocessing.get("type") == "image":
+        return ImagePreprocessing.from_dict(preprocessing, where="bundle preprocessing").to_dict()
+    return dict(preprocessing)
 
 
 def _check_replaceable(out: Path) -> None:
@@ -482,9 +500,12 @@ def resolve_bundle_file(path, target: Optional[str]) -> Tuple[Path, dict]:
     else:
         keys = [k for k, e in files.items() if target in (e.get("targets") or [])]
         if not keys:
-            offered = sorted(set(files) | {t for e in files.values() for t in e.get("targets") or []})
-            raise TargetError(f"bundle {Path(path).name} has no file for target {target!r}; it offers: {', '.join(offered)}")
-        key = keys[0]
+            serves = "; ".join(f"{k} -> {', '.join(e.get('targets') or []) or 'no target'}" for k, e in files.items())
+            raise TargetError(f"bundle {Path(path).name} has no file that serves target {target!r}; its files serve: "
+                              f"{serves}. Add a file for {target!r} (edgeship check MODEL --target {target} says "
+                              f"what it needs) or load one of those")
+        # the default entry when it serves the target, else the first that does
+        key = manifest.get("default") if manifest.get("default") in keys else keys[0]
     if key not in files:
         raise IntegrityError(f"bundle manifest default {key!r} is not among its files {sorted(files)}")
     return Path(manifest["_dir"]) / files[key]["path"], manifest

@@ -35,11 +35,11 @@ import numpy as np
 from .errors import EdgeshipError, InputSpecError, ModelFormatError
 from .face_chip import CHIP_PADDING, CHIP_SIZE, dlib_round, face_chip
 from .face_detect import DEFAULT_DETECTOR, DETECTORS, Detection, FaceDetector, create_detector
+from .preprocessing import read_image  # noqa: F401  (public: edgeship.face.read_image)
 
 __all__ = ["Face", "FacePipeline", "read_image", "DEFAULT_DETECTOR", "DETECTORS", "EMBEDDER_FORMATS", "distance"]
 
 EMBEDDER_FORMATS = ("int8", "fp32", "onnx")
-_IMAGE_EXTS = "JPEG, PNG, BMP, PGM/PPM, TIFF, WebP"
 
 
 @dataclass
@@ -250,43 +250,3 @@ def _as_rgb(image) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3:
         raise InputSpecError(f"image must be HxWx3 RGB or HxW grayscale, got shape {image.shape}")
     return np.ascontiguousarray(image)
-
-
-def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB.
-
-    Grayscale is replicated to three channels, 16-bit images are scaled to 8 bits
-    (``round(v / 257)``), an alpha channel is dropped, and the EXIF orientation of photos is
-    applied.
-
-    Raises:
-        InputSpecError: the file is missing, unreadable, empty, or not an image OpenCV can decode
-            (JPEG, PNG, BMP, PGM/PPM, TIFF, WebP).
-        MissingDependencyError: OpenCV (the ``[face]`` extra) is not installed.
-    """
-    from ._deps import require
-
-    p = Path(path)
-    if p.is_dir():
-        raise InputSpecError(f"{p} is a folder, not an image file")
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InputSpecError(f"cannot read image {p}: {exc.strerror or exc}") from exc
-    if not data:
-        raise InputSpecError(f"{p} is empty (0 bytes); expected an image ({_IMAGE_EXTS})")
-    cv2 = require("cv2", "face", "reading images")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
-    if img is None or img.size == 0:
-        raise InputSpecError(f"{p} is not an image OpenCV can decode ({_IMAGE_EXTS}); it starts with {data[:8]!r}")
-    if img.dtype == np.uint16:
-        img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    elif img.dtype in (np.float32, np.float64):
-        img = np.clip(np.nan_to_num(img) * (255.0 if float(np.nanmax(img)) <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
-    elif img.dtype != np.uint8:
-        raise InputSpecError(f"{p}: unsupported pixel type {img.dtype}; expected 8- or 16-bit images")
-    if img.ndim == 2:
-        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, 2))
-    if img.shape[2] == 4:
-        img = img[:, :, :3]
-    return np.ascontiguousarray(img[:, :, ::-1])  # OpenCV decodes to BGR

@@ -60,6 +60,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import InputSpecError
+from .preprocessing import ImagePreprocessing, resize
 
 DEFAULT_DETECTOR = "yunet"
 DETECTORS = ("yunet", "blazeface", "ultraface", "mmod")
@@ -183,7 +184,11 @@ class FaceDetector:
         keep = nms(boxes, scores, self.nms_threshold)
         return boxes[keep], scores[keep], (kps[keep] if kps is not None else None)
 
+    preprocessing: Optional[ImagePreprocessing] = None  # the input spec (edgeship.preprocessing), when data
+
     def _letterbox(self, img: np.ndarray) -> Tuple[np.ndarray, float]:
+        if self.preprocessing is not None:  # the one preprocessing function, as calibration uses it
+            return self.preprocessing.apply_with_scale(img)
         iw, ih = self.input_size
         h, w = img.shape[:2]
         scale = min(iw / w, ih / h)
@@ -202,8 +207,10 @@ class YuNetDetector(FaceDetector):
     nms_threshold = 0.3
     strides = (8, 16, 32)
 
+    preprocessing = ImagePreprocessing((320, 320), "letterbox", "BGR", layout="NCHW")
+
     def _prepare(self, canvas):
-        return np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32)
+        return self.preprocessing.apply(canvas)
 
     def _decode(self, outs):
         iw, ih = self.input_size
@@ -241,8 +248,10 @@ class BlazeFaceDetector(FaceDetector):
         super().__init__(model, **kw)
         self.anchors = ssd_anchor_centers(128, 128, strides=(8, 16, 16, 16), per_layer=2)
 
+    preprocessing = ImagePreprocessing((128, 128), "letterbox", "RGB", mean=(127.5,), std=(127.5,))
+
     def _prepare(self, canvas):
-        return (canvas.astype(np.float32) / 127.5 - 1.0)[None]
+        return self.preprocessing.apply(canvas)
 
     def _decode(self, outs):
         raw = outs["regressors"][0].astype(np.float64)
@@ -282,8 +291,11 @@ class UltraFaceDetector(FaceDetector):
                         pri.append(((x + 0.5) / (iw / s), (y + 0.5) / (ih / s), m / iw, m / ih))
         self.priors = np.clip(np.array(pri), 0, 1)
 
+    preprocessing = ImagePreprocessing((240, 320), "letterbox", "RGB", mean=(127.0,) * 3, std=(128.0,) * 3,
+                                       layout="NCHW")
+
     def _prepare(self, canvas):
-        return ((canvas.astype(np.float32) - 127.0) / 128.0).transpose(2, 0, 1)[None]
+        return self.preprocessing.apply(canvas)
 
     def _decode(self, outs):
         p = self.priors
@@ -433,17 +445,6 @@ def ssd_anchor_centers(in_w: int, in_h: int, strides: Sequence[int], per_layer: 
         out.append(np.repeat(c, n, axis=1).reshape(-1, 2))
         i = j
     return np.concatenate(out)
-
-
-def resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bilinear resize (OpenCV ``INTER_LINEAR``; ``INTER_AREA`` when shrinking by 2x or more)."""
-    if img.shape[1] == width and img.shape[0] == height:
-        return img
-    from ._deps import require
-
-    cv2 = require("cv2", "face", "resizing images")
-    shrink = width * 2 <= img.shape[1] and height * 2 <= img.shape[0]
-    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def check_rgb(image) -> np.ndarray:

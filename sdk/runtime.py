@@ -90,6 +90,15 @@ class Model:
         self._shape0: Optional[tuple] = (self._fast.fixed if self._fast is not None and
                                          all(d >= 0 for d in self._fast.fixed) else None)
 
+    @property
+    def preprocessing(self):
+        """The image preprocessing spec the bundle's manifest records
+        (:class:`~edgeship.preprocessing.ImagePreprocessing`; ``spec.apply(rgb_image)`` makes the
+        input), or None for single files and bundles without an image spec."""
+        from .preprocessing import from_manifest
+
+        return from_manifest((self.manifest or {}).get("preprocessing"))
+
     def __repr__(self) -> str:
         ins = ", ".join(f"{s.name}:{s.dtype}{list(s.shape)}" for s in self.inputs)
         return f"<edgeship.Model {self.path.name} format={self.format} backend={self.backend} inputs=[{ins}]>"

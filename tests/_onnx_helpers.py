@@ -105,3 +105,29 @@ def onnx_cnn(seed: int = 0, opset: int = 13):
     m.ir_version = 8
     onnx.checker.check_model(m)
     return m
+
+
+def onnx_two_head(seed: int = 0, opset: int = 13):
+    """A tiny two-output ONNX detector head (onnx helper API): input "image" 1x3x16x16 ->
+    "scores" 1x1x8x8 (Sigmoid) and "boxes" 1x4x8x8 (linear), sharing a Conv-Relu trunk."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    f = lambda *s: rng.normal(0, 0.3, s).astype(np.float32)  # noqa: E731
+    inits = [numpy_helper.from_array(a, n) for n, a in [
+        ("w1", f(8, 3, 3, 3)), ("b1", f(8)), ("ws", f(1, 8, 1, 1)), ("bs", f(1)), ("wb", f(4, 8, 1, 1)), ("bb", f(4))]]
+    nodes = [
+        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "ws", "bs"], ["s_logit"], name="score_conv"),
+        helper.make_node("Sigmoid", ["s_logit"], ["scores"], name="score_sigmoid"),
+        helper.make_node("Conv", ["r1", "wb", "bb"], ["boxes"], name="box_conv"),
+    ]
+    g = helper.make_graph(nodes, "two_head", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, 8, 8]),
+                           helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="edgeship-tests")
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m

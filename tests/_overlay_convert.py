@@ -54,6 +54,8 @@ def main(argv=None) -> int:
     ap.add_argument("--validation", required=True, help=".npy batch (N, ...) of validation inputs")
     ap.add_argument("--out", required=True, help="output .tflite path")
     ap.add_argument("--offline", action="store_true", help="refuse every socket connection")
+    ap.add_argument("--quantize", default=None, help="e.g. int8 (needs --calibration)")
+    ap.add_argument("--calibration", default=None, help=".npy batch (N, ...) of calibration inputs")
     args = ap.parse_args(argv)
 
     from edgeship.converters import convert
@@ -72,7 +74,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         result = convert(model, to="tflite", example_inputs=example, validation=np.load(args.validation),
-                         out=args.out).to_dict()
+                         out=args.out, quantize=args.quantize,
+                         calibration=None if args.calibration is None else np.load(args.calibration)).to_dict()
         code = 0
     except ParityError as exc:
         result, code = dict(exc.report or {"ok": False}, error=str(exc)), 1

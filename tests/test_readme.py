@@ -75,5 +75,12 @@ def test_readme_commands_run(workdir):
 
     code = "import numpy as np\nfeatures = np.zeros((1, 32, 32, 1))\n" + readme_blocks("python")[0]
     code += "\nassert probs.shape == (1, 3) and np.isfinite(probs).all()\n"
+    # the bundle the tour wrote knows which file serves which target
+    code += ("assert m.path.name == 'model_int8.tflite', m.path\n"
+             "import json; files = json.load(open('kws_bundle/manifest.json'))['files']\n"
+             "assert 'rpi4' in files['tflite-int8']['targets'] and 'edgetpu' not in files['tflite-int8']['targets']\n"
+             "try:\n    edgeship.load('kws_bundle', target='edgetpu')\nexcept edgeship.TargetError as e:\n"
+             "    assert 'serves' in str(e) and 'tflite-int8 ->' in str(e), e\n"
+             "else:\n    raise AssertionError('edgetpu: no file serves it, load must refuse')\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

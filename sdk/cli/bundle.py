@@ -40,13 +40,20 @@ def bundle_cmd(
                                         "(edgeship keys new); the zip then carries the signature."),
     json_: bool = json_option(),
 ):
-    """Write a bundle: model files + manifest.json (I/O, preprocessing, labels, sha256 of every file)."""
-    from ..bundle import write_bundle
+    """Write a bundle: model files + manifest.json (I/O, preprocessing, labels, sha256 of every file).
 
+    Each file is checked against every target profile; the targets it passes are recorded, so
+    ``edgeship.load(BUNDLE, target="rpi4")`` loads the file that serves the Raspberry Pi 4.
+    """
+    from ..bundle import write_bundle
+    from ..targets.serving import bundle_targets
+
+    files = _keyed_files(models)
     zip_path = out.with_name(out.name + ".zip") if zip_ else None  # release.v2 -> release.v2.zip
-    manifest = write_bundle(out, _keyed_files(models), labels=label_names(labels),
+    manifest = write_bundle(out, files, labels=label_names(labels),
                             preprocessing=json_value(preprocessing, "--preprocessing"), source=source,
-                            default=default, zip_path=zip_path, overwrite=force)
+                            default=default, zip_path=zip_path, overwrite=force,
+                            targets=bundle_targets(files))  # each file serves the targets whose check passes
     bundle_dir = manifest.pop("_dir")
     signature = None
     if sign is not None:
@@ -65,6 +72,7 @@ def bundle_cmd(
             + (f", signed ({signature})" if signature else ""))
     for k, e in manifest["files"].items():
         c.print(f"  {k:20s} {e['path']:32s} {e['bytes']:>9d} B  {e['quantization']:8s} sha256 {e['sha256'][:12]}")
+        c.print(f"  {'':20s} serves: {', '.join(t for t in e['targets'] if t != k) or 'no target'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -20,16 +20,22 @@ from .console import EXIT_FAILED_CHECK, console, emit_json, handle_errors, json_
 from .options import class_indices
 
 
-def _parse_tolerance(items: List[str]) -> dict:
+def _parse_tolerance(items: List[str], per_output: Optional[dict] = None) -> dict:
+    """``key=value`` items; ``OUTPUT:key=value`` ones go into ``per_output[OUTPUT]`` when given."""
     tol = {}
     for it in items or []:
         key, sep, val = it.partition("=")
         if not sep:
-            raise ConversionError(f"--tolerance takes key=value (e.g. cosine_min=0.999), got {it!r}")
+            raise ConversionError(f"--tolerance takes key=value or OUTPUT:key=value (e.g. cosine_min=0.999, "
+                                  f"boxes:rel_max_abs=0.5), got {it!r}")
+        output, colon, key = key.strip().rpartition(":")
+        if colon and (per_output is None or not output):
+            raise ConversionError(f"--tolerance {it!r}: expected OUTPUT:key=value with an output name")
         try:
-            tol[key.strip()] = None if val.strip().lower() == "none" else float(val)
+            value = None if val.strip().lower() == "none" else float(val)
         except ValueError:
             raise ConversionError(f"--tolerance {key}: expected a number or 'none', got {val!r}") from None
+        (per_output.setdefault(output, {}) if colon else tol)[key.strip()] = value
     return tol
 
 
@@ -48,6 +54,10 @@ def _table(result: dict):
                   "-" if p.get("top1_agreement") is None else f"{p['top1_agreement']:.0%}", acc,
                   "-" if p.get("latency_ms") is None else f"{p['latency_ms']:.2f}",
                   "[green]yes[/]" if p["passed"] else "[bold red]NO[/]")
+        rows = p.get("outputs") or []
+        for r in rows if len(rows) > 1 else []:  # models with several outputs: one row each
+            t.add_row(f"  {r['name']} ({r['kind']})", "", f"{r['max_abs']:.3g}", f"{r['cosine']:.5f}", "", "", "",
+                      "[green]yes[/]" if r["passed"] else "[bold red]NO[/]")
     return t
 
 
@@ -81,8 +91,10 @@ def convert_cmd(
                                            help="full-int8 TFLite I/O: int8 (default) | uint8 | float32"),
     per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="weight quantization granularity"),
     keep_float: List[str] = typer.Option([], "--keep-float", help="layer to keep in float (repeatable)"),
-    tolerance: List[str] = typer.Option([], "--tolerance", help="override, e.g. cosine_min=0.999 (repeatable)"),
-    preprocessing: Optional[str] = typer.Option(None, "--preprocessing", help="for folders: e.g. image_0_1, kws_mfcc"),
+    tolerance: List[str] = typer.Option([], "--tolerance", help="override, e.g. cosine_min=0.999, or for one "
+                                        "output: boxes:rel_max_abs=0.5 (repeatable)"),
+    preprocessing: Optional[str] = typer.Option(None, "--preprocessing", help="for folders: a name (image_0_1, "
+                                                "kws_mfcc) or an image spec FILE.json (edgeship.preprocessing)"),
     max_calibration: Optional[int] = typer.Option(None, "--max-calibration", help="use at most N samples"),
     seed: int = typer.Option(0, "--seed"),
     debug_layers: bool = typer.Option(False, "--debug-layers", help="rank int8 layers by error, plot png"),
@@ -96,9 +108,11 @@ def convert_cmd(
     from .._io import stdout_to_stderr
     from ..converters import convert
 
+    per_output: dict = {}
     kwargs = dict(to=to, quantize=quantize, calibration=calibration, validation=validation,
                   labels=class_indices(labels), accuracy_budget=accuracy_budget,
-                  tolerance=_parse_tolerance(tolerance), out=out, all_formats=all_formats,
+                  tolerance=_parse_tolerance(tolerance, per_output), output_tolerances=per_output or None,
+                  out=out, all_formats=all_formats,
                   preprocessing=preprocessing, max_calibration=max_calibration, seed=seed,
                   debug_layers=debug_layers, per_channel=per_channel, static_batch=static_batch,
                   dynamic_batch=dynamic_batch)

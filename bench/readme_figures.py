@@ -18,6 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from edgeship.converters.report_render import estimate_text
+
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- demo-table:start -->", "<!-- demo-table:end -->"
 TARGETS = ("rpi4", "edgetpu", "android", "mcu")
@@ -32,8 +34,10 @@ def _cell(t: dict) -> str:
         return "-"
     if t.get("verdict") != "ok":
         return "no"
-    ms = t.get("estimate_ms")
-    return f"ok, ~{ms:.3g} ms" if isinstance(ms, (int, float)) else "ok"
+    est = estimate_text(t)
+    if not est:
+        return "ok"
+    return f"ok, {est}" if est.startswith("≥") else f"ok, ~{est}"
 
 
 def block(summary: dict, report: dict) -> str:

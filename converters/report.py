@@ -255,6 +255,8 @@ def _target_cell(model_path: str, target: str) -> dict:
     reason = blocking[0].message if blocking else (warn[0].message if warn else "")
     cell = {"verdict": "ok" if rep.compatible else "no", "reason": reason, "estimate_ms": est_ms,
             "estimate": est_text}
+    if isinstance(rep.estimate, dict) and rep.estimate.get("lower_bound"):
+        cell["estimate_lower_bound"] = True   # e.g. an int8-calibrated MCU figure for a float model
     counts = rep.placement_counts()
     if "tpu" in counts:
         cell["on_accelerator"] = f"{counts['tpu']}/{sum(counts.values())} ops on the TPU"
@@ -271,7 +273,8 @@ def _estimate(e) -> tuple:
         return float(v), f"{v:.3g} ms ({e.get('low_ms', 0):.3g}-{e.get('high_ms', 0):.3g})"
     if isinstance(v, list) and v and isinstance(v[0], dict) and isinstance(v[0].get("ms"), (int, float)):
         b = v[0]
-        return float(b["ms"]), f"{b['ms']:.3g} ms on {b['board']}"
+        at_least = "≥" if e.get("lower_bound") else ""   # int8-calibrated figure for a float model
+        return float(b["ms"]), f"{at_least}{b['ms']:.3g} ms on {b['board']}"
     return None, None
 
 

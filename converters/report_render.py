@@ -23,6 +23,21 @@ def _num(x, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def estimate_text(cell: dict) -> Optional[str]:
+    """The latency estimate of a target cell (``≥`` when it is only a lower bound), or None.
+
+    Example:
+        >>> estimate_text({"estimate_ms": 182.0, "estimate_lower_bound": True})
+        '≥182 ms'
+        >>> estimate_text({"verdict": "ok"}) is None
+        True
+    """
+    est = cell.get("estimate_ms")
+    if not isinstance(est, (int, float)):
+        return None
+    return f"{'≥' if cell.get('estimate_lower_bound') else ''}{est:.3g} ms"
+
+
 def target_text(cell: dict, limit: Optional[int] = REASON_CHARS) -> str:
     """``ok 0.031 ms`` / ``ok`` / ``no: <reason>`` / ``error: <reason>`` for one target cell.
 
@@ -36,8 +51,8 @@ def target_text(cell: dict, limit: Optional[int] = REASON_CHARS) -> str:
     """
     v = cell.get("verdict", "error")
     if v == "ok":
-        est = cell.get("estimate_ms")
-        return "ok" if est is None else f"ok {est:.3g} ms"
+        est = estimate_text(cell)
+        return "ok" if est is None else f"ok {est}"
     reason = (cell.get("reason") or "").replace("\n", " ")
     if limit == 0:
         return v
@@ -315,8 +330,7 @@ def _plot_grid(plt, data: dict):
             c = (f.get("targets") or {}).get(t, {"verdict": "error"})
             img[i, j] = to_rgb(VERDICT_COLOURS.get(c.get("verdict"), "#9a9a9a"))
             if c.get("verdict") == "ok":
-                est = c.get("estimate_ms")
-                text = "ok" if est is None else f"{est:.3g} ms"
+                text = estimate_text(c) or "ok"
             else:
                 text = "no" if c.get("verdict") == "no" else "error"
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white", fontweight="bold")

@@ -137,6 +137,10 @@ def check_mcu(model_path, profile: TargetProfile = MCU_PROFILE):
     macs = facts.macs_total
     report.estimate = {"macs": macs, "band": list(LATENCY_BAND),
                        "latency_ms": [asdict(e) for e in estimate_latency(macs)]}
+    if facts.quantization.value != "int8":   # the calibration is int8 (CMSIS-NN) kernels
+        report.estimate["lower_bound"] = True
+        report.notes.append("the latency estimate is calibrated on int8 kernels; this model's float "
+                            "kernels are slower on Cortex-M, so the figure is a lower bound")
     if not report.compatible:
         return report
     if not available("tflite_micro"):

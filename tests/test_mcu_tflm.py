@@ -158,3 +158,20 @@ def test_float_model_runs_under_tflm_with_tight_parity():
     assert run.ok and run.max_abs_diff < 1e-4
     # a tolerance the outputs cannot meet is reported as a failed parity, not hidden
     assert mcu.run_tflm(p, arena_size=arena.min_bytes, tolerance=-1.0).ok is False
+
+
+def test_mcu_estimate_of_a_float_model_is_a_lower_bound():
+    """The Cortex-M latency calibration is int8 (CMSIS-NN): a float model's figure is only a floor."""
+    from pathlib import Path
+
+    from edgeship import targets
+    from edgeship.converters.report_render import estimate_text
+
+    weights = Path(__file__).resolve().parents[1] / "models" / "weights"
+    fp32 = targets.check(weights / "shapes_cnn_fp32.tflite", "mcu")
+    int8 = targets.check(weights / "shapes_cnn_int8.tflite", "mcu")
+    assert fp32.estimate["lower_bound"] is True
+    assert any("lower bound" in n for n in fp32.notes)
+    assert "lower_bound" not in int8.estimate
+    ms = fp32.estimate["latency_ms"][0]["ms"]
+    assert estimate_text({"estimate_ms": ms, "estimate_lower_bound": True}).startswith("≥")

@@ -6,8 +6,9 @@ wrong one crashes the process instead of raising: builtin option tables of the w
 strides / filter sizes / dilations / block sizes that are zero, negative or absurd, padding
 and fused-activation enums out of range, axes outside the tensor's rank, RESHAPE target shapes
 that do not match the element count, data-movement ops whose output type differs from their
-input's (the kernel copies the input's bytes into the smaller output buffer), and model inputs
-that are constants. Each finding is a :class:`~edgeship.errors.ModelFormatError` naming the
+input's (the kernel copies the input's bytes into the smaller output buffer), operators with
+fewer or more inputs than their kernel reads, operators that read
+a tensor nobody wrote or write one twice, and model inputs that are constants. Each finding is a :class:`~edgeship.errors.ModelFormatError` naming the
 operator, the field, the value found and the valid range.
 
 Only the ops listed in ``_OPTION_FIELDS`` / ``_SAME_TYPE`` are checked; other ops are left to
@@ -84,6 +85,26 @@ _SAME_TYPE = frozenset((
     "GATHER", "PACK", "UNPACK", "SPLIT_V", "RELU", "RELU6", "RELU_N1_TO_1", "MAXIMUM", "MINIMUM",
     "BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND", "REVERSE_V2", "BROADCAST_TO"))
 
+# How many inputs each op's kernel reads (min, max): the kernels index their inputs by position,
+# so a SPLIT with one input (a mutated SOFTMAX opcode) reads past the node's input list.
+_INPUT_COUNTS: Dict[str, Tuple[int, int]] = {
+    **{op: (2, 3) for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_3D")},
+    "TRANSPOSE_CONV": (3, 4),
+    **{op: (2, 2) for op in ("ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "POW",
+                             "PRELU", "EXPAND_DIMS", "MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "PAD",
+                             "MIRROR_PAD", "TRANSPOSE", "GATHER", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR",
+                             "ARG_MAX", "ARG_MIN", "SPLIT", "TILE", "BROADCAST_TO", "BATCH_MATMUL", "FLOOR_DIV",
+                             "FLOOR_MOD", "LESS", "GREATER", "EQUAL", "NOT_EQUAL", "LESS_EQUAL", "GREATER_EQUAL",
+                             "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND")},
+    **{op: (1, 1) for op in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D", "SOFTMAX", "LOGISTIC", "TANH",
+                             "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "HARD_SWISH", "QUANTIZE", "DEQUANTIZE",
+                             "RSQRT", "SQRT", "EXP", "LOG", "ABS", "NEG", "CAST", "FLOOR", "CEIL", "ROUND", "ELU",
+                             "GELU", "SHAPE", "L2_NORMALIZATION", "LOCAL_RESPONSE_NORMALIZATION", "SPACE_TO_DEPTH",
+                             "DEPTH_TO_SPACE", "LOG_SOFTMAX", "SQUEEZE", "UNPACK", "SQUARE", "SIN", "COS")},
+    "RESHAPE": (1, 2), "PADV2": (2, 3), "SLICE": (3, 3), "STRIDED_SLICE": (4, 4), "SPLIT_V": (3, 3),
+    "CONCATENATION": (1, 1 << 16), "PACK": (1, 1 << 16), "ADD_N": (1, 1 << 16),
+}
+
 
 def _bad(sg: str, i: int, op: str, what: str) -> ModelFormatError:
     return ModelFormatError(f"corrupt TFLite model: operator {i} ({op}) of {sg} {what}")
@@ -157,6 +178,12 @@ def check_operators(sg: str, ops, op_tables: List, tensors, buffers) -> None:
         i, name, ins, outs = op.index, op.op, op.inputs, op.outputs
         rank_in = len(tensors[ins[0]].shape) if ins and ins[0] >= 0 else None
         rank_out = len(tensors[outs[0]].shape) if outs else None
+        counts = _INPUT_COUNTS.get(name)
+        if counts is not None and not counts[0] <= len(ins) <= counts[1]:
+            want = counts[0] if counts[0] == counts[1] else f"{counts[0]} to {counts[1]}"
+            raise _bad(sg, i, name, f"has {len(ins)} inputs; this op takes {want}")
+        if counts is not None and not outs:
+            raise _bad(sg, i, name, "has no output")
         spec = _OPTION_FIELDS.get(name)
         if spec is not None:
             code, fields, required = spec
@@ -209,6 +236,30 @@ def check_operators(sg: str, ops, op_tables: List, tensors, buffers) -> None:
                 raise _bad(sg, i, name, f"reduces over axis {bad[0]} of a rank-{rank_in} tensor")
 
 
+def check_dataflow(sg: str, ops, inputs: Sequence[int], tensors, buffers) -> None:
+    """Operators run in order: each tensor an operator reads must be a subgraph input, a constant,
+    a variable or the output of an earlier operator, and no tensor is written twice (else the
+    kernel reads memory nobody wrote, or the arena planner leaves it unallocated)."""
+    ready = set(inputs)
+    ready.update(t.index for t in tensors
+                 if t.is_variable or (0 < t.buffer < len(buffers) and buffers[t.buffer] is not None))
+    written: Dict[int, int] = {}
+    producer = {x: op.index for op in reversed(ops) for x in op.outputs}
+    for op in ops:
+        for x in op.inputs:
+            if x >= 0 and x not in ready:
+                later = producer.get(x)
+                why = (f"which operator {later} writes only afterwards" if later is not None else
+                       "which no operator writes and which is neither an input nor a constant")
+                raise _bad(sg, op.index, op.op, f"reads tensor {x} ({tensors[x].name!r}), {why}")
+        for x in op.outputs:
+            if x in written or x in inputs or (x in ready and not tensors[x].is_variable):
+                raise _bad(sg, op.index, op.op, f"writes tensor {x} ({tensors[x].name!r}), which "
+                                                f"{'operator %d also writes' % written[x] if x in written else 'is an input or a constant'}")
+            written[x] = op.index
+            ready.add(x)
+
+
 def check_model_inputs(sg: str, inputs: Sequence[int], tensors, buffers) -> None:
     """A model input must not be a constant (its buffer would be both weights and the caller's data)."""
     for k in inputs:
@@ -218,4 +269,4 @@ def check_model_inputs(sg: str, inputs: Sequence[int], tensors, buffers) -> None
                                    f"{len(buffers[t.buffer])} bytes of data in buffer {t.buffer})")
 
 
-__all__ = ["check_operators", "check_model_inputs", "ACTIVATIONS", "PADDINGS", "MAX_WINDOW"]
+__all__ = ["check_operators", "check_dataflow", "check_model_inputs", "ACTIVATIONS", "PADDINGS", "MAX_WINDOW"]

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .errors import ModelFormatError
 from .spec import Quantization
-from .tflite_checks import check_model_inputs, check_operators
+from .tflite_checks import check_dataflow, check_model_inputs, check_operators
 from .tflite_ops import ITEM_SIZE, TENSOR_TYPES, op_name
 
 FILE_IDENTIFIER = b"TFL3"
@@ -395,6 +395,7 @@ def read_tflite(data: bytes) -> TFLiteModel:
         op_tables = s.tables(10, "Operator")
         ops = [_read_operator(o, i, codes, nt, sg) for i, o in enumerate(op_tables)]
         check_operators(sg, ops, op_tables, tensors, buffers)  # option values and types the kernels trust
+        check_dataflow(sg, ops, ins, tensors, buffers)
         subgraphs.append(Subgraph(sg, tensors, tuple(ins), tuple(outs), ops))
     if not subgraphs:
         raise ModelFormatError("corrupt TFLite model: it has no subgraph")

@@ -116,7 +116,8 @@ def test_constant_model_input(weights, tmp_path):
     data = src.read_bytes()
     w = ft._Walk(data)
     sg = w.tables(w.table(ft._u32(data, 0)), 2)[0]
-    p = _mutant(tmp_path, src, [("i", w.vector(sg, 1, 4)[0], 3)])
+    conv_in = _io_positions(data)[0][0][0]
+    p = _mutant(tmp_path, src, [("i", w.vector(sg, 1, 4)[0], 3), ("i", conv_in, 3)])
     _refused(p, r"input 'shapes_cnn_1/probs_1/MatMul' of main is a constant tensor")
 
 
@@ -134,3 +135,37 @@ def test_per_channel_quantized_input_broadcasts_along_its_axis():
 def test_every_zoo_model_passes(weights):
     for f in sorted(weights.glob("*.tflite")):
         read_tflite(f.read_bytes())
+
+
+def _io_positions(data: bytes):
+    w = ft._Walk(data)
+    sg = w.tables(w.table(ft._u32(data, 0)), 2)[0]
+    return [(w.vector(op, 1, 4), w.vector(op, 2, 4)) for op in w.tables(sg, 3)]
+
+
+def test_tensor_written_twice(weights, tmp_path):
+    """Fuzz crasher bundle #26174: operator 5's table offset pointed at operator 4's, so tensor 14 was
+    written twice and MEAN's input (tensor 15) by nobody: SIGSEGV in the interpreter."""
+    src = weights / "shapes_cnn_int8.tflite"
+    outs5 = _io_positions(src.read_bytes())[5][1]
+    p = _mutant(tmp_path, src, [("i", outs5[0], 14)])
+    _refused(p, r"operator 5 \(MAX_POOL_2D\) of main writes tensor 14 .*which operator 4 also writes")
+
+
+def test_tensor_read_before_it_is_written(weights, tmp_path):
+    src = weights / "shapes_cnn_int8.tflite"
+    ins1 = _io_positions(src.read_bytes())[1][0]
+    p = _mutant(tmp_path, src, [("i", ins1[0], 15)])  # MAX_POOL 1 reads MAX_POOL 5's output
+    _refused(p, r"operator 1 \(MAX_POOL_2D\) of main reads tensor 15 .*which operator 5 writes only afterwards")
+
+
+def test_op_with_too_few_inputs(weights, tmp_path):
+    """Fuzz crasher bundle #46195: the SOFTMAX opcode became SPLIT (two inputs) with one input: SIGSEGV."""
+    src = weights / "shapes_cnn_int8.tflite"
+    data = src.read_bytes()
+    w = ft._Walk(data)
+    codes = w.tables(w.table(ft._u32(data, 0)), 1)
+    softmax = next(k for k, c in enumerate(read_tflite(data).operator_codes) if c.name == "SOFTMAX")
+    edits = [(fmt, q, 49) for slot, fmt in ((0, "B"), (3, "i")) for q in [w.field(codes[softmax], slot)] if q is not None]
+    p = _mutant(tmp_path, src, edits)
+    _refused(p, r"operator 8 \(SPLIT\) of main has 1 inputs; this op takes 2")

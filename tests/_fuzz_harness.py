@@ -296,7 +296,8 @@ def prepare(work: Path, repo: Path, shared: Optional[Path] = None) -> Dict[str, 
     """Source files and the bundle template, built once in the parent."""
     work.mkdir(parents=True, exist_ok=True)
     weights = repo / "models" / "weights"
-    tfl = [str(weights / "shapes_cnn_int8.tflite"), str(weights / "shapes_cnn_fp32.tflite")]
+    tfl = [str(weights / "shapes_cnn_int8.tflite"), str(weights / "shapes_cnn_fp32.tflite"),
+           str(weights / "kws_dscnn_int8.tflite")]  # + RESHAPE, SHAPE, STRIDED_SLICE, PACK, AVERAGE_POOL
     if shared is not None and (shared / "models/mlperf_tiny_kws/kws_ref_model.tflite").is_file():
         tfl.append(str(shared / "models/mlperf_tiny_kws/kws_ref_model.tflite"))
     from tests._onnx_models import dense_relu, two_inputs

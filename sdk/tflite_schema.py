@@ -271,7 +271,7 @@ def _read_tensor(t: _Table, i: int, n_buffers: int) -> Tensor:
         raise ModelFormatError(f"corrupt TFLite model: tensor {name!r} has unknown type code {code}")
     if len(shape) > MAX_RANK or any(d < 0 for d in shape):
         raise ModelFormatError(f"corrupt TFLite model: tensor {name!r} has invalid shape {list(shape)}")
-    if len(sig) != len(shape) or any(d < -1 for d in sig):
+    if len(sig) != len(shape) or any(d < -1 or (d != -1 and d != s) for d, s in zip(sig, shape)):
         raise ModelFormatError(
             f"corrupt TFLite model: tensor {name!r} shape signature {list(sig)} does not match shape {list(shape)}")
     buffer = t.scalar(8, "I", 0)

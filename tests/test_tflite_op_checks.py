@@ -169,3 +169,18 @@ def test_op_with_too_few_inputs(weights, tmp_path):
     edits = [(fmt, q, 49) for slot, fmt in ((0, "B"), (3, "i")) for q in [w.field(codes[softmax], slot)] if q is not None]
     p = _mutant(tmp_path, src, edits)
     _refused(p, r"operator 8 \(SPLIT\) of main has 1 inputs; this op takes 2")
+
+
+def test_shape_that_contradicts_its_signature(weights, tmp_path):
+    """Fuzz case tflite #4504 (seed 1): an activation's channel count 16 -> 1048576 while its shape
+    signature still said 16: LiteRT planned a 1 GB arena (7 s, 1.1 GB RSS; a hang under load)."""
+    src = weights / "shapes_cnn_int8.tflite"
+    data = src.read_bytes()
+    shape_sites = [pos for pos, _ in ft.sites(data)["shape"]]
+    t10 = read_tflite(data).main.tensors[10]
+    assert t10.shape == (1, 32, 32, 16)
+    # the fourth entry of tensor 10's shape vector (the first vector of each tensor's two is its shape)
+    pos = next(p for p in shape_sites if struct.unpack_from("<i", data, p)[0] == 16
+               and struct.unpack_from("<4i", data, p - 12) == (1, 32, 32, 16))
+    p = _mutant(tmp_path, src, [("i", pos, 1 << 20)])
+    _refused(p, r"shape signature \[-1, 32, 32, 16\] does not match shape \[1, 32, 32, 1048576\]")

@@ -7,6 +7,9 @@ With ``--trusted-key PUB`` (repeatable) MODEL must be a bundle (folder or .zip) 
 those keys; an unsigned, untrusted or changed bundle is refused before anything is written or
 copied, as an ``IntegrityError`` with exit 2: like a bundle whose checksums fail anywhere in the
 CLI, it is an input edgeship will not use, not a check the command was asked to run (exit 1).
+The bundle deploy then writes is a new one for the target (unsigned: its manifest's ``source``
+records the verified bundle, its manifest hash and the signing key's id); with ``--host`` that
+freshly written bundle is what is copied.
 """
 from __future__ import annotations
 

@@ -3,19 +3,17 @@ over 1 h of audio): 2 minutes of generated audio in chunks of varied sizes throu
 pipeline, no sample or window dropped, RSS flat after warm-up."""
 from __future__ import annotations
 
-import sys
+import importlib.util
 
 import pytest
 
 
 @pytest.fixture(scope="module")
 def soak(repo):
-    sys.path.insert(0, str(repo / "bench"))
-    try:
-        import soak_kws_stream
-    finally:
-        sys.path.remove(str(repo / "bench"))
-    return soak_kws_stream
+    spec = importlib.util.spec_from_file_location("soak_kws_stream", repo / "bench" / "soak_kws_stream.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def test_two_minutes_of_stream(soak):

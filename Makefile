@@ -107,9 +107,11 @@ kws-figures: venv-test
 fuzz: venv-test
 	$(BIN)/python bench/fuzz.py --n 50000 --out fuzz_out
 
-# 8 threads x 10,000 predicts on one shared Model (TFLite and ONNX): wrong answers, errors, throughput.
+# 8 threads x 10,000 predicts on one shared Model (TFLite and ONNX): wrong answers, errors, throughput;
+# then 1 h of generated audio through the KWS streaming path: RSS growth <= 5 MB, no dropped chunk.
 soak: venv-test
 	$(BIN)/python bench/soak_threads.py --threads 8 --calls 10000
+	$(BIN)/python bench/soak_kws_stream.py --audio-s 3600
 
 clean:
 	rm -rf $(VENV) .venv-tflrt .overlay-onnx2tf .overlay-litert-torch demo_out fuzz_out .pytest_cache

@@ -381,7 +381,7 @@ def _tflite_facts(path: Path, data: bytes) -> ModelFacts:
     computed, unknown = "1.5.0", []
     for name, ver in sorted({(o.op, o.version) for o in ops}):
         table = _TFL_MIN_RUNTIME.get(name)
-        if table and ver <= len(table):
+        if table and 1 <= ver <= len(table):
             computed = max(computed, table[ver - 1], key=_vkey)
         else:
             unknown.append(f"{name}/v{ver}")
@@ -467,6 +467,9 @@ def _onnx_macs(n, shapes) -> Optional[int]:
     return 0
 
 
+_MAX_TENSOR_BYTES = 1 << 50   # 1 PiB: a declared tensor size beyond it is corruption, not a model
+
+
 def _onnx_facts(path: Path, data: bytes) -> ModelFacts:
     from .onnx_proto import read_onnx
 
@@ -477,6 +480,10 @@ def _onnx_facts(path: Path, data: bytes) -> ModelFacts:
     index: Dict[str, int] = {}
 
     def add(name, shape, dtype, const, nbytes=None):
+        nbytes = nbytes if nbytes is not None else _nbytes(shape, dtype)
+        if nbytes > _MAX_TENSOR_BYTES:  # declared sizes are not bounded by the file (external data, shapes)
+            raise ModelFormatError(f"corrupt ONNX model: tensor {name!r} declares shape {list(shape)[:8]} "
+                                   f"(about 2**{nbytes.bit_length() - 1} bytes), beyond any real model")
         index[name] = len(tensors)
         tensors.append(TensorFact(len(tensors), name, tuple(shape), dtype, const,
                                   nbytes if nbytes is not None else _nbytes(shape, dtype)))

@@ -311,6 +311,11 @@ class KeywordDetector:
     def sample_rate(self) -> int:
         return self.spec.sample_rate
 
+    @property
+    def samples_seen(self) -> int:
+        """Samples the front end has taken in since the last :meth:`reset` (``bench/soak_kws_stream.py``)."""
+        return self._stream.samples_seen
+
     def reset(self) -> None:
         """Start a new stream."""
         self._stream.reset()

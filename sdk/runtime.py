@@ -280,6 +280,10 @@ class _InputPlan:
             q = spec.quantization
             self.scale = np.float32(q.scale[0]) if q.per_tensor else np.asarray(q.scale, np.float32)
             self.zp = np.float32(q.zero_point[0]) if q.per_tensor else np.asarray(q.zero_point, np.float32)
+            if not q.per_tensor:  # per-channel: broadcast along the channel axis (as _dequantize does)
+                along = [1] * self.rank
+                along[q.axis] = -1
+                self.scale, self.zp = self.scale.reshape(along), self.zp.reshape(along)
             info = np.iinfo(self.dtype)
             self.qmin, self.qmax = info.min, info.max
         self.fixed_batch_one = self.rank > 0 and spec.shape[0] == 1

@@ -145,7 +145,7 @@ def sign_bundle(bundle_dir: Union[str, "os.PathLike[str]"], key) -> Path:
 
 
 def verify_bundle_signature(bundle_dir: Union[str, "os.PathLike[str]"], trusted_keys: Iterable[KeyLike],
-                            manifest: Optional[dict] = None) -> str:
+                            manifest: Optional[dict] = None, manifest_bytes: Optional[bytes] = None) -> str:
     """Check that the bundle's manifest is signed by one of ``trusted_keys``; return that key's id.
 
     Args:
@@ -153,6 +153,8 @@ def verify_bundle_signature(bundle_dir: Union[str, "os.PathLike[str]"], trusted_
         trusted_keys: public keys (see :func:`load_public_key`); at least one.
         manifest: the manifest the caller verified the files against (from ``read_bundle``);
             when given, the signed bytes must describe exactly it.
+        manifest_bytes: the manifest's bytes as the caller read them (read from the folder when
+            None); pass them to act on exactly the bytes whose signature was checked.
 
     Raises:
         IntegrityError: unsigned, signed by an untrusted key, or the signature does not match.
@@ -181,7 +183,8 @@ def verify_bundle_signature(bundle_dir: Union[str, "os.PathLike[str]"], trusted_
     if pub_raw not in trusted:
         raise IntegrityError(f"bundle {d.name} is signed by key {key_id(pub_raw)}, which is not among the trusted "
                              f"keys ({', '.join(key_id(r) for r in trusted)})")
-    manifest_bytes = (d / MANIFEST).read_bytes()
+    if manifest_bytes is None:
+        manifest_bytes = (d / MANIFEST).read_bytes()
     try:
         trusted[pub_raw].verify(sig, manifest_bytes)
     except InvalidSignature:

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .errors import ModelFormatError
 from .spec import Quantization
+from .tflite_checks import check_dataflow, check_model_inputs, check_operators
 from .tflite_ops import ITEM_SIZE, TENSOR_TYPES, op_name
 
 FILE_IDENTIFIER = b"TFL3"
@@ -270,7 +271,7 @@ def _read_tensor(t: _Table, i: int, n_buffers: int) -> Tensor:
         raise ModelFormatError(f"corrupt TFLite model: tensor {name!r} has unknown type code {code}")
     if len(shape) > MAX_RANK or any(d < 0 for d in shape):
         raise ModelFormatError(f"corrupt TFLite model: tensor {name!r} has invalid shape {list(shape)}")
-    if len(sig) != len(shape) or any(d < -1 for d in sig):
+    if len(sig) != len(shape) or any(d < -1 or (d != -1 and d != s) for d, s in zip(sig, shape)):
         raise ModelFormatError(
             f"corrupt TFLite model: tensor {name!r} shape signature {list(sig)} does not match shape {list(shape)}")
     buffer = t.scalar(8, "I", 0)
@@ -391,12 +392,16 @@ def read_tflite(data: bytes) -> TFLiteModel:
             if bad:
                 raise ModelFormatError(
                     f"corrupt TFLite model: {sg} {kind} refers to tensor {bad[0]} but it has {nt} tensors")
-        ops = [_read_operator(o, i, codes, nt, sg) for i, o in enumerate(s.tables(10, "Operator"))]
+        op_tables = s.tables(10, "Operator")
+        ops = [_read_operator(o, i, codes, nt, sg) for i, o in enumerate(op_tables)]
+        check_operators(sg, ops, op_tables, tensors, buffers)  # option values and types the kernels trust
+        check_dataflow(sg, ops, ins, tensors, buffers)
         subgraphs.append(Subgraph(sg, tensors, tuple(ins), tuple(outs), ops))
     if not subgraphs:
         raise ModelFormatError("corrupt TFLite model: it has no subgraph")
     if not subgraphs[0].inputs or not subgraphs[0].outputs:
         raise ModelFormatError("TFLite model's main subgraph declares no inputs or no outputs")
+    check_model_inputs(subgraphs[0].name, subgraphs[0].inputs, subgraphs[0].tensors, buffers)
     model = TFLiteModel(version, root.string(10, "description") or "", codes, subgraphs, buffers, {},
                         [], n)
     _check_constants(model)

@@ -97,8 +97,20 @@ def deploy(model: PathLike, target: str, out_dir: PathLike, *, labels: Optional[
            mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
            image: bool = False, overwrite: bool = False, preprocessing: Optional[dict] = None,
            app_files: Optional[Dict[str, Union[str, bytes]]] = None, app_readme: str = "",
-           app_run_command: Optional[str] = None, **options) -> DeployResult:
+           app_run_command: Optional[str] = None, trusted_keys: Optional[Sequence] = None,
+           **options) -> DeployResult:
     """Write the deploy bundle for ``target`` into ``out_dir``.
+
+    ``model`` is a ``.tflite``/``.onnx`` file, or an edgeship bundle (folder or ``.zip``) whose
+    default model is deployed (its labels and preprocessing are carried over unless given here;
+    the output manifest's ``source`` names the bundle, its manifest hash and the signing key).
+
+    ``trusted_keys`` (Ed25519 public keys, as :func:`edgeship.load` takes them): ``model`` must
+    then be a bundle signed by one of them. Its checksums and signature are verified before
+    anything else happens (no target check, no staging, nothing written at ``out_dir``); an
+    unsigned, untrusted or changed bundle, or a single model file, raises
+    :class:`~edgeship.errors.IntegrityError`. The verified model is copied and re-hashed
+    against the signed manifest before it is used, so a file swapped after verification is caught.
 
     ``preprocessing`` is recorded in the manifest (e.g. a KWS front end's
     :meth:`~edgeship.audio.FrontEndSpec.to_dict`). An app adds its device entry point with
@@ -108,10 +120,72 @@ def deploy(model: PathLike, target: str, out_dir: PathLike, *, labels: Optional[
     Example:
         >>> # deploy("kws_int8.tflite", "mcu", "out/kws_mcu").files
     """
+    model = Path(model)
+    if trusted_keys is not None or _is_bundle(model):
+        with tempfile.TemporaryDirectory(prefix="edgeship-deploy-src-") as tmp:
+            copy, source = _verified_bundle_model(model, trusted_keys, Path(tmp))
+            bundle_manifest = source.pop("_manifest")
+            if labels is None and bundle_manifest.get("labels"):
+                labels = bundle_manifest["labels"]
+            if preprocessing is None and bundle_manifest.get("preprocessing"):
+                preprocessing = bundle_manifest["preprocessing"]
+            return _deploy_model(copy, target, out_dir, labels=labels, mean=mean, std=std, image=image,
+                                 overwrite=overwrite, preprocessing=preprocessing, app_files=app_files,
+                                 app_readme=app_readme, app_run_command=app_run_command, source=source, **options)
+    return _deploy_model(model, target, out_dir, labels=labels, mean=mean, std=std, image=image,
+                         overwrite=overwrite, preprocessing=preprocessing, app_files=app_files,
+                         app_readme=app_readme, app_run_command=app_run_command, source=model, **options)
+
+
+def _is_bundle(p: Path) -> bool:
+    if p.is_dir():
+        return True
+    try:
+        with open(p, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def _verified_bundle_model(bundle: Path, trusted_keys: Optional[Sequence], tmp: Path):
+    """Verify a bundle (checksums, and the signature when ``trusted_keys`` is given), copy its
+    default model into ``tmp`` and check the copy against the manifest; returns (copy, source dict)."""
+    import hashlib
+    import shutil
+
+    from ..bundle import MANIFEST, resolve_bundle_file
+
+    if trusted_keys is not None and isinstance(trusted_keys, (str, bytes, os.PathLike)):
+        trusted_keys = [trusted_keys]
+    if not bundle.exists():
+        raise ModelFormatError(f"expected a model file or bundle, got {str(bundle)!r} (no such file)")
+    if not _is_bundle(bundle):
+        raise IntegrityError(f"{bundle.name} is a single model file, which carries no signature; trusted keys "
+                             "require a signed bundle (edgeship bundle --sign KEY, or edgeship.signing.sign_bundle)")
+    path, manifest = resolve_bundle_file(bundle, None)  # every checksum; a zip is unpacked privately
+    key_id = None
+    manifest_bytes = (Path(manifest["_dir"]) / MANIFEST).read_bytes()
+    if trusted_keys is not None:
+        from ..signing import verify_bundle_signature
+
+        key_id = verify_bundle_signature(manifest["_dir"], trusted_keys, manifest, manifest_bytes)
+    wanted = {e.get("sha256") for e in manifest["files"].values() if Path(manifest["_dir"]) / e["path"] == path}
+    copy = tmp / path.name
+    shutil.copyfile(path, copy)
+    if sha256_file(copy) not in wanted:
+        raise IntegrityError(f"{path.name} in bundle {bundle.name} changed after it was verified; deploy again")
+    manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
+    source = {"path": str(bundle), "bundle": manifest.get("name"), "model": path.name,
+              "sha256": sha256_file(copy), "manifest_sha256": manifest_sha, "signed_by": key_id,
+              "_manifest": manifest}
+    return copy, source
+
+
+def _deploy_model(model: Path, target: str, out_dir: PathLike, *, labels, mean, std, image, overwrite,
+                  preprocessing, app_files, app_readme, app_run_command, source, **options) -> DeployResult:
     from ..bundle import write_bundle
     from . import check, get_target
 
-    model = Path(model)
     if not model.is_file():
         raise ModelFormatError(f"expected a model file, got {str(model)!r} (not a file)")
     profile = get_target(target)  # TargetError listing the targets for an unknown name
@@ -134,7 +208,7 @@ def deploy(model: PathLike, target: str, out_dir: PathLike, *, labels: Optional[
                     for p in sorted(staged.subdir.rglob("*")) if p.is_file()}
             atomic_write_json(staged.subdir / "SHA256SUMS.json", sums)
         manifest = write_bundle(out_dir, {k: str(v) for k, v in staged.files.items()}, labels=opts["labels"],
-                           source=model, overwrite=overwrite, preprocessing=preprocessing,
+                           source=source, overwrite=overwrite, preprocessing=preprocessing,
                            extra_dirs={staged.subdir.name: staged.subdir} if staged.subdir is not None else None,
                            extra={"target": target, "run_command": staged.run_command,
                                   "check": report.to_dict(), **staged.extra},
@@ -261,7 +335,7 @@ async def _install_remote(conn, sftp_put, *, python: str, home: str, plan: Insta
 
 
 async def _deploy_ssh(bundle_dir: Path, model_name: str, *, user, addr, port, identity, known_hosts,
-                      python, remote_dir, plan, runs, warmup, connect_timeout):
+                      python, remote_dir, plan, runs, warmup, connect_timeout, verified_manifest=None):
     import asyncssh
 
     from .._version import __version__
@@ -309,6 +383,14 @@ async def _deploy_ssh(bundle_dir: Path, model_name: str, *, user, addr, port, id
         if verify.exit_status != 0:
             raise TargetError(f"bundle copied to {addr}:{rdir} failed its checksum check there:\n"
                               f"{(verify.stderr or '').strip()[-800:]}")
+        if verified_manifest is not None:  # the device holds the manifest whose signature was checked here
+            got = await _run(conn, f"cd {q(rdir)} && {q(run_python)}{flag} -c 'import hashlib; "
+                                   f"print(hashlib.sha256(open(\"manifest.json\", \"rb\").read()).hexdigest())'",
+                             check=False)
+            if got.stdout.strip() != verified_manifest:
+                raise IntegrityError(f"the manifest copied to {addr}:{rdir} is not the one whose signature was "
+                                     f"verified here (sha256 {got.stdout.strip()[:16]!r}, expected "
+                                     f"{verified_manifest[:16]}...); the bundle changed during the copy")
         cmd = (f"cd {q(rdir)} && {q(run_python)}{flag} -m edgeship bench {q(model_name)} --json "
                f"--runs {int(runs)} --warmup {int(warmup)}")
         res = await _run(conn, cmd, check=False)
@@ -323,7 +405,8 @@ async def _deploy_ssh(bundle_dir: Path, model_name: str, *, user, addr, port, id
 def deploy_ssh(bundle_dir: PathLike, host: str, *, port: int = 22, identity: Optional[PathLike] = None,
                known_hosts: Optional[PathLike] = None, python: str = "python3",
                remote_dir: Optional[str] = None, install: bool = True, runs: int = 20, warmup: int = 3,
-               key: Optional[str] = None, connect_timeout: float = 20.0) -> dict:
+               key: Optional[str] = None, connect_timeout: float = 20.0,
+               trusted_keys: Optional[Sequence] = None) -> dict:
     """Copy a bundle to ``host`` over SSH, make sure edgeship runs there, bench the model, bring the JSON back.
 
     ``install=True``: a wheel of the edgeship running here (see :mod:`edgeship.targets.device_install`)
@@ -336,6 +419,10 @@ def deploy_ssh(bundle_dir: PathLike, host: str, *, port: int = 22, identity: Opt
     ``known_hosts``: file to verify the device's host key against (asyncssh's default,
     ``~/.ssh/known_hosts``, when None). The result is also written to
     ``<bundle>/remote/bench.json``.
+
+    ``trusted_keys``: the bundle must be signed by one of these Ed25519 public keys; its checksums
+    and signature are verified before any connection is made (IntegrityError otherwise), and the
+    copy on the device must hold the very manifest that was verified (its sha256 is compared there).
 
     Example:
         >>> # deploy_ssh("out/kws_rpi4", "pi@192.168.1.20", identity="~/.ssh/id_ed25519")["bench"]["latency_ms"]
@@ -353,6 +440,18 @@ def deploy_ssh(bundle_dir: PathLike, host: str, *, port: int = 22, identity: Opt
         raise InputSpecError(f"runs must be >= 1 and warmup >= 0, got runs={runs} warmup={warmup}")
     bundle_dir = Path(bundle_dir)
     model_path, manifest = resolve_bundle_file(bundle_dir, key)
+    verified_manifest = None
+    if trusted_keys is not None:
+        import hashlib
+
+        from ..bundle import MANIFEST
+        from ..signing import verify_bundle_signature
+
+        if isinstance(trusted_keys, (str, bytes, os.PathLike)):
+            trusted_keys = [trusted_keys]
+        manifest_bytes = (Path(manifest["_dir"]) / MANIFEST).read_bytes()
+        verify_bundle_signature(manifest["_dir"], trusted_keys, manifest, manifest_bytes)
+        verified_manifest = hashlib.sha256(manifest_bytes).hexdigest()
     if identity is not None and not Path(identity).expanduser().is_file():
         raise InputSpecError(f"--identity {identity}: no such key file")
     identity = Path(identity).expanduser() if identity is not None else None
@@ -371,7 +470,7 @@ def deploy_ssh(bundle_dir: PathLike, host: str, *, port: int = 22, identity: Opt
     result = asyncio.run(_deploy_ssh(bundle_dir, model_path.name, user=user, addr=addr, port=int(port),
                                      identity=identity, known_hosts=known_hosts, python=python,
                                      remote_dir=remote_dir, plan=plan, runs=runs, warmup=warmup,
-                                     connect_timeout=connect_timeout))
+                                     connect_timeout=connect_timeout, verified_manifest=verified_manifest))
     atomic_write_json(bundle_dir / "remote" / "bench.json", result)
     return result
 

@@ -2,7 +2,8 @@
 child under a 2 GB address-space limit; a child that dies is restarted after the case that
 killed it, whose input is saved (shared by tests/test_fuzz_scale.py and bench/fuzz.py).
 
-Formats: ``tflite``, ``onnx`` (model files: load + predict + inspect_model), ``bundle``
+Formats: ``tflite``, ``onnx`` (model files: targets.check + write_bundle + load + predict +
+inspect_model), ``bundle``
 (folders), ``zip`` (bundle zips), ``manifest`` (bundle folders with a damaged manifest):
 read_bundle + load + predict. Files are loaded with ``verify="structure"`` so that the
 pure-Python checks face every mutant in-process; a mutant that still crashes a child is then
@@ -91,6 +92,16 @@ def _exercise(p: Path, fmt: str, verify: str) -> str:
 
     if fmt in ("bundle", "zip", "manifest"):
         read_bundle(p)
+    else:  # `edgeship check` and `edgeship bundle` read the file on their own: typed errors only
+        from edgeship.bundle import write_bundle
+        from edgeship.targets import check
+
+        for step in (lambda: check(p, "rpi4"), lambda: write_bundle(p.with_suffix(".bundle"), {"m": p})):
+            try:
+                step()
+            except edgeship.EdgeshipError:
+                pass
+        _remove(p.with_suffix(".bundle"))
     m = edgeship.load(p, verify=verify)
     if fmt in ("tflite", "onnx"):
         inspect_model(p)
@@ -296,7 +307,8 @@ def prepare(work: Path, repo: Path, shared: Optional[Path] = None) -> Dict[str, 
     """Source files and the bundle template, built once in the parent."""
     work.mkdir(parents=True, exist_ok=True)
     weights = repo / "models" / "weights"
-    tfl = [str(weights / "shapes_cnn_int8.tflite"), str(weights / "shapes_cnn_fp32.tflite")]
+    tfl = [str(weights / "shapes_cnn_int8.tflite"), str(weights / "shapes_cnn_fp32.tflite"),
+           str(weights / "kws_dscnn_int8.tflite")]  # + RESHAPE, SHAPE, STRIDED_SLICE, PACK, AVERAGE_POOL
     if shared is not None and (shared / "models/mlperf_tiny_kws/kws_ref_model.tflite").is_file():
         tfl.append(str(shared / "models/mlperf_tiny_kws/kws_ref_model.tflite"))
     from tests._onnx_models import dense_relu, two_inputs

@@ -3,10 +3,17 @@ copied to the device over SSH where ``edgeship bench`` runs and its JSON comes b
 
 Importing this module stays light: nothing heavy loads until the command runs.
 Exit codes: 0 done, 1 the model is incompatible with the target, 2 user error / unreachable.
+With ``--trusted-key PUB`` (repeatable) MODEL must be a bundle (folder or .zip) signed by one of
+those keys; an unsigned, untrusted or changed bundle is refused before anything is written or
+copied, as an ``IntegrityError`` with exit 2: like a bundle whose checksums fail anywhere in the
+CLI, it is an input edgeship will not use, not a check the command was asked to run (exit 1).
+The bundle deploy then writes is a new one for the target (unsigned: its manifest's ``source``
+records the verified bundle, its manifest hash and the signing key's id); with ``--host`` that
+freshly written bundle is what is copied.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -16,7 +23,7 @@ from .options import floats, label_names
 
 @handle_errors
 def deploy(
-    model: str = typer.Argument(..., help="Path to a .tflite (or .onnx) model."),
+    model: str = typer.Argument(..., help="Path to a .tflite (or .onnx) model, or a bundle folder / .zip."),
     target: str = typer.Option(..., "--target", "-t", help="Target name (see `edgeship targets`)."),
     out: str = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
     host: Optional[str] = typer.Option(None, "--host", help="user@address: copy over SSH, bench there."),
@@ -32,6 +39,9 @@ def deploy(
     mean: Optional[str] = typer.Option(None, "--mean", help="Input normalization mean(s), comma-separated."),
     std: Optional[str] = typer.Option(None, "--std", help="Input normalization std(s), comma-separated."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle in DIR."),
+    trusted_key: Optional[List[str]] = typer.Option(
+        None, "--trusted-key", help="Ed25519 public key (.pub file or hex); repeatable. MODEL must then be a bundle "
+                                    "signed by one of them, verified before anything is written or copied."),
     json_: bool = json_option(),
 ) -> None:
     """Write the deploy bundle for TARGET (files, manifest, README with the run command)."""
@@ -41,7 +51,7 @@ def deploy(
 
     try:
         result = run_deploy(model, target, out, labels=label_names(labels), mean=floats(mean, "--mean"),
-                            std=floats(std, "--std"), overwrite=force)
+                            std=floats(std, "--std"), overwrite=force, trusted_keys=trusted_key or None)
     except IncompatibleTargetError as exc:
         if json_:
             emit_json({"ok": False, "error": {"type": "IncompatibleTargetError", "message": str(exc)},

@@ -151,6 +151,7 @@ td.ok{background:#dff3e4;text-align:left}td.no{background:#f8dcda;text-align:lef
 td.FAIL,td.bad{color:#b00;font-weight:bold}
 img{max-width:100%;height:auto;border:1px solid #ddd;margin:0.5em 0}
 code,pre{font-size:12px;background:#f6f6f6}pre{padding:0.6em;overflow-x:auto}
+.scroll{overflow-x:auto;max-width:100%}
 .note{color:#555;font-size:13px}
 """
 
@@ -171,7 +172,7 @@ def html(data: dict, plots: Dict[str, Path]) -> str:
              "<title>edgeship report</title>", f"<style>{CSS}</style></head><body>",
              "<h1>edgeship report</h1>", "<ul>"]
     parts += [f"<li>{_esc(ln)}</li>" for ln in _summary_lines(data)]
-    parts += ["</ul>", '<table id="report-table"><thead><tr>']
+    parts += ["</ul>", '<div class="scroll"><table id="report-table"><thead><tr>']
     parts += [f'<th class="{"l" if i < 2 or i >= first_target else ""}">{_esc(h)}</th>' for i, h in enumerate(header)]
     parts.append("</tr></thead><tbody>")
     for r, cells in zip(data.get("rows", []), rows):
@@ -190,7 +191,7 @@ def html(data: dict, plots: Dict[str, Path]) -> str:
             tip = f' title="{_esc(title)}"' if title else ""
             parts.append(f'<td class="{cls}"{tip}>{_esc(c)}</td>')
         parts.append("</tr>")
-    parts.append("</tbody></table>")
+    parts.append("</tbody></table></div>")
     for name, p in plots.items():
         b64 = base64.b64encode(Path(p).read_bytes()).decode("ascii")
         parts.append(f'<h2>{_esc(name.replace("_", " "))}</h2>'

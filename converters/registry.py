@@ -58,6 +58,13 @@ def load_exporters() -> Dict[str, Exporter]:
 
     for name in EXPORTER_MODULES:
         importlib.import_module(f"edgeship.converters.{name}")
+    # The order is EXPORTER_MODULES' (then registration order within a module), whatever was
+    # imported first in this process: reports and --all list formats the same on every run.
+    rank = {f"edgeship.converters.{m}": i for i, m in enumerate(EXPORTER_MODULES)}
+    ordered = sorted(EXPORTERS.items(), key=lambda kv: rank.get(kv[1].fn.__module__, len(rank)))
+    if list(EXPORTERS) != [k for k, _ in ordered]:
+        EXPORTERS.clear()
+        EXPORTERS.update(ordered)
     return EXPORTERS
 
 

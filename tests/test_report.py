@@ -113,7 +113,9 @@ def test_markdown_agrees_with_json(report):
             cell, want = cells[col[t]], r["targets"][t]
             assert cell.split(":")[0].split(" ")[0] == want["verdict"], (r["format"], t, cell)
             if want["estimate_ms"] is not None and want["verdict"] == "ok":
-                assert float(cell.split()[1]) == pytest.approx(want["estimate_ms"], rel=1e-2)
+                est = cell.split()[1]
+                assert est.startswith("≥") == bool(want.get("estimate_lower_bound")), (r["format"], t, cell)
+                assert float(est.lstrip("≥")) == pytest.approx(want["estimate_ms"], rel=1e-2)
         assert cells[col["status"]] == r["status"]
 
 

@@ -104,3 +104,18 @@ def test_check_onnx_with_the_base_install(tmp_path):
     assert rep["compatible"] and rep["format"] == "onnx" and rep["quantization"] == "fp32"
     assert [o["op"] for o in rep["ops"]] == ["MatMul", "Add", "Relu"]
     assert rep["memory"]["params_bytes"] == (8 * 4 + 4) * 4
+
+
+def test_exporters_are_listed_in_registry_order_whatever_was_imported_first():
+    """`--all` and `edgeship report` list formats the same on every run: EXPORTER_MODULES' order,
+    even in a process that imported one exporter module early (a fresh child, so it is real)."""
+    import subprocess
+    import sys
+
+    code = ("import edgeship.converters.onnx_quant\n"
+            "from edgeship.converters import registry\n"
+            "mods = [registry.EXPORTERS[n].fn.__module__.rsplit('.', 1)[1] for n in registry.load_exporters()]\n"
+            "ranks = [registry.EXPORTER_MODULES.index(m) for m in mods]\n"
+            "assert ranks == sorted(ranks), mods\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]

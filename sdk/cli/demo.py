@@ -114,10 +114,12 @@ def demo_cmd(
     timings["kws_deploy"] = round(time.perf_counter() - t, 1)
 
     _step(c, 4, n, "[bold]face unlock: face models[/] (dlib's CC0 ResNet descriptor → int8 TFLite; converted "
-                   "on first use, then cached)")
+                   "on first use, then cached; converter log: face_models.log)")
     t = time.perf_counter()
-    with terminal_progress(enabled=not quiet):
-        models = demo_face.prepare_models()
+    from .._io import stdout_to_stderr
+
+    with terminal_progress(enabled=not quiet), stdout_to_stderr(out / "face_models.log"):
+        models = demo_face.prepare_models()   # converter chatter to the log, not the summary
     timings["face_models"] = round(time.perf_counter() - t, 1)
 
     _step(c, 5, n, "[bold]face unlock: enroll + unlock[/] on real ORL photos (AT&T Laboratories Cambridge), "

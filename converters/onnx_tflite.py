@@ -125,32 +125,38 @@ def _cwd(path: Path):
         os.chdir(old)
 
 
-@register("tflite-fp32-onnx", format="tflite", quantization="fp32", sources=("onnx",))
-def export_tflite_from_onnx(source, options: dict) -> bytes:
-    """Float32 TFLite from an ONNX model via onnx2tf, inputs kept in the ONNX (NCHW) layout."""
+def run_onnx2tf(source, options: dict, workdir: Path):
+    """Run onnx2tf on an ONNX source in ``workdir`` (inputs kept in the ONNX layout, offline, quiet):
+    writes ``workdir/out/model_float32.tflite`` and returns onnx2tf's Keras (tf-keras) model."""
     onnx = require("onnx", "convert", "converting ONNX to TFLite")
     core, common = _import_onnx2tf()
-    for key in ("io_dtype", "keep_float_ops"):
-        if options.get(key):
-            raise ConversionError(f"{key}={options[key]!r} does not apply to a float TFLite model "
-                                  f"(tflite-fp32-onnx has no quantization)")
     model = to_onnx_model(source, {k: v for k, v in options.items() if k == "opset"})
     if any(d < 0 for s in source.inputs for d in s.shape):
         raise ConversionError(f"onnx2tf needs fixed input shapes; this model has "
                               f"{[(s.name, s.shape) for s in source.inputs]}")
+    onnx.save(model, str(workdir / "model.onnx"))
+    try:
+        with stdout_to_stderr(), _environ_kept(), _cwd(workdir), _offline(core, common, int(options.get("seed") or 0)):
+            return core.convert(input_onnx_file_path=str(workdir / "model.onnx"),
+                                output_folder_path=str(workdir / "out"),
+                                keep_ncw_or_nchw_or_ncdhw_input_names=[s.name for s in source.inputs],
+                                copy_onnx_input_output_names_to_tflite=True, non_verbose=True)
+    except SystemExit as exc:  # onnx2tf calls sys.exit on conversion errors
+        raise ConversionError(f"onnx2tf could not convert the model (exit {exc.code})") from exc
+    except Exception as exc:
+        raise ConversionError(f"onnx2tf could not convert the model: {_first_line(exc)}") from exc
+
+
+@register("tflite-fp32-onnx", format="tflite", quantization="fp32", sources=("onnx",))
+def export_tflite_from_onnx(source, options: dict) -> bytes:
+    """Float32 TFLite from an ONNX model via onnx2tf, inputs kept in the ONNX (NCHW) layout."""
+    for key in ("io_dtype", "keep_float_ops"):
+        if options.get(key):
+            raise ConversionError(f"{key}={options[key]!r} does not apply to a float TFLite model "
+                                  f"(tflite-fp32-onnx has no quantization)")
     with tempfile.TemporaryDirectory(prefix="edgeship-onnx2tf-") as tmp:
         tmp = Path(tmp)
-        onnx.save(model, str(tmp / "model.onnx"))
-        try:
-            with stdout_to_stderr(), _environ_kept(), _cwd(tmp), _offline(core, common,
-                                                                            int(options.get("seed") or 0)):
-                core.convert(input_onnx_file_path=str(tmp / "model.onnx"), output_folder_path=str(tmp / "out"),
-                             keep_ncw_or_nchw_or_ncdhw_input_names=[s.name for s in source.inputs],
-                             copy_onnx_input_output_names_to_tflite=True, non_verbose=True)
-        except SystemExit as exc:  # onnx2tf calls sys.exit on conversion errors
-            raise ConversionError(f"onnx2tf could not convert the model (exit {exc.code})") from exc
-        except Exception as exc:
-            raise ConversionError(f"onnx2tf could not convert the model: {_first_line(exc)}") from exc
+        run_onnx2tf(source, options, tmp)
         out = tmp / "out" / "model_float32.tflite"
         if not out.is_file():
             raise ConversionError(f"onnx2tf wrote no float32 TFLite file (found: "

@@ -28,34 +28,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from edgeship._deps import require
-from edgeship._io import stdout_to_stderr
 from edgeship.errors import ConversionError
 
-from .onnx_fp32 import _first_line, to_onnx_model
-from .onnx_tflite import _cwd, _environ_kept, _import_onnx2tf, _offline, align_io
+from .onnx_tflite import _environ_kept, align_io, run_onnx2tf
 from .registry import register
 from .tflite_common import float_op_names, quantize_calibrated
 
 
 def onnx_to_keras(source, options: dict, workdir: Path):
     """The onnx2tf Keras (tf-keras) model of an ONNX source, inputs in the ONNX layout."""
-    onnx = require("onnx", "convert", "converting ONNX to TFLite")
-    core, common = _import_onnx2tf()
-    model = to_onnx_model(source, {k: v for k, v in options.items() if k == "opset"})
-    if any(d < 0 for s in source.inputs for d in s.shape):
-        raise ConversionError(f"onnx2tf needs fixed input shapes; this model has "
-                              f"{[(s.name, s.shape) for s in source.inputs]}")
-    onnx.save(model, str(workdir / "model.onnx"))
-    try:
-        with stdout_to_stderr(), _environ_kept(), _cwd(workdir), _offline(core, common, int(options.get("seed") or 0)):
-            keras_model = core.convert(input_onnx_file_path=str(workdir / "model.onnx"),
-                                       output_folder_path=str(workdir / "out"),
-                                       keep_ncw_or_nchw_or_ncdhw_input_names=[s.name for s in source.inputs],
-                                       copy_onnx_input_output_names_to_tflite=True, non_verbose=True)
-    except SystemExit as exc:  # onnx2tf calls sys.exit on conversion errors
-        raise ConversionError(f"onnx2tf could not convert the model (exit {exc.code})") from exc
-    except Exception as exc:
-        raise ConversionError(f"onnx2tf could not convert the model: {_first_line(exc)}") from exc
+    keras_model = run_onnx2tf(source, options, workdir)
     if keras_model is None:
         raise ConversionError("onnx2tf returned no Keras model to quantize")
     if len(keras_model.inputs) != len(source.inputs) or len(keras_model.outputs) != len(source.outputs):

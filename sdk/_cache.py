@@ -15,13 +15,13 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
+from ._io import cache_dir
+
 _warned: set = set()
 
 
 def cache_root() -> Path:
     """The cache root folder (it may not exist yet, and may be refused by :func:`private_dir`)."""
-    from ._io import cache_dir
-
     return cache_dir()
 
 
@@ -31,15 +31,17 @@ class _Untrusted(Exception):
 
 def _private(d: Path, created_parents: bool = False) -> None:
     """Create ``d`` as 0700 or check that an existing one is ours and not writable by others."""
-    if created_parents:
-        d.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.mkdir(d, 0o700)
-        os.chmod(d, 0o700)  # we created it: ours, whatever the umask
-        return
-    except FileExistsError:
-        pass
-    st = os.lstat(d)
+        st = os.lstat(d)  # the usual case, an existing folder: checked without trying to create it
+    except FileNotFoundError:
+        if created_parents:
+            d.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(d, 0o700)
+            os.chmod(d, 0o700)  # we created it: ours, whatever the umask
+            return
+        except FileExistsError:  # made by another process meanwhile: check it like any other
+            st = os.lstat(d)
     if not stat.S_ISDIR(st.st_mode):
         raise _Untrusted(f"{d} is not a folder (a symlink or a file)")
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
@@ -50,23 +52,49 @@ def _private(d: Path, created_parents: bool = False) -> None:
         os.chmod(d, 0o700)  # ours and only readable by others (an older edgeship made it): tighten
 
 
+_VERIFIED: dict = {}  # (root, parts) -> the leaf's lstat facts once every level passed _private
+_CHAINS: dict = {}  # (root, parts) -> [root, root/parts[0], ...]
+
+
+def _facts(d: Path):
+    st = os.lstat(d)
+    return st.st_dev, st.st_ino, st.st_mode, st.st_uid
+
+
 def private_dir(*parts: str) -> Optional[Path]:
     """The cache sub-folder ``parts`` (created 0700), or None when the cache cannot be trusted.
 
     Every folder from the root down is checked: a directory (not a symlink), owned by the
     current user, not writable by group or others. A refused cache warns once per process.
+    A folder already checked in this process is re-checked with one ``lstat``: the same folder
+    (device, inode), mode and owner as when it passed (a directory cannot be hard-linked, so the
+    same inode is still below the same checked parents).
     """
     root = cache_root()
-    d = root
+    key = (root, parts)
+    chain = _CHAINS.get(key)
+    if chain is None:
+        chain = [root]
+        for part in parts:
+            chain.append(chain[-1] / part)
+        _CHAINS[key] = chain
+    known = _VERIFIED.get(key)
+    if known is not None:
+        try:
+            if _facts(chain[-1]) == known:
+                return chain[-1]
+        except OSError:
+            pass
+        _VERIFIED.pop(key, None)
     try:
         _private(root, created_parents=True)
-        for part in parts:
-            d = d / part
+        for d in chain[1:]:
             _private(d)
+        _VERIFIED[key] = _facts(chain[-1])
     except (OSError, _Untrusted) as exc:
         if str(root) not in _warned:
             _warned.add(str(root))
             warnings.warn(f"edgeship cache {root} is not used: {exc}. Set EDGESHIP_CACHE to a private "
                           f"folder to enable caching", RuntimeWarning, stacklevel=3)
         return None
-    return d
+    return chain[-1]

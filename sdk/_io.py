@@ -138,10 +138,19 @@ def model_bytes(model, what: str = "a .tflite model file") -> bytes:
 def cache_dir() -> Path:
     """edgeship's one cache root: ``$EDGESHIP_CACHE``, else ``$XDG_CACHE_HOME/edgeship``, else
     ``~/.cache/edgeship``. Subfolders: ``probe/``, ``backend/``, ``bundles/``, ``models/``, ``wheels/``."""
-    if os.environ.get("EDGESHIP_CACHE"):
-        return Path(os.environ["EDGESHIP_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "edgeship"
+    env = os.environ
+    key = (env.get("EDGESHIP_CACHE"), env.get("XDG_CACHE_HOME"), env.get("HOME"))
+    root = _CACHE_DIRS.get(key)
+    if root is None:
+        if key[0]:
+            root = Path(key[0]).expanduser()
+        else:
+            root = Path(key[1] or str(Path.home() / ".cache")).expanduser() / "edgeship"
+        _CACHE_DIRS[key] = root
+    return root
+
+
+_CACHE_DIRS: dict = {}  # (EDGESHIP_CACHE, XDG_CACHE_HOME, HOME) -> the root they name
 
 
 def tree_sha256(root: PathLike) -> str:

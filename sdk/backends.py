@@ -25,15 +25,36 @@ BACKENDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
 
 
 _FOUND: set = set()  # backend modules found once (an installed package stays installed in a process)
+_MISSING: dict = {}  # backend module -> the import path it was missing from
+_DETAILS: dict = {}  # (sha256, backend, delegated) -> TFLite (inputs, outputs, signatures), this process
+
+
+def _import_path() -> tuple:
+    import sys
+
+    return tuple(sys.path), tuple(map(id, sys.meta_path))
 
 
 def available_backends(fmt: str) -> List[str]:
-    """Installed backends that can run files of format ``fmt`` ("tflite" or "onnx")."""
+    """Installed backends that can run files of format ``fmt`` ("tflite" or "onnx").
+
+    A module found once stays found; a missing one is looked for again only when ``sys.path``
+    or the import finders changed (a lookup costs ~0.1 ms, as much as loading a small model).
+    """
     out = []
+    where = None
     for name, (mod, fmts) in BACKENDS.items():
-        if fmt in fmts and (mod in _FOUND or available(mod.split(".")[0])):
+        if fmt not in fmts:
+            continue
+        if mod not in _FOUND:
+            where = where or _import_path()
+            if _MISSING.get(mod) == where:
+                continue
+            if not available(mod.split(".")[0]):
+                _MISSING[mod] = where
+                continue
             _FOUND.add(mod)
-            out.append(name)
+        out.append(name)
     return out
 
 
@@ -70,15 +91,24 @@ class TFLiteBackend:
     """
 
     def __init__(self, content: bytes, backend: str = "litert", threads: Optional[int] = None,
-                 delegates: Sequence = ()):
+                 delegates: Sequence = (), sha256: Optional[str] = None):
         self._mod = _import(backend)
         self.name = backend
         self._content, self._threads, self._delegates = content, threads, list(delegates)
         self.lock = threading.Lock()
         self._direct = backend == "litert"  # run1 may call LiteRT's C++ wrapper (its _interpreter)
+        key = (sha256, backend, bool(self._delegates)) if sha256 else None
         try:
             self.interp = self._new_interpreter()
-            self._refresh()  # reads names and details: a damaged name raises UnicodeDecodeError here
+            known = _DETAILS.get(key) if key else None
+            if known is None:
+                self._refresh()  # reads names and details: a damaged name raises UnicodeDecodeError here
+                if key:
+                    if len(_DETAILS) > 256:
+                        _DETAILS.clear()
+                    _DETAILS[key] = (self.inputs, self.outputs, self.signatures)
+            else:  # the same bytes read before in this process: the same (immutable) specs
+                self._set_specs(*known)
         except (ValueError, RuntimeError, TypeError, KeyError) as exc:
             raise ModelFormatError(f"{backend} could not load this TFLite model: {exc}") from exc
 
@@ -108,9 +138,11 @@ class TFLiteBackend:
 
     def _refresh(self) -> None:
         ins, outs = self.interp.get_input_details(), self.interp.get_output_details()
-        self.inputs = [self._spec(d) for d in ins]
-        self.outputs = [self._spec(d) for d in outs]
-        self.signatures = [tuple(int(x) for x in d.get("shape_signature", d["shape"])) for d in ins]
+        self._set_specs([self._spec(d) for d in ins], [self._spec(d) for d in outs],
+                        [tuple(int(x) for x in d.get("shape_signature", d["shape"])) for d in ins])
+
+    def _set_specs(self, inputs, outputs, signatures) -> None:
+        self.inputs, self.outputs, self.signatures = list(inputs), list(outputs), list(signatures)
         self._in0 = self.inputs[0].index if self.inputs else None
         self._out0 = self.outputs[0].index if self.outputs else None
 
@@ -237,9 +269,11 @@ def check_backend(fmt: str, backend: str) -> None:
 
 
 def make_backend(fmt: str, backend: str, content: bytes, threads: Optional[int], delegates: Sequence = (),
-                 model_dir: Optional[str] = None):
-    """An adapter for ``content``; ``model_dir`` is the model file's folder (ONNX external data)."""
+                 model_dir: Optional[str] = None, sha256: Optional[str] = None):
+    """An adapter for ``content``; ``model_dir`` is the model file's folder (ONNX external data);
+    ``sha256`` (the hash of ``content``) lets a TFLite model reuse the tensor specs read the last
+    time the same bytes were loaded in this process."""
     check_backend(fmt, backend)
     if fmt == "onnx":
         return OnnxBackend(content, backend, threads, delegates, model_dir=model_dir)
-    return TFLiteBackend(content, backend, threads, delegates)
+    return TFLiteBackend(content, backend, threads, delegates, sha256)

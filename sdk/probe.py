@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,14 +29,31 @@ _RUNTIME_VERSIONS: dict = {}
 
 
 def _runtime_version(backend: str) -> str:
-    """The installed version of ``backend``'s distribution, read once per process (~1 ms each)."""
-    if backend not in _RUNTIME_VERSIONS:
-        from importlib import metadata
+    """The installed version of ``backend``'s distribution, read once per process.
 
+    The runtime's own ``__version__`` when it has one (each of the three does; importing
+    ``importlib.metadata`` to ask the distribution costs ~70 ms, as much as the rest of a
+    first load), else the distribution's metadata.
+    """
+    if backend not in _RUNTIME_VERSIONS:
+        import importlib
+
+        from .backends import BACKENDS
+
+        version = None
         try:
-            _RUNTIME_VERSIONS[backend] = metadata.version(_DISTS.get(backend, backend))
-        except metadata.PackageNotFoundError:
-            _RUNTIME_VERSIONS[backend] = "unknown"
+            top = importlib.import_module(BACKENDS[backend][0].split(".")[0])
+            version = getattr(top, "__version__", None)
+        except (ImportError, KeyError):
+            pass
+        if not isinstance(version, str) or not version:
+            from importlib import metadata
+
+            try:
+                version = metadata.version(_DISTS.get(backend, backend))
+            except metadata.PackageNotFoundError:
+                version = "unknown"
+        _RUNTIME_VERSIONS[backend] = version
     return _RUNTIME_VERSIONS[backend]
 
 
@@ -55,23 +70,117 @@ def probed_ok(sha256: str, backend: str) -> bool:
     return _cached_ok(_marker(sha256, backend), _stamp(sha256, backend))
 
 
-def _marker(sha256: str, backend: str):
+_PATHS: dict = {}  # (folder, file name) -> Path, this process (joining Paths costs ~10 us)
+
+
+def _in_probe_dir(name: str):
     from ._cache import private_dir
 
     d = private_dir("probe")
-    return None if d is None else d / f"{sha256}-{backend}.json"
+    if d is None:
+        return None
+    path = _PATHS.get((d, name))
+    if path is None:
+        if len(_PATHS) > 4096:
+            _PATHS.clear()
+        path = _PATHS[(d, name)] = d / name
+    return path
+
+
+def _marker(sha256: str, backend: str):
+    return _in_probe_dir(f"{sha256}-{backend}.json")
+
+
+_RECORDS: dict = {}  # cache record path -> ((inode, size, mtime, ctime), its JSON), this process
+
+
+def _read_record(path):
+    """A small JSON record from the private cache, or None; re-read only when its file changed
+    (records are replaced atomically, so a new record is a new inode)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    version = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    hit = _RECORDS.get(path)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    try:
+        with open(path, "rb") as f:
+            rec = json.loads(f.read(4096))
+    except (OSError, ValueError):
+        return None
+    if len(_RECORDS) > 4096:
+        _RECORDS.clear()
+    _RECORDS[path] = (version, rec)
+    return rec
 
 
 def _cached_ok(marker, stamp: dict) -> bool:
     """True only for a marker written by :func:`probe` for this very file hash and runtime."""
-    if marker is None:
-        return False
+    return marker is not None and _read_record(marker) == stamp
+
+
+# A file whose (device, inode, size, mtime, ctime) match a record written when its bytes were
+# hashed still holds those bytes: any write moves ctime, which no user can set back. A record is
+# only written for a file left alone for RACY_S before it was read, so a write within the same
+# clock tick as the last one (file times are coarse) cannot go unnoticed.
+RACY_S = 2.0
+
+
+def fingerprint(st: os.stat_result) -> list:
+    """What identifies one version of a file's bytes without reading them."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _stat_record(fp: list):
+    return _in_probe_dir(f"stat-{fp[0]}-{fp[1]}.json")
+
+
+_KNOWN: dict = {}  # tuple(fingerprint) -> sha256, recorded or read in this process
+
+
+def known_sha256(fp: list):
+    """The sha256 recorded for this very file version by :func:`remember_sha256`, or None."""
+    sha = _KNOWN.get(tuple(fp))
+    if sha is not None:
+        return sha
+    rec_path = _stat_record(fp)
+    rec = None if rec_path is None else _read_record(rec_path)
+    from ._version import __version__
+
+    if not isinstance(rec, dict) or rec.get("fingerprint") != fp or rec.get("edgeship") != __version__:
+        return None
+    sha = rec.get("sha256")
+    if not (isinstance(sha, str) and len(sha) == 64):
+        return None
+    _remember_here(fp, sha)
+    return sha
+
+
+def _remember_here(fp: list, sha256: str) -> None:
+    if len(_KNOWN) > 4096:
+        _KNOWN.clear()
+    _KNOWN[tuple(fp)] = sha256
+
+
+def remember_sha256(fp: list, sha256: str, read_at_ns: int) -> None:
+    """Record that the file version ``fp`` (read from ``read_at_ns`` on) hashes to ``sha256``."""
+    import time
+
+    if read_at_ns - max(fp[3], fp[4]) < RACY_S * 1e9 or time.time_ns() < read_at_ns:
+        return  # changed just before it was read (or the clock moved back): hash it next time too
+    _remember_here(fp, sha256)
+    rec_path = _stat_record(fp)
+    if rec_path is None:
+        return
+    from ._io import atomic_write_json
+    from ._version import __version__
+
     try:
-        with open(marker, "rb") as f:
-            rec = json.loads(f.read(4096))
-    except (OSError, ValueError):
-        return False
-    return rec == stamp
+        atomic_write_json(rec_path, {"fingerprint": fp, "sha256": sha256, "edgeship": __version__}, private=True)
+    except OSError:
+        pass  # an unwritable cache only costs hashing again
 
 
 def _child_command(path: str, fmt: str, backend: str, sha256: str = "") -> list:
@@ -91,6 +200,9 @@ def probe(path: str, fmt: str, backend: str, sha256: str) -> None:
     marker, stamp = _marker(sha256, backend), _stamp(sha256, backend)
     if _cached_ok(marker, stamp):
         return
+    import signal
+    import subprocess  # here, not at the top: a cached load never starts a child (~8 ms to import)
+
     env = dict(os.environ, PYTHONFAULTHANDLER="0", TF_CPP_MIN_LOG_LEVEL="3")
     try:
         proc = subprocess.run(_child_command(path, fmt, backend, sha256), capture_output=True, text=True,

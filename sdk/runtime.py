@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import struct
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ._io import sha256_bytes
+from .probe import fingerprint, known_sha256, probe, probed_ok, remember_sha256
 from .backends import available_backends, make_backend
 from .facts import sniff_format
 from .errors import InputSpecError, MissingDependencyError, ModelFormatError, TargetError
@@ -482,7 +484,8 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
             file costs the child process (about 0.3-2 s); its "ok" is cached in edgeship's private
             cache, bound to the file's sha256, the runtime and edgeship versions, so later loads of
             the same bytes skip the structure check and the probe (about the raw interpreter's
-            creation plus hashing the file; ``bench/load_speed.py``). Files written by
+            creation plus reading the file; an unchanged file is not hashed again, see
+            :data:`edgeship.probe.RACY_S`; ``bench/load_speed.py``). Files written by
             ``edgeship.converters.convert`` were probed by its parity check. To skip the probe for
             a file you built and trust, pass ``verify="structure"``; never for files from others.
         trusted_keys: Ed25519 public keys (paths to ``.pub`` files, key objects, raw bytes or hex;
@@ -509,12 +512,18 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
     if verify not in _VERIFY_MODES:
         raise ValueError(f"verify must be one of {_VERIFY_MODES}; given {verify!r}")
     p = Path(path)
-    if not p.exists():
-        raise ModelFormatError(f"{path}: no such file")
+    try:
+        is_dir = stat.S_ISDIR(os.stat(p).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ModelFormatError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ModelFormatError(f"{path}: cannot read: {exc}") from None
     manifest = None
     if trusted_keys is not None and isinstance(trusted_keys, (str, bytes, os.PathLike)):
         trusted_keys = [trusted_keys]
-    if p.is_dir() or (p.is_file() and _head(p, 4) == b"PK\x03\x04"):
+    read = None if is_dir else _read_versioned(p)  # a single file is read once, here
+    if read is None or read[0][:4] == b"PK\x03\x04":
+        read = None
         from .bundle import resolve_bundle_file
 
         p, manifest = resolve_bundle_file(p, target)
@@ -529,11 +538,19 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
                              f"requires a signed bundle (edgeship.signing.sign_bundle)")
     elif target is not None:
         raise TargetError(f"target={target!r} selects a file inside a bundle; {p.name} is a single model file")
-    content = read_model_file(p)
+    content, version, read_at = read if read is not None else _read_versioned(p)
     fmt = sniff_format(p, content[:16])
     if fmt in ("bundle", "zip"):
         raise ModelFormatError(f"{p.name}: a bundle may not contain another bundle")
-    sha = sha256_bytes(content)
+    # A cached load of a file already hashed in this version (same inode, size, mtime and ctime:
+    # see edgeship.probe.RACY_S) takes the recorded hash; anything else is hashed.
+    cached_path = verify == "full" and fmt == "tflite" and not os.environ.get("EDGESHIP_NO_PROBE_CACHE")
+    sha = None
+    if cached_path and manifest is None and version is not None:
+        sha = known_sha256(version)
+    hashed = sha is None
+    if hashed:
+        sha = sha256_bytes(content)
     if manifest is not None:
         from .errors import IntegrityError
 
@@ -541,16 +558,20 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
                   Path(manifest["_dir"]) / str(e.get("path")) == p}
         if sha not in wanted:  # the file changed between verification and reading
             raise IntegrityError(f"{p.name} changed after its bundle was verified (sha256 {sha[:16]}...); load again")
-    if verify == "full" and fmt == "tflite" and not os.environ.get("EDGESHIP_NO_PROBE_CACHE"):
+
+    def remember():
+        if cached_path and hashed and version is not None:
+            remember_sha256(version, sha, read_at)
+
+    if cached_path:
         # A file this edgeship and runtime already checked (structure, then the isolated probe,
         # recorded by hash in the private cache) is not parsed again: a cached load costs about
         # what creating the interpreter does (bench/load_speed.py). Edge TPU models are never
         # probed, so a cached "ok" also says this file needs no delegate.
         chosen = _choose_backend(fmt, backend, content, threads, sha, [])
-        from .probe import probed_ok
-
         if probed_ok(sha, chosen):
-            impl = make_backend(fmt, chosen, content, threads, [])
+            impl = make_backend(fmt, chosen, content, threads, [], sha256=sha)
+            remember()
             return Model(p, fmt, chosen, impl, sha, manifest, threads)
     delegates = []
     # A TFLite file is always parsed (once): even unverified, an Edge TPU model needs its delegate.
@@ -561,10 +582,10 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
         _check_external_data(parsed, p)
     chosen = _choose_backend(fmt, backend, content, threads, sha, delegates)
     if verify == "full" and not delegates:
-        from .probe import probe
-
         probe(str(p), fmt, chosen, sha)
-    impl = make_backend(fmt, chosen, content, threads, delegates, model_dir=str(p.resolve().parent))
+    impl = make_backend(fmt, chosen, content, threads, delegates, model_dir=str(p.resolve().parent), sha256=sha)
+    if not delegates:
+        remember()
     return Model(p, fmt, chosen, impl, sha, manifest, threads)
 
 
@@ -603,8 +624,12 @@ def read_model_file(p: Path) -> bytes:
         ...
         edgeship.errors.ModelFormatError: /dev/zero: not a regular file (a character device); expected a model file
     """
-    import stat
+    return _read_versioned(p)[0]
 
+
+def _read_versioned(p: Path):
+    """(bytes, fingerprint, read start in ns): the fingerprint (:func:`edgeship.probe.fingerprint`)
+    is None when the file changed while it was read."""
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
@@ -616,15 +641,13 @@ def read_model_file(p: Path) -> bytes:
                     else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
                     else "a folder" if stat.S_ISDIR(st.st_mode) else "not a plain file")
             raise ModelFormatError(f"{p}: not a regular file ({kind}); expected a model file")
+        t0 = time.time_ns()
         try:
-            return f.read(st.st_size)
+            content = f.read(st.st_size)
         except (OSError, MemoryError) as exc:
             raise ModelFormatError(f"{p}: cannot read {st.st_size} bytes: {exc}") from exc
-
-
-def _head(p: Path, n: int) -> bytes:
-    with open(p, "rb") as f:
-        return f.read(n)
+        fp = fingerprint(st)
+        return content, (fp if fingerprint(os.fstat(f.fileno())) == fp and len(content) == st.st_size else None), t0
 
 
 def _read_structure(fmt: str, content: bytes, p: Path):

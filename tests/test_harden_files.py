@@ -45,9 +45,7 @@ def test_probe_child_does_not_import_from_current_folder(weights, tmp_path, cach
 
 # -- defect 6: the probe cache ---------------------------------------------------------------
 def _count_probes(monkeypatch):
-    import subprocess
-
-    from edgeship import probe as probe_mod
+    import subprocess  # what edgeship.probe starts its child with
 
     calls = []
     real = subprocess.run
@@ -56,7 +54,7 @@ def _count_probes(monkeypatch):
         calls.append(a[0])
         return real(*a, **k)
 
-    monkeypatch.setattr(probe_mod.subprocess, "run", spy)
+    monkeypatch.setattr(subprocess, "run", spy)
     return calls
 
 

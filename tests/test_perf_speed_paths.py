@@ -2,6 +2,8 @@
 are in bench/convert_speed.py, bench/load_speed.py and bench/predict_overhead.py --kws)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,65 @@ def _write(blob: bytes):
     p = Path(tempfile.mkdtemp()) / "kws_fp32.tflite"
     p.write_bytes(blob)
     return p
+
+
+def _count_hashes(monkeypatch):
+    from edgeship import runtime
+
+    calls = []
+    real = runtime.sha256_bytes
+    monkeypatch.setattr(runtime, "sha256_bytes", lambda b: calls.append(len(b)) or real(b))
+    return calls
+
+
+def test_cached_load_of_an_unchanged_file_does_not_hash_it_again(weights, tmp_path, monkeypatch):
+    import shutil
+
+    from edgeship import probe
+
+    monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(probe, "RACY_S", 0.0)  # the copy is brand new: let it count as settled
+    path = tmp_path / "m.tflite"
+    shutil.copy(weights / "shapes_cnn_int8.tflite", path)
+    hashes = _count_hashes(monkeypatch)
+    first = edgeship.load(path, threads=1)
+    assert len(hashes) == 1
+    probe._KNOWN.clear()  # a new process: only the on-disk record is left
+    again = edgeship.load(path, threads=1)
+    assert len(hashes) == 1, "an unchanged, already checked file was hashed again"
+    assert again.sha256 == first.sha256
+
+
+def test_a_file_rewritten_in_place_is_hashed_and_checked_again(weights, tmp_path, monkeypatch):
+    import shutil
+
+    from edgeship import probe
+    from edgeship._io import sha256_file
+
+    monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(probe, "RACY_S", 0.0)
+    path = tmp_path / "m.tflite"
+    shutil.copy(weights / "shapes_cnn_int8.tflite", path)
+    edgeship.load(path, threads=1)
+    st = path.stat()
+    other = (weights / "shapes_cnn_fp32.tflite").read_bytes()
+    with open(path, "r+b") as f:  # same inode, new bytes, then the old mtime put back
+        f.truncate(0)
+        f.write(other)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    hashes = _count_hashes(monkeypatch)
+    m = edgeship.load(path, threads=1)
+    assert len(hashes) == 1 and m.sha256 == sha256_file(path) != sha256_file(weights / "shapes_cnn_int8.tflite")
+    assert m.inputs[0].dtype == "float32"
+
+
+def test_a_file_changed_just_before_it_was_read_is_hashed_on_every_load(weights, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "m.tflite"
+    shutil.copy(weights / "shapes_cnn_int8.tflite", path)  # ctime: now (RACY_S not yet passed)
+    hashes = _count_hashes(monkeypatch)
+    for _ in range(3):
+        edgeship.load(path, threads=1)
+    assert len(hashes) == 3, "a fingerprint of a file changed within the clock's resolution was trusted"

@@ -161,7 +161,6 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         ParityError: an output is out of tolerance (after the report is written); ``.report``
             holds the :meth:`ConversionResult.to_dict`.
     """
-    from edgeship._io import atomic_write_json, versions
     from edgeship.converters.sources import load_source
     from edgeship.progress import step
 
@@ -195,14 +194,76 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
     many = len(exps) > 1 or all_formats
     if many and out_root.suffix.lower() in FILE_SUFFIX.values():
         raise ConversionError(f"--all writes several files: -o must be a folder, got '{out}'")
-    with step("running the source on the validation inputs"):
-        reference = source.run_many(data.val_samples)  # the source runs once, every output reuses it
-    from edgeship.converters.data_checks import constant_outputs
-
-    data.constant = constant_outputs(reference, [o.name for o in source.outputs])
-    data.warnings.extend(f"the source's {c}" for c in data.constant)
     for w in data.warnings:
         _warn(w)
+    reference = _Reference(source, data)  # the source runs once, every output reuses it
+    try:
+        return _export_all(source, exps, data, reference, options, notes, out_root, many, tolerance,
+                           accuracy_budget, debug_layers, output_tolerances, keep_going, seed)
+    finally:
+        reference.join()
+
+
+class _Reference:
+    """The source's outputs on the validation inputs, for every output's parity check.
+
+    A Keras source runs in a thread beside the first export: TensorFlow's kernels release the
+    GIL and the converter's tracing is mostly one core, so on MobileNetV2 the ~5 s of eager
+    inference hide behind the ~15 s conversion (``bench/convert_speed.py``). Keras keeps its
+    tracing state per thread, so the two do not meet. Other sources run here, before exporting.
+    Each value is the same as running the source alone: the thread only changes when it runs.
+    """
+
+    def __init__(self, source, data: "_Data"):
+        import threading
+
+        from edgeship.progress import step
+
+        self._source, self._data = source, data
+        self._value, self._error, self._thread, self._checked = None, None, None, False
+        if source.kind == "keras" and len(data.val_samples) > 0:
+            self._thread = threading.Thread(target=self._run, name="edgeship-source-reference", daemon=True)
+            self._thread.start()
+        else:
+            with step("running the source on the validation inputs"):
+                self._run()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._source.run_many(self._data.val_samples)
+        except BaseException as exc:  # re-raised in the caller's thread by get()
+            self._error = exc
+
+    def join(self) -> None:
+        if self._thread is not None:
+            from edgeship.progress import step
+
+            with step("running the source on the validation inputs"):
+                self._thread.join()
+            self._thread = None
+
+    def get(self) -> list:
+        """The outputs (waiting for the thread); the first call also checks for constant outputs."""
+        self.join()
+        if self._error is not None:
+            raise self._error
+        if not self._checked:
+            from edgeship.converters.data_checks import constant_outputs
+
+            self._checked = True
+            found = constant_outputs(self._value, [o.name for o in self._source.outputs])
+            self._data.constant = found
+            for c in found:
+                self._data.warnings.append(f"the source's {c}")
+                _warn(f"the source's {c}")
+        return self._value
+
+
+def _export_all(source, exps, data: "_Data", reference: "_Reference", options: dict, notes: List[str],
+                out_root: Path, many: bool, tolerance, accuracy_budget, debug_layers: bool,
+                output_tolerances, keep_going: bool, seed: int) -> "ConversionResult":
+    from edgeship._io import atomic_write_json, versions
+
     records: List[OutputRecord] = []
     skipped: List[str] = []  # exporters not run, and why
     failed: List[dict] = []  # keep_going: exporters that raised
@@ -224,6 +285,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
                 raise
             failed.append({"exporter": exp.name, "format": exp.format, "quantization": str(exp.quantization),
                            "error": f"{type(exc).__name__}: {exc}"})
+    reference.get()  # even when no exporter ran: a source that cannot run, or never changes, is said
     report_dir = out_root if many or out_root.suffix.lower() not in FILE_SUFFIX.values() else out_root.parent
     result = ConversionResult(source.describe(), records, data.cal.describe() if data.cal else None,
                               data.val_desc, str(report_dir / REPORT_NAME), versions(), skipped, failed,
@@ -350,6 +412,7 @@ def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, 
 
     with step(f"converting: {exp.name}"):
         blob = exp.fn(source, exp_opts)
+    reference = reference.get()  # a source that fails to run leaves no unchecked file behind
     atomic_write_bytes(path, blob)
     rep = check_parity(source, path, data.val_samples, labels=data.labels, tolerance=tol, fmt_key=exp.name,
                        reference=reference, output_tolerances=output_tolerances)

@@ -263,9 +263,22 @@ def _keras_source(model, path: Optional[str], sha: Optional[str] = None) -> Sour
     outputs = [TensorSpec(out_names[i] if len(out_names) == len(outs) else _keras_name(t, f"output_{i}"),
                           _shape(t.shape), "float32", index=i) for i, t in enumerate(outs)]
 
+    graph = {"ok": hasattr(model, "predict_on_batch")}
+
     def run(feeds):
         args = [feeds[s.name] for s in inputs]
-        out = model(args[0] if len(args) == 1 else args, training=False)
+        x = args[0] if len(args) == 1 else args
+        out = None
+        if graph["ok"]:
+            # Keras' traced predict function: the same layers and weights as an eager call (equal
+            # outputs on MobileNetV2), at about half the CPU time of eager kernels. A model that
+            # cannot be traced runs eagerly from then on.
+            try:
+                out = model.predict_on_batch(x)
+            except Exception:
+                graph["ok"] = False
+        if out is None:
+            out = model(x, training=False)
         if isinstance(out, dict):
             out = list(out.values())
         if not isinstance(out, (list, tuple)):

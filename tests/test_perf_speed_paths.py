@@ -163,3 +163,35 @@ def test_a_file_changed_just_before_it_was_read_is_hashed_on_every_load(weights,
     for _ in range(3):
         edgeship.load(path, threads=1)
     assert len(hashes) == 3, "a fingerprint of a file changed within the clock's resolution was trusted"
+
+
+@pytest.mark.slow
+def test_keras_reference_runs_beside_the_export_and_its_errors_still_surface(tmp_path, monkeypatch):
+    pytest.importorskip("keras", reason="needs edgeship[convert]")
+    import threading
+
+    import keras
+
+    from edgeship.converters import convert
+    from edgeship.converters.sources import Source
+    from edgeship.errors import ConversionError
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8, 8, 1), name="x"), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                          keras.layers.Dense(3)])
+    seen = []
+    real = Source.run_many
+    monkeypatch.setattr(Source, "run_many", lambda self, *a, **k: seen.append(threading.current_thread().name)
+                        or real(self, *a, **k))
+    res = convert(m, to="tflite", out=tmp_path / "m.tflite")
+    assert res.outputs[0].parity["passed"]
+    assert seen == ["edgeship-source-reference"], "the Keras reference did not run beside the export"
+
+    def broken(self, *a, **k):
+        raise ConversionError("the source failed on the validation inputs")
+
+    monkeypatch.setattr(Source, "run_many", broken)
+    with pytest.raises(ConversionError, match="failed on the validation inputs"):
+        convert(m, to="tflite", out=tmp_path / "m2.tflite")
+    assert not (tmp_path / "m2.tflite").exists(), "an unchecked file was left behind"
+    assert not any(t.name == "edgeship-source-reference" for t in threading.enumerate())

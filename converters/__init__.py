@@ -422,7 +422,7 @@ def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, 
         from edgeship.converters.quant_debug import auto_fix
 
         fix = auto_fix(source, exp, dict(opts_base), data.val_samples, reference, data.labels, tol, path, rep,
-                       current=blob)
+                       current=blob, output_tolerances=output_tolerances)
         if fix.data is not None:
             blob = fix.data
             atomic_write_bytes(path, blob)
@@ -446,7 +446,7 @@ def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, 
         rec.notes.append("the source's output does not change across the validation inputs: "
                          + "; ".join(data.constant))
     if not rep.passed:
-        rec.next_step = _next_step(exp, source, data, reference, opts_base, rep, fix, path, tol)
+        rec.next_step = _next_step(exp, source, data, reference, opts_base, rep, fix, path, tol, output_tolerances)
         rejected = path.with_name(path.name + ".rejected")
         os.replace(path, rejected)
         rec.path, rec.shipped = str(rejected), False
@@ -455,7 +455,7 @@ def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, 
 
 
 def _next_step(exp: Exporter, source, data: _Data, reference, opts_base: dict, rep, fix, path: Path,
-               tol: dict) -> dict:
+               tol: dict, output_tolerances: Optional[dict] = None) -> dict:
     """What to do about a rejected output, from what was measured (see converters.next_step).
 
     For a rejected int8 TFLite file this measures what it needs: the per-layer ranking (unless the
@@ -479,14 +479,15 @@ def _next_step(exp: Exporter, source, data: _Data, reference, opts_base: dict, r
         except Exception:  # the step is advice: a failed debug run must not hide the rejection
             layers = None
     if measurable:
-        int16 = _measure_int16x8(source, data, reference, opts_base, path, tol)
+        int16 = _measure_int16x8(source, data, reference, opts_base, path, tol, output_tolerances)
     return suggest(exp.format, str(exp.quantization), failures=rep.failures, constant=data.constant,
                    random_inputs=data.val_desc.get("inputs") if data.val_desc.get("random") else None,
                    cal_count=data.cal.count if data.cal is not None and exp.needs_calibration else None,
                    layers=layers, tried_float=tried, int16x8=int16)
 
 
-def _measure_int16x8(source, data: _Data, reference, opts_base: dict, path: Path, tol: dict) -> Optional[dict]:
+def _measure_int16x8(source, data: _Data, reference, opts_base: dict, path: Path, tol: dict,
+                     output_tolerances: Optional[dict] = None) -> Optional[dict]:
     """Parity of an int16x8 conversion of ``source`` on the same validation data (None if not available)."""
     from edgeship._io import atomic_write_bytes
     from edgeship.converters.parity import check_parity
@@ -501,7 +502,8 @@ def _measure_int16x8(source, data: _Data, reference, opts_base: dict, path: Path
         opts.pop("io_dtype", None)
         atomic_write_bytes(probe, exp16.fn(source, opts))
         r = check_parity(source, probe, data.val_samples, labels=data.labels, fmt_key=exp16.name,
-                         reference=reference, tolerance=tol)   # the user's overrides apply to it too
+                         reference=reference, tolerance=tol,   # the user's overrides apply to it too
+                         output_tolerances=output_tolerances)
         return {"passed": r.passed, "cosine": r.cosine, "top1_agreement": r.top1_agreement,
                 "failures": r.failures}
     except Exception:  # advice only: an int16x8 that cannot be made is simply not suggested

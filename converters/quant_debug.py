@@ -34,6 +34,7 @@ from typing import List, Optional
 import numpy as np
 
 from edgeship._deps import require
+from edgeship.errors import ConversionError
 
 
 @dataclass
@@ -197,13 +198,16 @@ def _consumers(calibrated: bytes, tensors: List[str]) -> List[str]:
 
 
 def auto_fix(source, exporter, options: dict, samples, reference, labels, tolerance: dict, path,
-             baseline, *, current: bytes, max_float_layers: int = 4) -> FixResult:
+             baseline, *, current: bytes, max_float_layers: int = 4,
+             output_tolerances: Optional[dict] = None) -> FixResult:
     """Try per-channel weights, then selective float layers, until the int8 output passes parity.
 
     Args:
         source, exporter, options: as for the exporter (``options['calibration']`` required).
         samples, reference, labels: held-out validation inputs, their source outputs, labels.
         tolerance: the tolerance (with the accuracy budget folded in) the output must meet.
+        output_tolerances: the per-output overrides the conversion was given; every attempt is
+            judged with them, as the plain file was.
         path: where the output file goes (attempts are written there to be loaded and checked).
         baseline: the ParityReport of the plain int8 file.
         current: the bytes of the plain int8 file (put back when no attempt meets the budget).
@@ -224,10 +228,15 @@ def auto_fix(source, exporter, options: dict, samples, reference, labels, tolera
     base_lat = baseline.latency_ms
 
     def attempt(change: str, opts: dict, calibrated: bytes, keep: List[str]):
-        data = quantize_model(calibrated, opts, keep)
+        try:
+            data = quantize_model(calibrated, opts, keep)
+        except ConversionError as exc:  # e.g. a float first layer cannot take int8 I/O: a failed attempt
+            res.attempts.append({"change": change, "passed": False, "bytes": None, "latency_ms": None,
+                                 "parity": None, "failures": [f"could not be built: {exc}"]})
+            return None, _NotBuilt()
         atomic_write_bytes(path, data)
         rep = check_parity(source, path, samples, labels=labels, tolerance=tolerance, fmt_key=exporter.name,
-                           reference=reference)
+                           reference=reference, output_tolerances=output_tolerances)
         res.attempts.append({"change": change, "passed": rep.passed, "bytes": len(data),
                              "latency_ms": rep.latency_ms, "parity": rep.summary(), "failures": rep.failures})
         return data, rep
@@ -281,6 +290,12 @@ def auto_fix(source, exporter, options: dict, samples, reference, labels, tolera
     # leave the plain int8 file in place; the caller rejects it
     atomic_write_bytes(path, current)
     return res
+
+
+class _NotBuilt:
+    """The parity verdict of an attempt whose file could not be built."""
+
+    passed = False
 
 
 def _done(res: FixResult, data: bytes, rep, changes: List[str], base_bytes: int, base_lat) -> FixResult:

@@ -129,3 +129,18 @@ def test_cli_shows_each_row_and_takes_output_overrides(tmp_path, data):
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = proc.stdout + proc.stderr  # the rich console may write to either
     assert "scores (score)" in text and "boxes (box)" in text
+
+
+def test_accuracy_budget_fix_is_judged_with_the_per_output_tolerances(tmp_path, data):
+    """The fix's attempts meet the same per-output tolerance as the plain file, or nothing ships."""
+    with pytest.raises(ParityError) as err:
+        convert(two_head_model(1), to="tflite", quantize="int8", calibration=data[0], validation=data[1],
+                out=tmp_path / "m.tflite", accuracy_budget=0.5, output_tolerances={"boxes": {"max_abs": 1e-9}})
+    rec = err.value.report["outputs"][0]
+    assert not rec["shipped"]
+    attempts = rec["fix"]["attempts"]
+    built = [a for a in attempts if a["bytes"] is not None]
+    assert built and all(any("'boxes'" in f for f in a["failures"]) for a in built)
+    assert not any(a["passed"] for a in attempts)
+    # a float first layer cannot take int8 I/O: that attempt is a failed row, not a crash
+    assert all(a["failures"][0].startswith("could not be built") for a in attempts if a["bytes"] is None)

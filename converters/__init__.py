@@ -152,6 +152,8 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             ``torch.onnx.export``; Keras: rebuilt on a ``None`` batch; ONNX: symbolic dim 0), see
             :mod:`edgeship.converters.batching`. Without it a source traced on a batch-4 example
             keeps batch 4, and its calibration/validation rows are checked in batches of 4.
+            PyTorch -> TFLite (litert-torch) is tried with a symbolic batch too; litert-torch 0.10
+            cannot lower one, which stops with an error naming the ONNX route.
         debug_layers: for int8 TFLite outputs, rank layers by quantization error and plot them
             (png next to the file); always done when the accuracy-budget fix runs.
         options: exporter options (``io_dtype``, ``per_channel``, ``keep_float_ops``, ``opset``...).

@@ -101,6 +101,24 @@ def with_dynamic_batch(source) -> Tuple[object, str]:
     return new, f"--dynamic-batch: input shapes {before} -> {[list(s.shape) for s in new.inputs]}"
 
 
+def torch_export_args(source) -> Tuple[tuple, Optional[tuple]]:
+    """(example args, ``dynamic_shapes``) to export a torch source with: the one place both
+    PyTorch exporters (``torch.onnx.export`` and litert-torch) take them from.
+
+    With ``source.dynamic_batch`` every input's dim 0 is a ``torch.export.Dim("batch")``;
+    ``torch.export`` specialises a dim of size 1, so a batch-1 example is traced as a batch of 2
+    (the same rows twice) to keep that dim symbolic.
+    """
+    args = tuple(source.example_inputs)
+    if not getattr(source, "dynamic_batch", False):
+        return args, None
+    import torch
+
+    args = tuple(torch.cat([x, x]) if x.shape[0] == 1 else x for x in args)
+    batch = torch.export.Dim("batch")
+    return args, tuple({0: batch} for _ in args)
+
+
 def _onnx_dynamic(source):
     """An ONNX source whose graph inputs/outputs have a symbolic dim 0 named ``batch``."""
     import onnx

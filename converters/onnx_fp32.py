@@ -253,13 +253,10 @@ def _from_torch(source, opset):
     require("onnxscript", "torch", "exporting PyTorch models to ONNX (torch.onnx dynamo exporter)")
     if not source.example_inputs:
         raise ConversionError("a torch source needs example_inputs to be exported to ONNX; none were given")
+    from edgeship.converters.batching import torch_export_args
+
     module = source.obj.eval()
-    args, dynamic = tuple(source.example_inputs), None
-    if getattr(source, "dynamic_batch", False):
-        # torch.export specialises a dim of size 1; trace a batch of 2 so dim 0 stays symbolic
-        args = tuple(torch.cat([x, x]) if x.shape[0] == 1 else x for x in args)
-        batch = torch.export.Dim("batch")
-        dynamic = tuple({0: batch} for _ in args)
+    args, dynamic = torch_export_args(source)
     try:
         with stdout_to_stderr(), torch.no_grad():
             program = torch.onnx.export(

@@ -82,14 +82,22 @@ def export_tflite_from_torch(source, options: dict) -> bytes:
         if options.get(key):
             raise ConversionError(f"{key}={options[key]!r} does not apply to a float TFLite model "
                                   f"(tflite-fp32-torch has no quantization)")
+    from edgeship.converters.batching import torch_export_args
+
     module = source.obj.eval()
+    args, dynamic = torch_export_args(source)
     with tempfile.TemporaryDirectory(prefix="edgeship-torch-tflite-") as tmp:
         path = Path(tmp) / "model.tflite"
         try:
             with stdout_to_stderr():
-                edge_model = litert_torch.convert(module, tuple(source.example_inputs))
+                edge_model = litert_torch.convert(module, args, dynamic_shapes=dynamic)
                 edge_model.export(str(path))
         except Exception as exc:
+            if dynamic is not None:
+                raise ConversionError(
+                    f"litert-torch could not convert the module with a dynamic batch ({_first_line(exc)}). "
+                    f"Without --dynamic-batch it converts at the example's batch; a dynamic batch is available "
+                    f"for ONNX (--to onnx, torch.onnx with a symbolic batch dimension)") from exc
             raise ConversionError(f"litert-torch could not convert the module: {_first_line(exc)}") from exc
         data = path.read_bytes()
     if data[4:8] != b"TFL3":

@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--offline", action="store_true", help="refuse every socket connection")
     ap.add_argument("--quantize", default=None, help="e.g. int8 (needs --calibration)")
     ap.add_argument("--calibration", default=None, help=".npy batch (N, ...) of calibration inputs")
+    ap.add_argument("--dynamic-batch", action="store_true", help="convert(..., dynamic_batch=True)")
     args = ap.parse_args(argv)
 
     from edgeship.converters import convert
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         result = convert(model, to="tflite", example_inputs=example, validation=np.load(args.validation),
-                         out=args.out, quantize=args.quantize,
+                         out=args.out, quantize=args.quantize, dynamic_batch=args.dynamic_batch,
                          calibration=None if args.calibration is None else np.load(args.calibration)).to_dict()
         code = 0
     except ParityError as exc:

@@ -35,7 +35,8 @@ def _overlay(name: str) -> Path:
     return root
 
 
-def _convert_in_child(overlay: Path, tmp: Path, source_args: list, validation: np.ndarray, out_name: str):
+def _convert_in_child(overlay: Path, tmp: Path, source_args: list, validation: np.ndarray, out_name: str,
+                      expect_ok: bool = True):
     """Run the driver with the overlay on PYTHONPATH; return (report dict, .tflite path)."""
     val = tmp / f"{out_name}.validation.npy"
     np.save(val, validation)
@@ -52,6 +53,8 @@ def _convert_in_child(overlay: Path, tmp: Path, source_args: list, validation: n
     assert lines, (f"the child wrote no result (exit {proc.returncode}); stderr tail:\n"
                    f"{proc.stderr[-3000:]}")
     report = json.loads(lines[-1][len(MARK):])
+    if not expect_ok:
+        return dict(report, exit=proc.returncode), out
     assert proc.returncode == 0 and report["ok"], (
         f"conversion failed (exit {proc.returncode}): {report.get('error')}\nstderr tail:\n{proc.stderr[-3000:]}")
     return report, out
@@ -113,6 +116,23 @@ def test_torch_cnn_to_tflite_through_litert_torch_overlay(tmp_path):
             return net(torch.from_numpy(x)).numpy()
 
     _compare(out, reference, image_batch(4, seed=11), "tflite-fp32-torch")
+
+
+@pytest.mark.slow
+def test_torch_dynamic_batch_through_litert_torch_overlay_says_what_works(tmp_path):
+    """--dynamic-batch on the litert-torch route: litert-torch 0.10 cannot lower a symbolic batch
+    (even through a Linear layer), so the conversion stops with an error that names the dynamic batch
+    as the cause and the route that gives one (ONNX), and writes no file."""
+    pytest.importorskip("torch", reason="PyTorch (extra [torch]) is not installed")
+    overlay = _overlay("litert-torch")
+    report, out = _convert_in_child(overlay, tmp_path, ["--torch-cnn", "0", "--dynamic-batch"], image_batch(8, seed=2),
+                                    "cnn_torch_dyn", expect_ok=False)
+    if report["exit"] == 0:  # a litert-torch that can: then the file must really take any batch
+        m = edgeship.load(out)
+        assert m.inputs[0].shape[0] == -1 and m.predict(image_batch(3, seed=5)).shape[0] == 3
+        return
+    assert report["exit"] == 2 and "dynamic batch" in report["error"] and "--to onnx" in report["error"], report
+    assert not out.exists()
 
 
 def _onnx_reference(path: Path):

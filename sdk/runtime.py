@@ -71,7 +71,7 @@ class Model:
         self.inputs: List[TensorSpec] = impl.inputs
         self.outputs: List[TensorSpec] = impl.outputs
         self._names = [s.name for s in self.inputs]
-        self._plans = [_InputPlan(s) for s in self.inputs]
+        self._plans = [_input_plan(s) for s in self.inputs]
         self._shapes_set: Optional[List[tuple]] = None  # input shapes last set by _ensure_shapes
         self.max_batch = MAX_BATCH
         # predict's fast path: TFLite models with one (numeric) input.
@@ -267,8 +267,25 @@ class Model:
         return outs
 
 
+_PLANS: dict = {}  # TensorSpec -> its _InputPlan (both immutable), this process
+
+
+def _input_plan(spec: TensorSpec) -> "_InputPlan":
+    """The plan for ``spec``, made once per distinct spec (``np.iinfo`` alone costs ~10 us a load)."""
+    try:
+        plan = _PLANS.get(spec)
+    except TypeError:  # an unhashable spec (never made by edgeship's backends): no memo
+        return _InputPlan(spec)
+    if plan is None:
+        if len(_PLANS) > 1024:
+            _PLANS.clear()
+        plan = _PLANS[spec] = _InputPlan(spec)
+    return plan
+
+
 class _InputPlan:
-    """Everything predict needs per input, computed once at load time."""
+    """Everything predict needs per input, computed once at load time (never changed after: plans
+    are shared by every model with the same input spec)."""
 
     __slots__ = ("spec", "dtype", "rank", "scale", "zp", "qmin", "qmax", "quantized", "fixed_batch_one",
                  "fixed", "plain_float")

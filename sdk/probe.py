@@ -70,28 +70,30 @@ def probed_ok(sha256: str, backend: str) -> bool:
     return _cached_ok(_marker(sha256, backend), _stamp(sha256, backend))
 
 
-_PATHS: dict = {}  # (folder, file name) -> Path, this process (joining Paths costs ~10 us)
-
-
 def _in_probe_dir(name: str):
     from ._cache import private_dir
 
     d = private_dir("probe")
-    if d is None:
-        return None
-    path = _PATHS.get((d, name))
-    if path is None:
-        if len(_PATHS) > 4096:
-            _PATHS.clear()
-        path = _PATHS[(d, name)] = d / name
-    return path
+    return None if d is None else d / name
 
 
 def _marker(sha256: str, backend: str):
     return _in_probe_dir(f"{sha256}-{backend}.json")
 
 
-_RECORDS: dict = {}  # cache record path -> ((inode, size, mtime, ctime), its JSON), this process
+# A file whose (device, inode, size, mtime, ctime) match a record written when its bytes were
+# hashed still holds those bytes: any write moves ctime, which no user can set back. A record is
+# only written for a file left alone for RACY_S before it was read, so a write within the same
+# clock tick as the last one (file times are coarse) cannot go unnoticed.
+RACY_S = 2.0
+
+
+def fingerprint(st: os.stat_result) -> list:
+    """What identifies one version of a file's bytes without reading them."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+_RECORDS: dict = {}  # cache record path -> (its fingerprint, its JSON), this process
 
 
 def _read_record(path):
@@ -101,7 +103,7 @@ def _read_record(path):
         st = os.stat(path)
     except OSError:
         return None
-    version = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    version = fingerprint(st)
     hit = _RECORDS.get(path)
     if hit is not None and hit[0] == version:
         return hit[1]
@@ -119,18 +121,6 @@ def _read_record(path):
 def _cached_ok(marker, stamp: dict) -> bool:
     """True only for a marker written by :func:`probe` for this very file hash and runtime."""
     return marker is not None and _read_record(marker) == stamp
-
-
-# A file whose (device, inode, size, mtime, ctime) match a record written when its bytes were
-# hashed still holds those bytes: any write moves ctime, which no user can set back. A record is
-# only written for a file left alone for RACY_S before it was read, so a write within the same
-# clock tick as the last one (file times are coarse) cannot go unnoticed.
-RACY_S = 2.0
-
-
-def fingerprint(st: os.stat_result) -> list:
-    """What identifies one version of a file's bytes without reading them."""
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _stat_record(fp: list):

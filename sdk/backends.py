@@ -60,8 +60,12 @@ def available_backends(fmt: str) -> List[str]:
 
 def _import(backend: str):
     import importlib
+    import sys
 
     mod = BACKENDS[backend][0]
+    loaded = sys.modules.get(mod)
+    if loaded is not None:
+        return loaded
     try:
         return importlib.import_module(mod)
     except ImportError as exc:
@@ -102,13 +106,16 @@ class TFLiteBackend:
             self.interp = self._new_interpreter()
             known = _DETAILS.get(key) if key else None
             if known is None:
+                # memo: what callers derive from these specs, shared by every load of the same bytes
+                self.memo: dict = {}
                 self._refresh()  # reads names and details: a damaged name raises UnicodeDecodeError here
                 if key:
                     if len(_DETAILS) > 256:
                         _DETAILS.clear()
-                    _DETAILS[key] = (self.inputs, self.outputs, self.signatures)
+                    _DETAILS[key] = (self.inputs, self.outputs, self.signatures, self.memo)
             else:  # the same bytes read before in this process: the same (immutable) specs
-                self._set_specs(*known)
+                self._set_specs(*known[:3])
+                self.memo = known[3]
         except (ValueError, RuntimeError, TypeError, KeyError) as exc:
             raise ModelFormatError(f"{backend} could not load this TFLite model: {exc}") from exc
 
@@ -268,12 +275,16 @@ def check_backend(fmt: str, backend: str) -> None:
         raise TargetError(f"backend {backend!r} cannot run {fmt} files; it runs {', '.join(BACKENDS[backend][1])}")
 
 
+_VALID = {(fmt, name) for name, (_, fmts) in BACKENDS.items() for fmt in fmts}
+
+
 def make_backend(fmt: str, backend: str, content: bytes, threads: Optional[int], delegates: Sequence = (),
                  model_dir: Optional[str] = None, sha256: Optional[str] = None):
     """An adapter for ``content``; ``model_dir`` is the model file's folder (ONNX external data);
     ``sha256`` (the hash of ``content``) lets a TFLite model reuse the tensor specs read the last
     time the same bytes were loaded in this process."""
-    check_backend(fmt, backend)
+    if (fmt, backend) not in _VALID:
+        check_backend(fmt, backend)
     if fmt == "onnx":
         return OnnxBackend(content, backend, threads, delegates, model_dir=model_dir)
     return TFLiteBackend(content, backend, threads, delegates, sha256)

@@ -64,10 +64,47 @@ def _stamp(sha256: str, backend: str) -> dict:
             "edgeship": __version__, "python": sys.version.split()[0]}
 
 
+_OK: dict = {}  # (cache root, sha256, backend) -> (its "ok" record's path, that record's fingerprint)
+
+
 def probed_ok(sha256: str, backend: str) -> bool:
     """True when a file with this sha256 already passed :func:`probe` on this backend and runtime
-    version, with this edgeship (whose structure check ran before that probe)."""
-    return _cached_ok(_marker(sha256, backend), _stamp(sha256, backend))
+    version, with this edgeship (whose structure check ran before that probe).
+
+    A record read as "ok" in this process is trusted again while its file is the same file,
+    unchanged (one ``stat``): it was read from the checked private folder, and a replaced or
+    rewritten record has another fingerprint (and is then read and checked again).
+    """
+    from ._io import cache_dir
+
+    key = (cache_dir(), sha256, backend)
+    hit = _OK.get(key)
+    if hit is not None:
+        try:
+            if fingerprint(os.stat(hit[0])) == hit[1]:
+                return True
+        except OSError:
+            pass
+        del _OK[key]
+    marker = _marker(sha256, backend)
+    if marker is None:
+        return False
+    version, rec = _read_record(marker)
+    if rec != _stamp(sha256, backend):
+        return False
+    if len(_OK) > 4096:
+        _OK.clear()
+    _OK[key] = (str(marker), version)
+    return True
+
+
+def ok_record(sha256: str, backend: str):
+    """(path, fingerprint) of the "ok" record :func:`probed_ok` last accepted in this process for
+    this file hash and backend under the current cache root, or None. The record still holds
+    while a ``stat`` of that path gives the same fingerprint."""
+    from ._io import cache_dir
+
+    return _OK.get((cache_dir(), sha256, backend))
 
 
 def _in_probe_dir(name: str):
@@ -96,31 +133,26 @@ def fingerprint(st: os.stat_result) -> list:
 _RECORDS: dict = {}  # cache record path -> (its fingerprint, its JSON), this process
 
 
-def _read_record(path):
-    """A small JSON record from the private cache, or None; re-read only when its file changed
-    (records are replaced atomically, so a new record is a new inode)."""
+def _read_record(path) -> tuple:
+    """(fingerprint, JSON) of a small record in the private cache, or (None, None); re-read only
+    when its file changed (records are replaced atomically, so a new record is a new inode)."""
     try:
         st = os.stat(path)
     except OSError:
-        return None
+        return None, None
     version = fingerprint(st)
     hit = _RECORDS.get(path)
     if hit is not None and hit[0] == version:
-        return hit[1]
+        return hit
     try:
         with open(path, "rb") as f:
             rec = json.loads(f.read(4096))
     except (OSError, ValueError):
-        return None
+        return None, None
     if len(_RECORDS) > 4096:
         _RECORDS.clear()
     _RECORDS[path] = (version, rec)
-    return rec
-
-
-def _cached_ok(marker, stamp: dict) -> bool:
-    """True only for a marker written by :func:`probe` for this very file hash and runtime."""
-    return marker is not None and _read_record(marker) == stamp
+    return version, rec
 
 
 def _stat_record(fp: list):
@@ -136,7 +168,7 @@ def known_sha256(fp: list):
     if sha is not None:
         return sha
     rec_path = _stat_record(fp)
-    rec = None if rec_path is None else _read_record(rec_path)
+    rec = None if rec_path is None else _read_record(rec_path)[1]
     from ._version import __version__
 
     if not isinstance(rec, dict) or rec.get("fingerprint") != fp or rec.get("edgeship") != __version__:
@@ -187,9 +219,9 @@ def _child_command(path: str, fmt: str, backend: str, sha256: str = "") -> list:
 
 def probe(path: str, fmt: str, backend: str, sha256: str) -> None:
     """Load, allocate and invoke ``path`` once in a child; raise ModelFormatError if it fails or crashes."""
-    marker, stamp = _marker(sha256, backend), _stamp(sha256, backend)
-    if _cached_ok(marker, stamp):
+    if probed_ok(sha256, backend):
         return
+    marker, stamp = _marker(sha256, backend), _stamp(sha256, backend)
     import signal
     import subprocess  # here, not at the top: a cached load never starts a child (~8 ms to import)
 

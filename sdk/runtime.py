@@ -20,7 +20,7 @@ from typing import List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ._io import sha256_bytes
-from .probe import fingerprint, known_sha256, probe, probed_ok, remember_sha256
+from .probe import fingerprint, known_sha256, ok_record, probe, probed_ok, remember_sha256
 from .backends import available_backends, make_backend
 from .facts import sniff_format
 from .errors import InputSpecError, MissingDependencyError, ModelFormatError, TargetError
@@ -50,6 +50,27 @@ def _edgetpu_delegate():
             f"(the same name without '_edgetpu').") from exc
 
 
+def _layout(fmt: str, impl) -> tuple:
+    """What :class:`Model` derives once from its tensor specs (all immutable): input names and
+    plans, predict's fast-path facts and the first input's static shape."""
+    names = [s.name for s in impl.inputs]
+    plans = [_input_plan(s) for s in impl.inputs]
+    # predict's fast path: TFLite models with one (numeric) input.
+    one = len(plans) == 1 and fmt == "tflite" and plans[0].dtype is not None
+    fast: Optional[_InputPlan] = plans[0] if one else None
+    # one output: run1 (no lists) and, for a per-tensor quantized output, its dequantization
+    # constants (zero point, scale) as float32, computed once
+    one_out = one and len(impl.outputs) == 1 and hasattr(impl, "run1")
+    q = impl.outputs[0].quantization if one_out and impl.outputs[0].is_quantized else None
+    deq0 = (np.float32(q.zero_point[0]), np.float32(q.scale[0])) if q is not None and q.per_tensor else None
+    if one_out and q is not None and deq0 is None:
+        one_out = False  # per-axis output quantization: the general dequantization
+    # get_tensor returns a fresh float32 array: predict returns it as it is
+    out_f32 = one_out and q is None and impl.outputs[0].dtype == "float32"
+    shape0 = fast.fixed if fast is not None and all(d >= 0 for d in fast.fixed) else None
+    return names, plans, fast, one_out, deq0, out_f32, shape0
+
+
 class Model:
     """A loaded model. Create with :func:`edgeship.load`.
 
@@ -70,27 +91,17 @@ class Model:
         self._impl = impl
         self.inputs: List[TensorSpec] = impl.inputs
         self.outputs: List[TensorSpec] = impl.outputs
-        self._names = [s.name for s in self.inputs]
-        self._plans = [_input_plan(s) for s in self.inputs]
         self._shapes_set: Optional[List[tuple]] = None  # input shapes last set by _ensure_shapes
         self.max_batch = MAX_BATCH
-        # predict's fast path: TFLite models with one (numeric) input.
-        one = len(self._plans) == 1 and fmt == "tflite" and self._plans[0].dtype is not None
-        self._fast: Optional[_InputPlan] = self._plans[0] if one else None
-        # one output: run1 (no lists) and, for a per-tensor quantized output, its dequantization
-        # constants (zero point, scale) as float32, computed once
-        self._one_out = one and len(self.outputs) == 1 and hasattr(impl, "run1")
-        q = self.outputs[0].quantization if self._one_out and self.outputs[0].is_quantized else None
-        self._deq0 = (np.float32(q.zero_point[0]), np.float32(q.scale[0])) if q is not None and q.per_tensor \
-            else None
-        if self._one_out and q is not None and self._deq0 is None:
-            self._one_out = False  # per-axis output quantization: the general dequantization
-        # get_tensor returns a fresh float32 array: predict returns it as it is
-        self._out_f32 = self._one_out and q is None and self.outputs[0].dtype == "float32"
-        # the one input's shape the interpreter runs at: a static shape from the start (a static
-        # input cannot be resized), else the last one set by _ensure_shapes
-        self._shape0: Optional[tuple] = (self._fast.fixed if self._fast is not None and
-                                         all(d >= 0 for d in self._fast.fixed) else None)
+        memo = getattr(impl, "memo", None)  # shared by loads of the same bytes (the specs are immutable)
+        layout = memo.get(fmt) if memo is not None else None
+        if layout is None:
+            layout = _layout(fmt, impl)
+            if memo is not None:
+                memo[fmt] = layout
+        # the one input's shape the interpreter runs at (_shape0) starts as a static input shape
+        # (a static input cannot be resized), else None; later, the last one set by _ensure_shapes
+        (self._names, self._plans, self._fast, self._one_out, self._deq0, self._out_f32, self._shape0) = layout
 
     @property
     def preprocessing(self):
@@ -528,6 +539,10 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
     """
     if verify not in _VERIFY_MODES:
         raise ValueError(f"verify must be one of {_VERIFY_MODES}; given {verify!r}")
+    if verify == "full" and target is None and trusted_keys is None:
+        again = _load_again(path, backend, threads)
+        if again is not None:
+            return again
     p = Path(path)
     try:
         is_dir = stat.S_ISDIR(os.stat(p).st_mode)
@@ -579,6 +594,10 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
     def remember():
         if cached_path and hashed and version is not None:
             remember_sha256(version, sha, read_at)
+        if cached_path and manifest is None and version is not None and known_sha256(version) == sha:
+            record = ok_record(sha, chosen)
+            if record is not None:
+                _remember_load(path, backend, threads, (version, p, fmt, sha, chosen, record))
 
     if cached_path:
         # A file this edgeship and runtime already checked (structure, then the isolated probe,
@@ -604,6 +623,44 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
     if not delegates:
         remember()
     return Model(p, fmt, chosen, impl, sha, manifest, threads)
+
+
+# (path as given, backend, threads) -> (fingerprint, Path, format, sha256, backend used, its probe
+# "ok" record as (path, fingerprint))
+_AGAIN: dict = {}
+
+
+def _remember_load(path, backend: str, threads, facts: tuple) -> None:
+    try:
+        key = (os.fspath(path), backend, threads)
+    except TypeError:
+        return
+    if len(_AGAIN) > 1024:
+        _AGAIN.clear()
+    _AGAIN[key] = facts
+
+
+def _load_again(path, backend: str, threads) -> Optional[Model]:
+    """A cached load of a single TFLite file already loaded in this process and unchanged since
+    (the same fingerprint as then: same file, size, mtime and ctime, see
+    :data:`edgeship.probe.RACY_S`) and whose probe record is unchanged: its format, hash and
+    backend are known, so only the read, one ``stat`` of that record and the interpreter remain.
+    None when anything differs: the full path then decides."""
+    try:
+        key = (os.fspath(path), backend, threads)
+        hit = _AGAIN.get(key)
+    except TypeError:  # not a path, or unhashable threads: the full path reports it
+        return None
+    if hit is None:  # (nothing is recorded while EDGESHIP_NO_PROBE_CACHE is set)
+        return None
+    version, p, fmt, sha, chosen, (record, record_version) = hit
+    try:
+        content, now, _ = _read_versioned(key[0])
+        if now != version or fingerprint(os.stat(record)) != record_version:
+            return None
+    except (ModelFormatError, OSError):
+        return None
+    return Model(p, fmt, chosen, make_backend(fmt, chosen, content, threads, [], sha256=sha), sha, None, threads)
 
 
 def _check_external_data(parsed, p: Path) -> None:
@@ -651,8 +708,8 @@ def _read_versioned(p: Path):
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise ModelFormatError(f"{p}: cannot read: {exc}") from exc
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
+    try:  # plain descriptor reads: a buffered file object costs as much as reading a small model
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
                     else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
@@ -660,11 +717,23 @@ def _read_versioned(p: Path):
             raise ModelFormatError(f"{p}: not a regular file ({kind}); expected a model file")
         t0 = time.time_ns()
         try:
-            content = f.read(st.st_size)
-        except (OSError, MemoryError) as exc:
+            content = os.read(fd, st.st_size)
+            if 0 < len(content) < st.st_size:  # a short read (large files, some file systems)
+                parts = [content]
+                got = len(content)
+                while got < st.st_size:
+                    more = os.read(fd, st.st_size - got)
+                    if not more:
+                        break
+                    parts.append(more)
+                    got += len(more)
+                content = b"".join(parts)
+        except (OSError, MemoryError, OverflowError) as exc:
             raise ModelFormatError(f"{p}: cannot read {st.st_size} bytes: {exc}") from exc
         fp = fingerprint(st)
-        return content, (fp if fingerprint(os.fstat(f.fileno())) == fp and len(content) == st.st_size else None), t0
+        return content, (fp if fingerprint(os.fstat(fd)) == fp and len(content) == st.st_size else None), t0
+    finally:
+        os.close(fd)
 
 
 def _read_structure(fmt: str, content: bytes, p: Path):

@@ -115,7 +115,7 @@ def _count_hashes(monkeypatch):
 def test_cached_load_of_an_unchanged_file_does_not_hash_it_again(weights, tmp_path, monkeypatch):
     import shutil
 
-    from edgeship import probe
+    from edgeship import probe, runtime
 
     monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(probe, "RACY_S", 0.0)  # the copy is brand new: let it count as settled
@@ -125,6 +125,8 @@ def test_cached_load_of_an_unchanged_file_does_not_hash_it_again(weights, tmp_pa
     first = edgeship.load(path, threads=1)
     assert len(hashes) == 1
     probe._KNOWN.clear()  # a new process: only the on-disk record is left
+    probe._OK.clear()
+    runtime._AGAIN.clear()
     again = edgeship.load(path, threads=1)
     assert len(hashes) == 1, "an unchanged, already checked file was hashed again"
     assert again.sha256 == first.sha256
@@ -141,6 +143,7 @@ def test_a_file_rewritten_in_place_is_hashed_and_checked_again(weights, tmp_path
     path = tmp_path / "m.tflite"
     shutil.copy(weights / "shapes_cnn_int8.tflite", path)
     edgeship.load(path, threads=1)
+    edgeship.load(path, threads=1)  # leaves the in-process record a repeated load takes
     st = path.stat()
     other = (weights / "shapes_cnn_fp32.tflite").read_bytes()
     with open(path, "r+b") as f:  # same inode, new bytes, then the old mtime put back
@@ -151,6 +154,34 @@ def test_a_file_rewritten_in_place_is_hashed_and_checked_again(weights, tmp_path
     m = edgeship.load(path, threads=1)
     assert len(hashes) == 1 and m.sha256 == sha256_file(path) != sha256_file(weights / "shapes_cnn_int8.tflite")
     assert m.inputs[0].dtype == "float32"
+
+
+def test_a_repeated_load_of_an_unchanged_file_skips_the_format_hash_and_backend_work(weights, tmp_path,
+                                                                                      monkeypatch):
+    import shutil
+
+    from edgeship import probe, runtime
+
+    monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(probe, "RACY_S", 0.0)
+    path = tmp_path / "m.tflite"
+    shutil.copy(weights / "shapes_cnn_int8.tflite", path)
+    first = edgeship.load(path, threads=1)
+    edgeship.load(path, threads=1)
+    calls = []
+    for name in ("sniff_format", "known_sha256", "_choose_backend", "probed_ok", "sha256_bytes"):
+        real = getattr(runtime, name)
+        monkeypatch.setattr(runtime, name, lambda *a, _n=name, _f=real, **k: calls.append(_n) or _f(*a, **k))
+    x = np.random.default_rng(0).standard_normal((2, *first.inputs[0].shape[1:])).astype(np.float32)
+    again = edgeship.load(path, threads=1)
+    assert calls == [] and again.sha256 == first.sha256 and again.backend == first.backend
+    np.testing.assert_array_equal(again.predict(x), first.predict(x))
+    edgeship.load(path, threads=2)  # other options: the full path
+    assert "probed_ok" in calls
+    calls.clear()
+    shutil.copy(weights / "shapes_cnn_fp32.tflite", path)  # changed: the full path, hashed again
+    m = edgeship.load(path, threads=1)
+    assert "sha256_bytes" in calls and m.sha256 != first.sha256 and m.inputs[0].dtype == "float32"
 
 
 def test_a_file_changed_just_before_it_was_read_is_hashed_on_every_load(weights, tmp_path, monkeypatch):

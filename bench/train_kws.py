@@ -3,8 +3,9 @@
 Runs (each step is cached, so a rerun only redoes what changed)::
 
     python bench/train_kws.py zoo      # fine-tuned kws_dscnn (real train split + synthetic + augmentation)
-    python bench/train_kws.py synth    # 12-class model from synthetic speech only, on ALL real dev clips
+    python bench/train_kws.py synth    # 12-class model from synthetic speech only (espeak + piper), on ALL real dev clips
     python bench/train_kws.py keywords # train --keywords marvin,sheila,house (synthetic only), on real clips
+    python bench/train_kws.py voices   # the zoo model on each synthetic voice's keywords (closeness to real)
     python bench/train_kws.py install  # copy the zoo run's files into models/weights (prints the sha256)
 
 Needs ../shared (or $EDGESHIP_SHARED) and the [convert,speech,audio] extras. Figures are printed
@@ -105,6 +106,28 @@ def keywords() -> dict:
     return f
 
 
+def voices() -> dict:
+    """How close each synthetic voice is to real speech: the zoo model (trained on real clips only)
+    classifying 20 utterances of each of the ten keywords per voice."""
+    import numpy as np
+
+    import edgeship
+    from edgeship import audio, models
+    from edgeship.models import kws, speech_piper, speech_synth
+
+    m = edgeship.load(models.fetch("kws_dscnn_int8"))
+    items = [(w, s) for w in kws.KEYWORDS for s in range(20)]
+    f = {"clips_per_voice": len(items)}
+    for name, engine in (("espeak", speech_synth), ("piper", speech_piper)):
+        x = np.stack([audio.features(c) for c in engine.generate(items)])[..., None]
+        pred = m.predict(x).argmax(axis=1)
+        truth = np.array([kws.LABELS.index(w) for w, _ in items])
+        f[f"zoo_int8_accuracy_on_{name}"] = float((pred == truth).mean())
+        f[f"{name}_per_keyword"] = {w: float((pred[truth == i] == i).mean()) for i, w in enumerate(kws.LABELS)
+                                    if w in kws.KEYWORDS}
+    return f
+
+
 def install() -> dict:
     from edgeship._io import sha256_file
 
@@ -118,7 +141,7 @@ def install() -> dict:
 
 
 def main(argv) -> int:
-    steps = {"zoo": zoo, "synth": synth, "keywords": keywords, "install": install}
+    steps = {"zoo": zoo, "synth": synth, "keywords": keywords, "voices": voices, "install": install}
     todo = argv or ["zoo"]
     for s in todo:
         if s not in steps:

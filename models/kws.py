@@ -402,20 +402,35 @@ def evaluate_file(model_path, x, y) -> Tuple[float, np.ndarray]:
 
 # -------------------------------------------------------------------------------- synthetic data
 
+#: Synthetic voices: espeak-ng's formant voices (:mod:`~edgeship.models.speech_synth`) and the
+#: Piper neural voice (:mod:`~edgeship.models.speech_piper`).
+VOICES = ("espeak", "piper")
+
+
 def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, seed: int = 0, augmenter=None,
                       copies: int = 1, unknown_words: Optional[Sequence[str]] = None,
-                      progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+                      voices: Sequence[str] = ("espeak",), progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
     """Features of synthetic speech for ``labels`` (keywords, ``_silence_``, ``_unknown_``).
 
-    Keywords are spoken by espeak-ng (:func:`edgeship.models.speech_synth.generate`, voice drawn
-    per utterance from the seed); ``_unknown_`` draws other words (``unknown_words``, by default
-    :data:`~edgeship.models.speech_synth.UNKNOWN_WORDS` and the ten MLPerf keywords, minus
-    ``labels``); ``_silence_`` is noise from ``augmenter``. Each utterance gives ``copies``
-    augmented clips. Cached by all arguments.
+    Words are spoken by ``voices`` in turn (utterance ``i`` by ``voices[i % len(voices)]``):
+    ``"espeak"`` (:func:`edgeship.models.speech_synth.generate`, accent and voice variant drawn
+    per utterance from the seed) and ``"piper"`` (:func:`edgeship.models.speech_piper.generate`,
+    a neural voice, warped and varied per utterance); ``_unknown_`` draws other words
+    (``unknown_words``, by default :data:`~edgeship.models.speech_synth.UNKNOWN_WORDS` and the
+    ten MLPerf keywords, minus ``labels``); ``_silence_`` is noise from ``augmenter``. Each
+    utterance gives ``copies`` augmented clips. Cached by all arguments (and the Piper voice's hash).
     """
     from . import speech_synth as ss
     from .kws_augment import Augmenter
 
+    voices = list(voices)
+    if not voices or any(v not in VOICES for v in voices) or len(set(voices)) != len(voices):
+        raise InputSpecError(f"voices: expected one or more of {', '.join(VOICES)} (no repeats), given {voices}")
+    engines = {"espeak": ss}
+    if "piper" in voices:
+        from . import speech_piper
+
+        engines["piper"] = speech_piper
     augmenter = augmenter or Augmenter()
     keywords = [w for w in labels if w not in (SILENCE, UNKNOWN)]
     for w in keywords:
@@ -430,6 +445,18 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
            "augment": augmenter.config.to_dict(),
            "noise": [hashlib.sha256(n.tobytes()).hexdigest()[:16] for n in augmenter.noises],
            "unknown": pool, "accents": list(ss.ACCENTS), "variants": list(ss.VARIANTS), "styles": list(ss.STYLES)}
+    if voices != ["espeak"]:
+        key["voices"] = voices
+    if "piper" in engines:
+        key["piper"] = {"voice_sha256": engines["piper"].voice_id(), "styles": list(engines["piper"].STYLES)}
+
+    def speak(items):
+        out = np.zeros((len(items), ss.CLIP), np.float32)
+        for vi, v in enumerate(voices):
+            idx = list(range(vi, len(items), len(voices)))
+            if idx:
+                out[idx] = engines[v].generate([items[i] for i in idx])
+        return out
 
     def make():
         xs, ys = [], []
@@ -446,7 +473,7 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
                         items = [(pool[int(rng.integers(len(pool)))], seed * 100003 + i) for i in range(per_class)]
                     else:
                         items = [(label, seed * 100003 + i) for i in range(per_class)]
-                    speech = ss.generate(items)
+                    speech = speak(items)
                     clips = [augmenter(s, np.random.default_rng([seed, li, i, k]))
                              for i, s in enumerate(speech) for k in range(copies)]
                 xs.append(compute_features(clips))

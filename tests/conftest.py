@@ -18,6 +18,21 @@ def shared_path() -> Path:
     return Path(os.environ.get("EDGESHIP_SHARED", REPO.parent / "shared"))
 
 
+@pytest.fixture(autouse=True)
+def forget_files(monkeypatch):
+    """Each test starts as a new process would, as far as what edgeship learnt about model files
+    goes (tests swap cache folders and count probes); call the fixture's value to forget again."""
+    from edgeship import backends, probe, runtime
+
+    def forget():
+        for mod, name in ((runtime, "_AGAIN"), (probe, "_OK"), (probe, "_KNOWN"), (probe, "_RECORDS"),
+                          (backends, "_DETAILS")):
+            monkeypatch.setattr(mod, name, {})
+
+    forget()
+    return forget
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     p = shared_path()

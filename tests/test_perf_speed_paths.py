@@ -112,10 +112,10 @@ def _count_hashes(monkeypatch):
     return calls
 
 
-def test_cached_load_of_an_unchanged_file_does_not_hash_it_again(weights, tmp_path, monkeypatch):
+def test_cached_load_of_an_unchanged_file_does_not_hash_it_again(weights, tmp_path, monkeypatch, forget_files):
     import shutil
 
-    from edgeship import probe, runtime
+    from edgeship import probe
 
     monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(probe, "RACY_S", 0.0)  # the copy is brand new: let it count as settled
@@ -124,9 +124,7 @@ def test_cached_load_of_an_unchanged_file_does_not_hash_it_again(weights, tmp_pa
     hashes = _count_hashes(monkeypatch)
     first = edgeship.load(path, threads=1)
     assert len(hashes) == 1
-    probe._KNOWN.clear()  # a new process: only the on-disk record is left
-    probe._OK.clear()
-    runtime._AGAIN.clear()
+    forget_files()  # a new process: only the on-disk record is left
     again = edgeship.load(path, threads=1)
     assert len(hashes) == 1, "an unchanged, already checked file was hashed again"
     assert again.sha256 == first.sha256

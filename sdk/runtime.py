@@ -513,7 +513,9 @@ def load(path: Union[str, os.PathLike], *, backend: str = "auto", threads: Optio
             cache, bound to the file's sha256, the runtime and edgeship versions, so later loads of
             the same bytes skip the structure check and the probe (about the raw interpreter's
             creation plus reading the file; an unchanged file is not hashed again, see
-            :data:`edgeship.probe.RACY_S`; ``bench/load_speed.py``). Files written by
+            :data:`edgeship.probe.RACY_S`, and a file this process loaded before with the same
+            backend and threads, unchanged since, skips format and backend work too;
+            ``bench/load_speed.py``). Files written by
             ``edgeship.converters.convert`` were probed by its parity check. To skip the probe for
             a file you built and trust, pass ``verify="structure"``; never for files from others.
         trusted_keys: Ed25519 public keys (paths to ``.pub`` files, key objects, raw bytes or hex;

@@ -450,35 +450,46 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
     if "piper" in engines:
         key["piper"] = {"voice_sha256": engines["piper"].voice_id(), "styles": list(engines["piper"].STYLES)}
 
-    def speak(items):
-        out = np.zeros((len(items), ss.CLIP), np.float32)
+    def speak(lists):
+        """Clips for each list of (word, seed): utterance i of a list by voices[i % len(voices)].
+        espeak renders each list in a fresh engine; Piper renders all its lists in one child."""
+        out = [np.zeros((len(items), ss.CLIP), np.float32) for items in lists]
         for vi, v in enumerate(voices):
-            idx = list(range(vi, len(items), len(voices)))
-            if idx:
-                out[idx] = engines[v].generate([items[i] for i in idx])
+            idx = [list(range(vi, len(items), len(voices))) for items in lists]
+            parts = [[items[i] for i in ix] for items, ix in zip(lists, idx)]
+            if v == "piper":
+                made = engines[v].generate_lists(parts)
+            else:
+                made = [engines[v].generate(part) if part else None for part in parts]
+            for o, ix, m in zip(out, idx, made):
+                if ix:
+                    o[ix] = m
         return out
 
     def make():
         xs, ys = [], []
-        ctx = _maybe_progress(progress, "synthesising speech", len(labels))
+        rngs = [np.random.default_rng([seed, li, 7]) for li in range(len(labels))]
+        words = {}  # label index -> its (word, seed) list
+        for li, label in enumerate(labels):
+            if label == UNKNOWN:
+                if not pool:
+                    raise InputSpecError("synthetic_dataset: no words left for _unknown_")
+                words[li] = [(pool[int(rngs[li].integers(len(pool)))], seed * 100003 + i) for i in range(per_class)]
+            elif label != SILENCE:
+                words[li] = [(label, seed * 100003 + i) for i in range(per_class)]
+        ctx = _maybe_progress(progress, "synthesising speech", len(labels) + 1)
         with ctx as bar:
+            spoken = dict(zip(words, speak(list(words.values()))))
+            bar(1)
             for li, label in enumerate(labels):
-                rng = np.random.default_rng([seed, li, 7])
                 if label == SILENCE:
-                    clips = [augmenter.silence(rng) for _ in range(per_class * copies)]
+                    clips = [augmenter.silence(rngs[li]) for _ in range(per_class * copies)]
                 else:
-                    if label == UNKNOWN:
-                        if not pool:
-                            raise InputSpecError("synthetic_dataset: no words left for _unknown_")
-                        items = [(pool[int(rng.integers(len(pool)))], seed * 100003 + i) for i in range(per_class)]
-                    else:
-                        items = [(label, seed * 100003 + i) for i in range(per_class)]
-                    speech = speak(items)
                     clips = [augmenter(s, np.random.default_rng([seed, li, i, k]))
-                             for i, s in enumerate(speech) for k in range(copies)]
+                             for i, s in enumerate(spoken[li]) for k in range(copies)]
                 xs.append(compute_features(clips))
                 ys.append(np.full(len(clips), li, np.int64))
-                bar(li + 1)
+                bar(li + 2)
         return {"x": np.concatenate(xs), "y": np.concatenate(ys)}
 
     d = cached(key, make)

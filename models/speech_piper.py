@@ -136,14 +136,40 @@ def utterance_params(word: str, seed: int) -> PiperParams:
     return random_params(np.random.default_rng([seed, *word.encode("utf-8"), 2]))
 
 
-def _generate_worker(items, model, config):
-    voice = PiperVoice(model, config)
+def _generate_worker(lists, model, config):
     out = []
-    for w, s in items:
-        rng = np.random.default_rng([s, *w.encode("utf-8"), 2])
-        params = random_params(rng)
-        out.append(ss.place(voice.speak(w, params), rng))
-    return np.stack(out)
+    for items in lists:
+        voice = PiperVoice(model, config)  # a fresh, freshly seeded session per list
+        clips = []
+        for w, s in items:
+            rng = np.random.default_rng([s, *w.encode("utf-8"), 2])
+            params = random_params(rng)
+            clips.append(ss.place(voice.speak(w, params), rng))
+        out.append(np.stack(clips) if clips else np.zeros((0, ss.CLIP), np.float32))
+    return out
+
+
+def generate_lists(lists: Sequence[Sequence], *, model=None, config=None, isolated: bool = True) -> List[np.ndarray]:
+    """:func:`generate` for several lists at once, each exactly as :func:`generate` renders it
+    (a fresh session per list), in one child process: the voice is loaded once per list, not
+    one process per list."""
+    lists = [[(str(w), int(s)) for w, s in items] for items in lists]
+    for items in lists:
+        for w, _ in items:
+            if not w.strip():
+                raise InputSpecError(f"generate: expected non-empty words, given {w!r}")
+    if not any(lists):
+        return [np.zeros((0, ss.CLIP), np.float32) for _ in lists]
+    if model is None or config is None:
+        dm, dc = default_voice_files()
+        model, config = model or dm, config or dc
+    require("espeakng_loader", "speech", "synthetic speech")
+    if not isolated:
+        return _generate_worker(lists, str(model), str(config))
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_generate_worker, (lists, str(model), str(config)))
 
 
 def generate(items: Sequence, *, model=None, config=None, isolated: bool = True) -> np.ndarray:
@@ -154,22 +180,7 @@ def generate(items: Sequence, *, model=None, config=None, isolated: bool = True)
     ``isolated`` (the default) the list is rendered in a child process (the seed set for
     onnxruntime there does not touch this process).
     """
-    items = [(str(w), int(s)) for w, s in items]
-    if not items:
-        return np.zeros((0, ss.CLIP), np.float32)
-    for w, _ in items:
-        if not w.strip():
-            raise InputSpecError(f"generate: expected non-empty words, given {w!r}")
-    if model is None or config is None:
-        dm, dc = default_voice_files()
-        model, config = model or dm, config or dc
-    require("espeakng_loader", "speech", "synthetic speech")
-    if not isolated:
-        return _generate_worker(items, str(model), str(config))
-    import multiprocessing as mp
-
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_generate_worker, (items, str(model), str(config)))
+    return generate_lists([items], model=model, config=config, isolated=isolated)[0]
 
 
 def voice_id(model=None) -> str:

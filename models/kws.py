@@ -407,6 +407,22 @@ def evaluate_file(model_path, x, y) -> Tuple[float, np.ndarray]:
 VOICES = ("espeak", "piper")
 
 
+def voice_list(voices) -> List[str]:
+    """``voices`` (a list, or words separated by commas) checked against :data:`VOICES`.
+
+    Example:
+        >>> voice_list("espeak, piper")
+        ['espeak', 'piper']
+    """
+    given = voices
+    if isinstance(voices, str):
+        voices = [v.strip() for v in voices.split(",") if v.strip()]
+    voices = list(voices)
+    if not voices or any(v not in VOICES for v in voices) or len(set(voices)) != len(voices):
+        raise InputSpecError(f"voices: expected one or more of {', '.join(VOICES)}, each once; given {given!r}")
+    return voices
+
+
 def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, seed: int = 0, augmenter=None,
                       copies: int = 1, unknown_words: Optional[Sequence[str]] = None,
                       voices: Sequence[str] = ("espeak",), progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
@@ -423,9 +439,7 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
     from . import speech_synth as ss
     from .kws_augment import Augmenter
 
-    voices = list(voices)
-    if not voices or any(v not in VOICES for v in voices) or len(set(voices)) != len(voices):
-        raise InputSpecError(f"voices: expected one or more of {', '.join(VOICES)} (no repeats), given {voices}")
+    voices = voice_list(voices)
     engines = {"espeak": ss}
     if "piper" in voices:
         from . import speech_piper
@@ -456,11 +470,7 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
         out = [np.zeros((len(items), ss.CLIP), np.float32) for items in lists]
         for vi, v in enumerate(voices):
             idx = [list(range(vi, len(items), len(voices))) for items in lists]
-            parts = [[items[i] for i in ix] for items, ix in zip(lists, idx)]
-            if v == "piper":
-                made = engines[v].generate_lists(parts)
-            else:
-                made = [engines[v].generate(part) if part else None for part in parts]
+            made = engines[v].generate_lists([[items[i] for i in ix] for items, ix in zip(lists, idx)])
             for o, ix, m in zip(out, idx, made):
                 if ix:
                     o[ix] = m

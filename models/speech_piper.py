@@ -183,10 +183,17 @@ def generate(items: Sequence, *, model=None, config=None, isolated: bool = True)
     return generate_lists([items], model=model, config=config, isolated=isolated)[0]
 
 
+_VOICE_IDS: dict = {}  # (path, size, mtime_ns) -> sha256
+
+
 def voice_id(model=None) -> str:
-    """The voice model's sha256 (what generated data records), computed once per file."""
+    """The voice model's sha256 (what generated data records), computed once per file version."""
     from edgeship._io import sha256_file
 
     path = Path(model) if model is not None else default_voice_files()[0]
-    return sha256_file(path)
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _VOICE_IDS:
+        _VOICE_IDS[key] = sha256_file(path)
+    return _VOICE_IDS[key]
 

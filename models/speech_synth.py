@@ -288,6 +288,11 @@ def generate(items: Sequence, *, accents: Sequence[str] = ACCENTS, variants: Seq
         return pool.apply(_generate_worker, (items, tuple(accents), tuple(variants)))
 
 
+def generate_lists(lists: Sequence[Sequence]) -> List[np.ndarray]:
+    """:func:`generate` for each list (each in its own fresh engine, as :func:`generate` renders it)."""
+    return [generate(items) if len(items) else np.zeros((0, CLIP), np.float32) for items in lists]
+
+
 #: Other words for ``_unknown_`` (common short English words, plus the Speech Commands fillers).
 UNKNOWN_WORDS = (
     "backward", "bed", "bird", "cat", "dog", "eight", "five", "follow", "forward", "four", "happy", "house", "learn",

@@ -275,16 +275,12 @@ def check_backend(fmt: str, backend: str) -> None:
         raise TargetError(f"backend {backend!r} cannot run {fmt} files; it runs {', '.join(BACKENDS[backend][1])}")
 
 
-_VALID = {(fmt, name) for name, (_, fmts) in BACKENDS.items() for fmt in fmts}
-
-
 def make_backend(fmt: str, backend: str, content: bytes, threads: Optional[int], delegates: Sequence = (),
                  model_dir: Optional[str] = None, sha256: Optional[str] = None):
     """An adapter for ``content``; ``model_dir`` is the model file's folder (ONNX external data);
     ``sha256`` (the hash of ``content``) lets a TFLite model reuse the tensor specs read the last
     time the same bytes were loaded in this process."""
-    if (fmt, backend) not in _VALID:
-        check_backend(fmt, backend)
+    check_backend(fmt, backend)
     if fmt == "onnx":
         return OnnxBackend(content, backend, threads, delegates, model_dir=model_dir)
     return TFLiteBackend(content, backend, threads, delegates, sha256)

@@ -89,12 +89,12 @@ def _check_args(args) -> None:
         raise InputSpecError(f"--epochs: expected at least 1, given {args.epochs}")
     if args.per_word < 0 or args.copies < 0 or args.synth_copies < 1:
         raise InputSpecError("--per-word and --copies must be >= 0, --synth-copies >= 1")
-    from edgeship.models.kws import VOICES
+    from edgeship.models.kws import voice_list
 
-    voices = [v.strip() for v in args.voices.split(",") if v.strip()]
-    if not voices or any(v not in VOICES for v in voices) or len(set(voices)) != len(voices):
-        raise InputSpecError(f"--voices: expected one or more of {', '.join(VOICES)}, comma-separated, each once; "
-                             f"given {args.voices!r}")
+    try:
+        voice_list(args.voices)
+    except InputSpecError as exc:
+        raise InputSpecError(f"--{exc}") from None
     if args.per_word == 0 and not args.data:
         raise InputSpecError("nothing to train on: --per-word 0 turns synthetic speech off and no --data was given")
     if args.data and not Path(args.data).is_dir():
@@ -201,14 +201,13 @@ def run(args) -> dict:
             if split["validation"]:
                 x_val, y_val = kws.real_dataset(split["validation"], labels=labels, tag="validation")
         if args.per_word:
-            voices = [v.strip() for v in args.voices.split(",") if v.strip()]
             x, y = kws.synthetic_dataset(labels, args.per_word, seed=args.seed, augmenter=augmenter,
-                                         copies=args.synth_copies, voices=voices)
+                                         copies=args.synth_copies, voices=args.voices)
             xs.append(x), ys.append(y)
             report["synthetic_examples"] = int(x.shape[0])
             if x_val is None:  # held-out synthetic speech: other seeds, so other voice draws
                 x_val, y_val = kws.synthetic_dataset(labels, max(20, args.per_word // 5), seed=args.seed + 1000,
-                                                     augmenter=augmenter, copies=1, voices=voices)
+                                                     augmenter=augmenter, copies=1, voices=args.voices)
                 report["validation_source"] = "synthetic (held-out seeds)"
         if "validation_source" not in report:
             report["validation_source"] = "real (held-out speakers of --data)"

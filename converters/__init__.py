@@ -210,9 +210,9 @@ class _Reference:
     """The source's outputs on the validation inputs, for every output's parity check.
 
     A Keras source runs in a thread beside the first export: TensorFlow's kernels release the
-    GIL and the converter's tracing is mostly one core, so on MobileNetV2 the ~5 s of eager
-    inference hide behind the ~15 s conversion (``bench/convert_speed.py``). Keras keeps its
-    tracing state per thread, so the two do not meet. Other sources run here, before exporting.
+    GIL and the converter is mostly one core, so on MobileNetV2 the source's ~3 s of inference
+    overlap the ~3 s conversion (``bench/convert_speed.py``). Keras keeps its tracing state per
+    thread, so the two do not meet. Other sources run here, before exporting.
     Each value is the same as running the source alone: the thread only changes when it runs.
     """
 

@@ -224,3 +224,43 @@ def test_keras_reference_runs_beside_the_export_and_its_errors_still_surface(tmp
         convert(m, to="tflite", out=tmp_path / "m2.tflite")
     assert not (tmp_path / "m2.tflite").exists(), "an unchecked file was left behind"
     assert not any(t.name == "edgeship-source-reference" for t in threading.enumerate())
+
+
+@pytest.mark.slow
+def test_a_keras_model_is_converted_from_one_frozen_trace_with_a_signature(tmp_path, monkeypatch):
+    """No round trip through a temporary SavedModel (what from_keras_model does: export, write, load
+    twice); the file still has a serving_default signature, under the model's own names, and its
+    signature runner and edgeship.load give the Keras outputs, in order, for a two-input two-output model."""
+    pytest.importorskip("keras", reason="needs edgeship[convert]")
+    import keras
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeship.converters import convert
+
+    def no_saved_model(*a, **k):
+        raise AssertionError("the Keras conversion went through a temporary SavedModel")
+
+    monkeypatch.setattr(keras.export.ExportArchive, "write_out", no_saved_model)
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_keras_model", no_saved_model)
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((8,), name="feat"), keras.Input((4,), name="aux")
+    h = keras.layers.Dense(16, activation="relu", name="trunk")(keras.layers.Concatenate()([a, b]))
+    m = keras.Model([a, b], [keras.layers.Dense(3, name="scores")(h), keras.layers.Dense(2, name="boxes")(h)])
+    res = convert(m, to="tflite", out=tmp_path / "m.tflite")
+    assert res.outputs[0].parity["passed"]
+    assert [o["name"] for o in res.outputs[0].parity["outputs"]] == ["scores", "boxes"]
+    rng = np.random.default_rng(0)
+    x = {"feat": rng.normal(size=(1, 8)).astype(np.float32), "aux": rng.normal(size=(1, 4)).astype(np.float32)}
+    ref = [np.asarray(o) for o in m([x["feat"], x["aux"]], training=False)]
+    it = Interpreter(model_path=str(tmp_path / "m.tflite"))
+    assert it.get_signature_list() == {"serving_default": {"inputs": ["aux", "feat"], "outputs": ["boxes", "scores"]}}
+    got = it.get_signature_runner("serving_default")(**x)
+    np.testing.assert_allclose(got["scores"], ref[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["boxes"], ref[1], rtol=1e-5, atol=1e-6)
+    loaded = edgeship.load(tmp_path / "m.tflite", threads=1)
+    assert [s.name for s in loaded.inputs] == ["feat", "aux"]
+    assert [s.name for s in loaded.outputs] == ["scores", "boxes"]
+    out = loaded.predict([x["feat"], x["aux"]])
+    np.testing.assert_allclose(out["scores"], ref[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["boxes"], ref[1], rtol=1e-5, atol=1e-6)

@@ -28,5 +28,6 @@ def __getattr__(name):  # lazy: keep `import edgeship` cheap
     if name in ("load", "Model"):
         from . import runtime
 
-        return getattr(runtime, name)
+        value = globals()[name] = getattr(runtime, name)  # found once; later lookups skip this hook
+        return value
     raise AttributeError(f"module 'edgeship' has no attribute {name!r}")

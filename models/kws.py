@@ -464,13 +464,13 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
     if "piper" in engines:
         key["piper"] = {"voice_sha256": engines["piper"].voice_id(), "styles": list(engines["piper"].STYLES)}
 
-    def speak(lists):
+    def speak(lists, done):
         """Clips for each list of (word, seed): utterance i of a list by voices[i % len(voices)].
         espeak renders each list in a fresh engine; Piper renders all its lists in one child."""
         out = [np.zeros((len(items), ss.CLIP), np.float32) for items in lists]
         for vi, v in enumerate(voices):
             idx = [list(range(vi, len(items), len(voices))) for items in lists]
-            made = engines[v].generate_lists([[items[i] for i in ix] for items, ix in zip(lists, idx)])
+            made = engines[v].generate_lists([[items[i] for i in ix] for items, ix in zip(lists, idx)], done=done)
             for o, ix, m in zip(out, idx, made):
                 if ix:
                     o[ix] = m
@@ -487,10 +487,16 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
                 words[li] = [(pool[int(rngs[li].integers(len(pool)))], seed * 100003 + i) for i in range(per_class)]
             elif label != SILENCE:
                 words[li] = [(label, seed * 100003 + i) for i in range(per_class)]
-        ctx = _maybe_progress(progress, "synthesising speech", len(labels) + 1)
+        n_spoken = sum(len(w) for w in words.values())
+        ctx = _maybe_progress(progress, "synthesising speech", n_spoken + len(labels))
         with ctx as bar:
-            spoken = dict(zip(words, speak(list(words.values()))))
-            bar(1)
+            count = [0]  # utterances spoken so far (advanced per list and voice), then labels featurised
+
+            def spoke(n: int) -> None:
+                count[0] += n
+                bar(count[0])
+
+            spoken = dict(zip(words, speak(list(words.values()), spoke)))
             for li, label in enumerate(labels):
                 if label == SILENCE:
                     clips = [augmenter.silence(rngs[li]) for _ in range(per_class * copies)]
@@ -499,7 +505,7 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
                              for i, s in enumerate(spoken[li]) for k in range(copies)]
                 xs.append(compute_features(clips))
                 ys.append(np.full(len(clips), li, np.int64))
-                bar(li + 2)
+                bar(n_spoken + li + 1)
         return {"x": np.concatenate(xs), "y": np.concatenate(ys)}
 
     d = cached(key, make)

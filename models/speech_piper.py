@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -136,23 +136,22 @@ def utterance_params(word: str, seed: int) -> PiperParams:
     return random_params(np.random.default_rng([seed, *word.encode("utf-8"), 2]))
 
 
-def _generate_worker(lists, model, config):
-    out = []
-    for items in lists:
-        voice = PiperVoice(model, config)  # a fresh, freshly seeded session per list
-        clips = []
-        for w, s in items:
-            rng = np.random.default_rng([s, *w.encode("utf-8"), 2])
-            params = random_params(rng)
-            clips.append(ss.place(voice.speak(w, params), rng))
-        out.append(np.stack(clips) if clips else np.zeros((0, ss.CLIP), np.float32))
-    return out
+def _generate_one(items, model, config) -> np.ndarray:
+    voice = PiperVoice(model, config)  # a fresh, freshly seeded session per list
+    clips = []
+    for w, s in items:
+        rng = np.random.default_rng([s, *w.encode("utf-8"), 2])
+        params = random_params(rng)
+        clips.append(ss.place(voice.speak(w, params), rng))
+    return np.stack(clips) if clips else np.zeros((0, ss.CLIP), np.float32)
 
 
-def generate_lists(lists: Sequence[Sequence], *, model=None, config=None, isolated: bool = True) -> List[np.ndarray]:
+def generate_lists(lists: Sequence[Sequence], *, model=None, config=None, isolated: bool = True,
+                   done: Optional[Callable[[int], None]] = None) -> List[np.ndarray]:
     """:func:`generate` for several lists at once, each exactly as :func:`generate` renders it
-    (a fresh session per list), in one child process: the voice is loaded once per list, not
-    one process per list."""
+    (a fresh session per list), in one child process: one process for all the lists, not one
+    per list. ``done(n)`` is called as each list is finished, with its number of clips (for a
+    progress bar)."""
     lists = [[(str(w), int(s)) for w, s in items] for items in lists]
     for items in lists:
         for w, _ in items:
@@ -164,12 +163,27 @@ def generate_lists(lists: Sequence[Sequence], *, model=None, config=None, isolat
         dm, dc = default_voice_files()
         model, config = model or dm, config or dc
     require("espeakng_loader", "speech", "synthetic speech")
-    if not isolated:
-        return _generate_worker(lists, str(model), str(config))
-    import multiprocessing as mp
+    import functools
 
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_generate_worker, (lists, str(model), str(config)))
+    one = functools.partial(_generate_one, model=str(model), config=str(config))
+    out: List[np.ndarray] = []
+    if not isolated:
+        results = map(one, lists)
+    else:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(1)
+        results = pool.imap(one, lists)  # in order, each as soon as the child has it
+    try:
+        for clips in results:
+            out.append(clips)
+            if done is not None:
+                done(len(clips))
+    finally:
+        if isolated:
+            pool.terminate()
+            pool.join()
+    return out
 
 
 def generate(items: Sequence, *, model=None, config=None, isolated: bool = True) -> np.ndarray:

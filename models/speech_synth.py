@@ -23,7 +23,7 @@ import ctypes
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -288,9 +288,15 @@ def generate(items: Sequence, *, accents: Sequence[str] = ACCENTS, variants: Seq
         return pool.apply(_generate_worker, (items, tuple(accents), tuple(variants)))
 
 
-def generate_lists(lists: Sequence[Sequence]) -> List[np.ndarray]:
-    """:func:`generate` for each list (each in its own fresh engine, as :func:`generate` renders it)."""
-    return [generate(items) if len(items) else np.zeros((0, CLIP), np.float32) for items in lists]
+def generate_lists(lists: Sequence[Sequence], done: Optional[Callable[[int], None]] = None) -> List[np.ndarray]:
+    """:func:`generate` for each list (each in its own fresh engine, as :func:`generate` renders it);
+    ``done(n)`` is called as each list is finished, with its number of clips."""
+    out = []
+    for items in lists:
+        out.append(generate(items) if len(items) else np.zeros((0, CLIP), np.float32))
+        if done is not None:
+            done(len(out[-1]))
+    return out
 
 
 #: Other words for ``_unknown_`` (common short English words, plus the Speech Commands fillers).

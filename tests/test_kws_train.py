@@ -274,6 +274,30 @@ def test_keyword_report_counts_recall_and_false_alarms():
     assert abs(r["false_alarm_rate"] - 1 / 3) < 1e-9
 
 
+def test_synthetic_dataset_progress_advances_per_spoken_list_then_per_label(tmp_path, monkeypatch):
+    _needs_espeak()
+    from edgeship.models import kws
+
+    monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))
+    steps = []
+
+    class Recording:
+        def __init__(self, enabled, description, total):
+            steps.append(("total", total))
+
+        def __enter__(self):
+            return steps.append
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(kws, "_maybe_progress", Recording)
+    x, y = kws.synthetic_dataset(["yes", "_silence_", "_unknown_"], per_class=2, progress=True)
+    # 4 utterances (yes, _unknown_: 2 each) as each list is spoken, then the 3 labels' features
+    assert steps == [("total", 7), 2, 4, 5, 6, 7]
+    assert x.shape == (6, 49, 10, 1) and y.tolist() == [0, 0, 1, 1, 2, 2]
+
+
 @pytest.mark.slow
 def test_train_keywords_end_to_end_tiny(tmp_path, monkeypatch, capsys):
     """A tiny real run of ``train --keywords``: synthetic speech (both voices) -> Keras -> int8 -> bundle."""

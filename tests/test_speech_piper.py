@@ -48,9 +48,14 @@ def test_generate_is_repeatable_placed_and_varied(voice):
     assert np.allclose(np.abs(a).max(axis=1), 0.5, atol=1e-4)
     assert not np.allclose(a[0], a[1]) and not np.allclose(a[0], a[2])
     # the same list again, here in this process and after other lists: the same clips
-    many = sp.generate_lists([items[2:], [], items], isolated=False)
+    done = []
+    many = sp.generate_lists([items[2:], [], items], isolated=False, done=done.append)
     np.testing.assert_array_equal(many[2], a)
     assert many[1].shape == (0, 16000) and many[0].shape == (1, 16000)
+    assert done == [1, 0, 3]  # each list reported as it is finished (the progress bar's steps)
+    done.clear()  # the same from the child process, list by list
+    child = sp.generate_lists([items[:1], items[1:]], done=done.append)
+    assert done == [1, 2] and [c.shape for c in child] == [(1, 16000), (2, 16000)]
     p0, p1 = sp.utterance_params("yes", 0), sp.utterance_params("yes", 1)
     assert p0 != p1 and 0.85 <= p0.warp <= 1.25 and 0.75 <= p0.length_scale <= 1.35
 

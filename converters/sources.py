@@ -248,6 +248,14 @@ def _keras_name(t, fallback: str) -> str:
     return name or getattr(t, "name", None) or fallback
 
 
+def keras_output_list(out) -> list:
+    """A Keras model's outputs as a list in the source's output order (a dict by its values, one
+    tensor as a list of one); the reference run and the TFLite trace both use it."""
+    if isinstance(out, dict):
+        return list(out.values())
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
 def _keras_source(model, path: Optional[str], sha: Optional[str] = None) -> Source:
     try:
         ins = model.inputs
@@ -279,11 +287,7 @@ def _keras_source(model, path: Optional[str], sha: Optional[str] = None) -> Sour
                 graph["ok"] = False
         if out is None:
             out = model(x, training=False)
-        if isinstance(out, dict):
-            out = list(out.values())
-        if not isinstance(out, (list, tuple)):
-            out = [out]
-        return [np.asarray(o) for o in out]
+        return [np.asarray(o) for o in keras_output_list(out)]
 
     return Source("keras", model, path, sha or _keras_hash(model), inputs, outputs, _runner=run)
 

@@ -61,16 +61,15 @@ _TF_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
 
 def _keras_converter(tf, source):
     """The TF2 converter on one frozen trace of the Keras model (see the module docstring)."""
+    from edgeship.converters.sources import keras_output_list
+
     model = source.obj
     in_names = [s.name if _TF_NAME.match(s.name) else f"input_{i}" for i, s in enumerate(source.inputs)]
     specs = [tf.TensorSpec([None if d < 0 else d for d in s.shape], t.dtype, name=n)
              for s, t, n in zip(source.inputs, model.inputs, in_names)]
 
     def call(*args):
-        out = model(list(args) if len(args) > 1 else args[0], training=False)
-        if isinstance(out, dict):
-            out = list(out.values())
-        return list(out) if isinstance(out, (list, tuple)) else [out]
+        return keras_output_list(model(list(args) if len(args) > 1 else args[0], training=False))
 
     try:
         fn = tf.function(call, input_signature=specs, autograph=False).get_concrete_function()

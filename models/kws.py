@@ -490,11 +490,12 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
         n_spoken = sum(len(w) for w in words.values())
         ctx = _maybe_progress(progress, "synthesising speech", n_spoken + len(labels))
         with ctx as bar:
-            count = [0]  # utterances spoken so far (advanced per list and voice), then labels featurised
+            said = 0  # utterances spoken so far (advanced per list and voice)
 
             def spoke(n: int) -> None:
-                count[0] += n
-                bar(count[0])
+                nonlocal said
+                said += n
+                bar(said)
 
             spoken = dict(zip(words, speak(list(words.values()), spoke)))
             for li, label in enumerate(labels):

@@ -166,24 +166,21 @@ def generate_lists(lists: Sequence[Sequence], *, model=None, config=None, isolat
     import functools
 
     one = functools.partial(_generate_one, model=str(model), config=str(config))
-    out: List[np.ndarray] = []
-    if not isolated:
-        results = map(one, lists)
-    else:
-        import multiprocessing as mp
 
-        pool = mp.get_context("spawn").Pool(1)
-        results = pool.imap(one, lists)  # in order, each as soon as the child has it
-    try:
+    def collect(results) -> List[np.ndarray]:
+        out = []
         for clips in results:
             out.append(clips)
             if done is not None:
                 done(len(clips))
-    finally:
-        if isolated:
-            pool.terminate()
-            pool.join()
-    return out
+        return out
+
+    if not isolated:
+        return collect(map(one, lists))
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1) as pool:
+        return collect(pool.imap(one, lists))  # in order, each as soon as the child has it
 
 
 def generate(items: Sequence, *, model=None, config=None, isolated: bool = True) -> np.ndarray:

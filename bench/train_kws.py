@@ -3,12 +3,14 @@
 Runs (each step is cached, so a rerun only redoes what changed)::
 
     python bench/train_kws.py zoo      # fine-tuned kws_dscnn (real train split + synthetic + augmentation)
-    python bench/train_kws.py synth    # 12 classes from synthetic speech only (espeak + piper), on all real dev clips
+    python bench/train_kws.py synth    # 12 classes from synthetic speech only (4 engines), on all real dev clips
     python bench/train_kws.py keywords # train --keywords marvin,sheila,house (synthetic only), on real clips
     python bench/train_kws.py voices   # the zoo model on each synthetic voice's keywords (closeness to real)
     python bench/train_kws.py install  # copy the zoo run's files into models/weights (prints the sha256)
 
-Needs ../shared (or $EDGESHIP_SHARED) and the [convert,speech,audio] extras. Figures are printed
+Needs ../shared (or $EDGESHIP_SHARED), the [convert,speech,audio] extras and, for synth and
+keywords, Flite and Festival (apt-get install flite festival festvox-kdlpc16k festvox-kallpc16k
+festvox-us-slt-hts). Figures are printed
 as JSON and written to ``out/kws_bench/<step>.json``. ``make train-kws`` runs zoo then install.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ OUT = REPO / "out" / "kws_bench"
 ZOO_ARGS = ["--data", str(DEV), "--init", str(REF / "saved_model"), "--noise", str(NOISE), "--epochs", "6",
             "--seed", "0", "--per-word", "0", "--copies", "4", "--input-noise", "0.3",
             "--max-acc-drop", "0.005"]
+SYNTH_VOICES = "espeak,piper,flite,festival"  # named, so the figures do not depend on what is installed
 
 
 def _train(args):
@@ -74,8 +77,8 @@ def synth() -> dict:
     from edgeship.models import kws
 
     out = OUT / "synth"
-    rc = _train(["--out", str(out), "--epochs", "8", "--seed", "0", "--per-word", "300", "--synth-copies", "2",
-                 "--noise", str(NOISE)])
+    rc = _train(["--out", str(out), "--epochs", "12", "--seed", "0", "--per-word", "800", "--synth-copies", "2",
+                 "--noise", str(NOISE), "--voices", SYNTH_VOICES])
     clips = kws.list_clips(DEV)
     x, y = kws.real_dataset(clips, tag="all-dev")
     f = {"rc": rc, "real_clips": len(clips)}
@@ -97,7 +100,8 @@ def keywords() -> dict:
     labels = words + ["_silence_", "_unknown_"]
     out = OUT / "keywords"
     rc = _train(["--keywords", ",".join(words), "--out", str(out), "--epochs", "10", "--seed", "0",
-                 "--per-word", "400", "--synth-copies", "3", "--noise", str(NOISE)])
+                 "--per-word", "400", "--unknown-per-word", "1200", "--synth-copies", "3", "--noise", str(NOISE),
+                 "--voices", SYNTH_VOICES])
     clips = kws.list_clips(DEV)
     x, _ = kws.real_dataset(clips, tag="all-dev")
     f = {"rc": rc}
@@ -113,12 +117,13 @@ def voices() -> dict:
 
     import edgeship
     from edgeship import audio, models
-    from edgeship.models import kws, speech_piper, speech_synth
+    from edgeship.models import kws, speech_festival, speech_flite, speech_piper, speech_synth
 
     m = edgeship.load(models.fetch("kws_dscnn_int8"))
     items = [(w, s) for w in kws.KEYWORDS for s in range(20)]
     f = {"clips_per_voice": len(items)}
-    for name, engine in (("espeak", speech_synth), ("piper", speech_piper)):
+    for name, engine in (("espeak", speech_synth), ("piper", speech_piper), ("flite", speech_flite),
+                         ("festival", speech_festival)):
         x = np.stack([audio.features(c) for c in engine.generate(items)])[..., None]
         pred = m.predict(x).argmax(axis=1)
         truth = np.array([kws.LABELS.index(w) for w, _ in items])

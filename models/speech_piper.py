@@ -152,11 +152,7 @@ def generate_lists(lists: Sequence[Sequence], *, model=None, config=None, isolat
     (a fresh session per list), in one child process: one process for all the lists, not one
     per list. ``done(n)`` is called as each list is finished, with its number of clips (for a
     progress bar)."""
-    lists = [[(str(w), int(s)) for w, s in items] for items in lists]
-    for items in lists:
-        for w, _ in items:
-            if not w.strip():
-                raise InputSpecError(f"generate: expected non-empty words, given {w!r}")
+    lists = ss.word_lists(lists)
     if not any(lists):
         return [np.zeros((0, ss.CLIP), np.float32) for _ in lists]
     if model is None or config is None:

@@ -257,6 +257,21 @@ def utterance_params(word: str, seed: int, *, accents: Sequence[str] = ACCENTS,
     return random_params(np.random.default_rng([seed, *word.encode("utf-8")]), accents, variants)
 
 
+def word_lists(lists: Sequence[Sequence]) -> List[list]:
+    """``lists`` of ``(word, seed)`` pairs as ``(str, int)`` pairs, every word checked non-empty
+    (what each engine's ``generate_lists`` takes).
+
+    Raises:
+        InputSpecError: an empty word.
+    """
+    out = [[(str(w), int(s)) for w, s in items] for items in lists]
+    for items in out:
+        for w, _ in items:
+            if not w.strip():
+                raise InputSpecError(f"generate: expected non-empty words, given {w!r}")
+    return out
+
+
 def _generate_worker(items, accents, variants):
     return np.stack([utterance(w, s, accents=accents, variants=variants) for w, s in items])
 
@@ -273,12 +288,9 @@ def generate(items: Sequence, *, accents: Sequence[str] = ACCENTS, variants: Seq
         >>> clips.shape                                 # doctest: +SKIP
         (2, 16000)
     """
-    items = [(str(w), int(s)) for w, s in items]
+    items = word_lists([items])[0]
     if not items:
         return np.zeros((0, CLIP), np.float32)
-    for w, _ in items:
-        if not w.strip():
-            raise InputSpecError(f"generate: expected non-empty words, given {w!r}")
     if not isolated:
         return _generate_worker(items, tuple(accents), tuple(variants))
     require("espeakng_loader", "speech", "synthetic speech")
@@ -291,9 +303,16 @@ def generate(items: Sequence, *, accents: Sequence[str] = ACCENTS, variants: Seq
 def generate_lists(lists: Sequence[Sequence], done: Optional[Callable[[int], None]] = None) -> List[np.ndarray]:
     """:func:`generate` for each list (each in its own fresh engine, as :func:`generate` renders it);
     ``done(n)`` is called as each list is finished, with its number of clips."""
+    return render_lists(lists, generate, done)
+
+
+def render_lists(lists: Sequence[Sequence], render: Callable[[list], np.ndarray],
+                 done: Optional[Callable[[int], None]] = None) -> List[np.ndarray]:
+    """``render(items)`` for each non-empty list, in order (an empty list gives ``[0, 16000]``);
+    ``done(n)`` is called as each list is finished, with its number of clips (a progress bar's step)."""
     out = []
     for items in lists:
-        out.append(generate(items) if len(items) else np.zeros((0, CLIP), np.float32))
+        out.append(render(items) if len(items) else np.zeros((0, CLIP), np.float32))
         if done is not None:
             done(len(out[-1]))
     return out

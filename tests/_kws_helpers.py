@@ -44,3 +44,22 @@ def place_recognisable(detector, sig: np.ndarray, start: int, label: str, files,
             sig[start:start + x.size] += x
             return f, start / SR + word_centre(x)
     raise AssertionError(f"no clip of {label!r} is recognised reliably by the model")
+
+
+KEYWORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
+LABELS = (*KEYWORDS, "_silence_", "_unknown_")
+
+
+def zoo_accuracy_on(generate, per_word: int) -> float:
+    """Share of ``generate([(keyword, seed), ...])``'s clips (``per_word`` of each keyword) that the
+    zoo model, trained on real clips only, classifies as the keyword spoken: how close a synthetic
+    voice is to real speech."""
+    import edgeship
+    from edgeship import audio, models
+
+    m = edgeship.load(models.fetch("kws_dscnn_int8"))
+    clips = generate([(w, s) for w in KEYWORDS for s in range(per_word)])
+    feats = np.stack([audio.features(c) for c in clips])[..., None]
+    pred = m.predict(feats).argmax(axis=1)
+    truth = np.array([LABELS.index(w) for w in KEYWORDS for _ in range(per_word)])
+    return float(np.mean(pred == truth))

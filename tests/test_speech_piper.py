@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 
 from edgeship.errors import InputSpecError, MissingDependencyError, ModelFormatError
+from tests._kws_helpers import zoo_accuracy_on
 
 ss = pytest.importorskip("edgeship.models.speech_synth")
 sp = pytest.importorskip("edgeship.models.speech_piper")
 
-KEYWORDS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes")
-LABELS = (*KEYWORDS, "_silence_", "_unknown_")
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +68,7 @@ def test_warp_moves_pitch_and_duration(voice):
 
 def test_a_model_trained_on_real_speech_hears_the_voice_s_keywords(voice):
     """The point of the neural voice: real-speech models recognise it (formant voices: 52.5 %)."""
-    import edgeship
-    from edgeship import audio, models
-
-    m = edgeship.load(models.fetch("kws_dscnn_int8"))
-    clips = sp.generate([(w, s) for w in KEYWORDS for s in range(3)])
-    feats = np.stack([audio.features(c) for c in clips])[..., None]
-    pred = [LABELS[i] for i in m.predict(feats).argmax(axis=1)]
-    truth = [w for w in KEYWORDS for _ in range(3)]
-    acc = float(np.mean([p == t for p, t in zip(pred, truth)]))
+    acc = zoo_accuracy_on(sp.generate, 3)
     assert acc >= 0.6, (f"the zoo model recognised {acc:.0%} of the neural voice's keywords "
                         f"(bench/train_kws.py voices: 86 %)")
 
@@ -108,6 +99,6 @@ def test_missing_voice_names_the_extra(monkeypatch):
 def test_synthetic_dataset_refuses_unknown_voices():
     from edgeship.models import kws
 
-    for voices in ([], ["espeak", "espeak"], ["festival"]):
+    for voices in ([], ["espeak", "espeak"], ["mbrola"]):
         with pytest.raises(InputSpecError, match="voices"):
             kws.synthetic_dataset(["yes", "_silence_", "_unknown_"], 2, voices=voices, progress=False)

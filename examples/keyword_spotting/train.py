@@ -4,7 +4,9 @@ Two ways to use it:
 
 * ``train --keywords marvin,sheila,house --out my_kws`` builds a spotter for any typed words from
   synthetic speech alone (``--voices``: espeak-ng's formant voices with their accents, rates
-  and pitches, and/or Piper's neural voice, warped and varied; then augmentation):
+  and pitches, Piper's neural voice, Flite's four speakers and Festival's three voices, warped and
+  varied; by default every one that is installed; then augmentation with a random microphone
+  response):
   ``_unknown_`` is other synthetic words, ``_silence_`` is noise. ``--data DIR`` adds your own
   recordings (Speech Commands layout ``<label>/*.wav``; folders named like a keyword count as it,
   ``_silence_`` as silence, anything else as ``_unknown_``); they are split by speaker, and the
@@ -49,10 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=6, help="training epochs (default 6)")
     p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
     p.add_argument("--per-word", type=int, default=300, help="synthetic utterances per label (default 300; 0 = none)")
+    p.add_argument("--unknown-per-word", type=int, default=None, help="synthetic _unknown_ utterances (other "
+                   "words); default: 3 x --per-word with --keywords (a spotter must reject every other word: this "
+                   "cuts false alarms by half or more), --per-word for the MLPerf twelve (balanced, like its test set)")
     p.add_argument("--synth-copies", type=int, default=2, help="augmented copies per synthetic utterance (default 2)")
-    p.add_argument("--voices", default="espeak,piper", help="synthetic voices, comma-separated, taking turns: "
-                   "espeak (formant voices, many accents), piper (a neural voice, closer to real speech); default "
-                   "espeak,piper (better on real speech than either alone: models/cards/kws_dscnn.md)")
+    p.add_argument("--voices", default="auto", help="synthetic voices, comma-separated, taking turns: "
+                   "espeak (formant voices, many accents), piper (a neural voice, closer to real speech), flite "
+                   "(four speakers: apt-get install flite), festival (three voices: apt-get install festival "
+                   "festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts); default auto: all of them that are "
+                   "installed (the report records which; more voices do better on real speech: "
+                   "models/cards/kws_dscnn.md)")
+    p.add_argument("--synth-colour", type=float, default=0.8, help="probability of a random microphone/channel "
+                   "response on each synthetic clip (default 0.8; 0 = off): synthetic voices are studio-clean, "
+                   "real recordings are not")
     p.add_argument("--copies", type=int, default=4, help="augmented copies per real recording (default 4)")
     p.add_argument("--validation", type=float, default=0.25, help="fraction of --data speakers held out (default 0.25)")
     p.add_argument("--learning-rate", type=float, default=None,
@@ -89,10 +100,14 @@ def _check_args(args) -> None:
         raise InputSpecError(f"--epochs: expected at least 1, given {args.epochs}")
     if args.per_word < 0 or args.copies < 0 or args.synth_copies < 1:
         raise InputSpecError("--per-word and --copies must be >= 0, --synth-copies >= 1")
+    if args.unknown_per_word is not None and args.unknown_per_word < 1:
+        raise InputSpecError(f"--unknown-per-word: expected at least 1, given {args.unknown_per_word}")
+    if not 0.0 <= args.synth_colour <= 1.0:
+        raise InputSpecError(f"--synth-colour: expected a probability in [0, 1], given {args.synth_colour}")
     from edgeship.models.kws import voice_list
 
     try:
-        voice_list(args.voices)
+        args.voice_names = voice_list(args.voices)
     except InputSpecError as exc:
         raise InputSpecError(f"--{exc}") from None
     if args.per_word == 0 and not args.data:
@@ -179,10 +194,14 @@ def run(args) -> dict:
     report = {"ok": False, "labels": labels, "seed": args.seed, "epochs": args.epochs, "init": args.init,
               "input_noise": args.input_noise, "batch_size": args.batch_size,
               "data": args.data, "noise": args.noise, "per_word": args.per_word, "copies": args.copies,
-              "synth_copies": args.synth_copies, "voices": args.voices}
+              "synth_copies": args.synth_copies,
+              "unknown_per_word": args.unknown_per_word or (3 if args.keywords else 1) * args.per_word,
+              "voices": args.voice_names, "voices_asked": args.voices}
     noises = kws_augment.load_noise(args.noise) if args.noise else kws_augment.synthetic_noises(args.seed)
-    augmenter = kws_augment.Augmenter(noises)
+    augmenter = kws_augment.Augmenter(noises)  # recordings (--data): as recorded, no colouring
+    synth_augmenter = kws_augment.Augmenter(noises, kws_augment.AugmentConfig(p_colour=args.synth_colour))
     report["augment"] = augmenter.config.to_dict()
+    report["augment_synthetic"] = synth_augmenter.config.to_dict()
     lr = args.learning_rate or (5e-4 if init_kind else 2e-3)
     with _library_output_to(out / "train.log"):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -201,13 +220,14 @@ def run(args) -> dict:
             if split["validation"]:
                 x_val, y_val = kws.real_dataset(split["validation"], labels=labels, tag="validation")
         if args.per_word:
-            x, y = kws.synthetic_dataset(labels, args.per_word, seed=args.seed, augmenter=augmenter,
-                                         copies=args.synth_copies, voices=args.voices)
+            x, y = kws.synthetic_dataset(labels, args.per_word, seed=args.seed, augmenter=synth_augmenter,
+                                         copies=args.synth_copies, voices=args.voice_names,
+                                         unknown_per_class=report["unknown_per_word"])
             xs.append(x), ys.append(y)
             report["synthetic_examples"] = int(x.shape[0])
             if x_val is None:  # held-out synthetic speech: other seeds, so other voice draws
                 x_val, y_val = kws.synthetic_dataset(labels, max(20, args.per_word // 5), seed=args.seed + 1000,
-                                                     augmenter=augmenter, copies=1, voices=args.voices)
+                                                     augmenter=synth_augmenter, copies=1, voices=args.voice_names)
                 report["validation_source"] = "synthetic (held-out seeds)"
         if "validation_source" not in report:
             report["validation_source"] = "real (held-out speakers of --data)"
@@ -266,6 +286,11 @@ def run(args) -> dict:
 def _print(report: dict) -> None:
     print(f"labels: {', '.join(report['labels'])}")
     print(f"trained on {report['train_examples']} examples, {report['epochs']} epochs, {report['seconds']} s")
+    if report.get("synthetic_examples"):
+        missing = [v for v in ("flite", "festival") if v not in report["voices"]]
+        print(f"synthetic voices: {', '.join(report['voices'])}"
+              + ("" if not missing or report["voices_asked"] != "auto" else
+                 f" (not installed: {', '.join(missing)}; more voices do better on real speech, see --help)"))
     print(f"validation ({report['validation_source']}): float {report['float_accuracy']:.1%}"
           + (f", int8 {report['int8_accuracy']:.1%}" if "int8_accuracy" in report else ""))
     if report.get("ok"):

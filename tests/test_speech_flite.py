@@ -102,6 +102,9 @@ def test_voices_accepts_flite_and_auto_takes_what_is_installed(monkeypatch, tmp_
     assert kws.voice_list("auto") == pip_voices + (["flite"] if HAVE_FLITE else []) + festival
     monkeypatch.setenv("EDGESHIP_FLITE", str(tmp_path / "gone"))
     assert kws.voice_list("auto") == pip_voices + festival and not sf.available()
+    monkeypatch.setattr(kws, "installed_voices", lambda: [])
+    with pytest.raises(MissingDependencyError, match=r"no synthetic voice is installed.*edgeship\[speech\]"):
+        kws.voice_list("auto")
 
 
 def test_train_says_when_auto_leaves_system_voices_out(monkeypatch, tmp_path, capsys):

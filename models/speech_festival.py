@@ -62,9 +62,9 @@ class FestivalParams:
         return asdict(self)
 
 
-def random_params(rng: np.random.Generator) -> FestivalParams:
-    """Draw voice, rate, pitch, warp and punctuation from ``rng``."""
-    return FestivalParams(voice=str(VOICES[int(rng.integers(len(VOICES)))]),
+def random_params(rng: np.random.Generator, voices: Sequence[str] = VOICES) -> FestivalParams:
+    """Draw voice (one of ``voices``), rate, pitch, warp and punctuation from ``rng``."""
+    return FestivalParams(voice=str(voices[int(rng.integers(len(voices)))]),
                           duration_stretch=round(float(rng.uniform(0.8, 1.45)), 4),
                           f0_mean=round(float(rng.uniform(80.0, 170.0)), 2),
                           f0_stddev=round(float(rng.uniform(5.0, 35.0)), 2),
@@ -86,20 +86,24 @@ def binary() -> str:
     return find_program("festival", "EDGESHIP_FESTIVAL", "Festival", _INSTALL)
 
 
-def available() -> bool:
-    """True when Festival and every voice in :data:`VOICES` are installed (runs ``festival`` once)."""
+def available(packages: Optional[dict] = None) -> bool:
+    """True when Festival and every voice in ``packages`` (default :data:`PACKAGES`) are installed
+    (runs ``festival`` once)."""
     try:
-        _facts(binary())
+        _facts(binary(), packages)
     except MissingDependencyError:
         return False
     return True
 
 
 _FACTS: dict = {}  # binary path -> version line
+_VOICES_SEEN: dict = {}  # binary path -> the voices Festival lists
 
 
-def _facts(path: str) -> str:
-    """Festival's version line, after checking that it runs and has every voice."""
+def _facts(path: str, packages: Optional[dict] = None) -> str:
+    """Festival's version line, after checking that it runs and has every voice of ``packages``
+    (voice -> Debian package; default :data:`PACKAGES`)."""
+    packages = PACKAGES if packages is None else packages
     if path not in _FACTS:
         with tempfile.TemporaryDirectory(prefix="edgeship-festival-") as d:
             script = Path(d) / "voices.scm"
@@ -115,12 +119,12 @@ def _facts(path: str) -> str:
         if "festival" not in version.lower():
             raise MissingDependencyError(f"{path} did not answer as Festival (--version: {version[:80]!r}); "
                                          f"install it ({_INSTALL})")
-        have = set(lv.stdout.strip().strip("()").split())
-        missing = [v for v in VOICES if v not in have]
-        if missing:
-            raise MissingDependencyError(f"Festival at {path} lacks the voices {', '.join(missing)}; install them "
-                                         f"with apt-get install {' '.join(PACKAGES[v] for v in missing)}")
+        _VOICES_SEEN[path] = set(lv.stdout.strip().strip("()").split())
         _FACTS[path] = version
+    missing = [v for v in packages if v not in _VOICES_SEEN[path]]
+    if missing:
+        raise MissingDependencyError(f"Festival at {path} lacks the voices {', '.join(missing)}; install them "
+                                     f"with apt-get install {' '.join(packages[v] for v in missing)}")
     return _FACTS[path]
 
 
@@ -133,32 +137,65 @@ def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _render(items, path: str) -> List[np.ndarray]:
-    """Raw clips (at 16 kHz, warped) for ``(text, params)`` items, in one ``festival -b`` run."""
+def _render(items, path: str, encodings: Optional[dict] = None,
+            alternatives: Optional[Callable[[int], list]] = None) -> List[np.ndarray]:
+    """Raw clips (at 16 kHz, warped) for ``(text, params)`` items, in one ``festival -b`` run.
+
+    Each text is written in its voice's character set (``encodings``: voice -> codec; UTF-8 when
+    not listed), which is what Festival's non-English voices read. Some voices crash Festival on
+    a few inputs (e.g. the Italian voice on "ed"): the rest of the list is then rendered in a new
+    run, and the item that crashed is tried alone, then as each of ``alternatives(index)`` (other
+    ``(text, params)`` for the same word) in turn; only when all of those fail is it an error.
+    """
+    encodings = encodings or {}
+    out: List[Optional[np.ndarray]] = [None] * len(items)
     with tempfile.TemporaryDirectory(prefix="edgeship-festival-") as d:
-        lines = []
-        for i, (text, p) in enumerate(items):
-            lines += [f"(voice_{p.voice})", f"(Parameter.set 'Duration_Stretch {p.duration_stretch})",
-                      f"(set! int_lr_params '((target_f0_mean {p.f0_mean}) (target_f0_std {p.f0_stddev}) "
-                      "(model_f0_mean 170) (model_f0_std 34)))",
-                      f"(utt.save.wave (utt.synth (Utterance Text {_scheme_string(p.style.replace('{w}', text))})) "
-                      f"{_scheme_string(str(Path(d) / f'{i}.wav'))} 'riff)"]
-        script = Path(d) / "say.scm"
-        script.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        limit = _TIMEOUT_BASE + _TIMEOUT_PER_WORD * len(items)
-        try:
-            run = subprocess.run([path, "-b", str(script)], capture_output=True, text=True, timeout=limit)
-        except subprocess.TimeoutExpired:
-            raise InputSpecError(f"generate: Festival took over {limit:.0f} s for {len(items)} words; give words or "
-                                 "short phrases") from None
-        out = []
-        for i, (text, p) in enumerate(items):
+        def run(todo) -> subprocess.CompletedProcess:
+            """One festival run over ``todo``, a list of (index, text, params); wav i goes to i.wav."""
+            lines = []
+            for i, text, p in todo:
+                said = _scheme_string(p.style.replace("{w}", text)).encode(encodings.get(p.voice, "utf-8"))
+                lines += [f"(voice_{p.voice})".encode(), f"(Parameter.set 'Duration_Stretch {p.duration_stretch})".encode(),
+                          f"(set! int_lr_params '((target_f0_mean {p.f0_mean}) (target_f0_std {p.f0_stddev}) "
+                          "(model_f0_mean 170) (model_f0_std 34)))".encode(),
+                          b"(utt.save.wave (utt.synth (Utterance Text " + said + b")) "
+                          + f"{_scheme_string(str(Path(d) / f'{i}.wav'))} 'riff)".encode()]
+            script = Path(d) / "say.scm"
+            script.write_bytes(b"\n".join(lines) + b"\n")
+            limit = _TIMEOUT_BASE + _TIMEOUT_PER_WORD * len(todo)
+            try:
+                return subprocess.run([path, "-b", str(script)], capture_output=True, text=True, timeout=limit)
+            except subprocess.TimeoutExpired:
+                raise InputSpecError(f"generate: Festival took over {limit:.0f} s for {len(todo)} words; give words "
+                                     "or short phrases") from None
+
+        def take(i: int, warp: float) -> bool:
             wav = Path(d) / f"{i}.wav"
-            if run.returncode != 0 or not wav.is_file() or wav.stat().st_size <= 44:
-                raise InputSpecError(f"generate: Festival could not synthesise {text!r} (exit {run.returncode}: "
-                                     f"{(run.stderr or run.stdout).strip()[-200:]})")
+            if not wav.is_file() or wav.stat().st_size <= 44:
+                return False
             x, rate = read_audio_rate(wav)
-            out.append(ss.resample(x, int(round(rate * p.warp)), ss.SAMPLE_RATE))
+            out[i] = ss.resample(x, int(round(rate * warp)), ss.SAMPLE_RATE)
+            wav.unlink()
+            return True
+
+        start = 0
+        while start < len(items):
+            result = run([(i, *items[i]) for i in range(start, len(items))])
+            j = start
+            while j < len(items) and take(j, items[j][1].warp):
+                j += 1
+            if j == len(items):
+                break
+            text, p = items[j]  # crashed on item j (or failed): alone, then its alternatives
+            for alt_text, alt in [(text, p), *(alternatives(j) if alternatives else [])]:
+                alone = run([(j, alt_text, alt)])
+                if take(j, alt.warp):
+                    break
+            else:
+                raise InputSpecError(f"generate: Festival could not synthesise {text!r} with {p.voice} (exit "
+                                     f"{alone.returncode}: {(alone.stderr or alone.stdout).strip()[-200:]}; in the "
+                                     f"list run: exit {result.returncode})")
+            start = j + 1
     return out
 
 
@@ -180,20 +217,36 @@ def speak(text: str, params: FestivalParams = FestivalParams()) -> np.ndarray:
     return _render([(text.strip(), params)], path)[0]
 
 
-def generate_lists(lists: Sequence[Sequence], done: Optional[Callable[[int], None]] = None) -> List[np.ndarray]:
-    """:func:`generate` for each list (one ``festival`` run per list); ``done(n)`` is called as
-    each list is finished, with its number of clips (for a progress bar)."""
+def render_word_lists(lists: Sequence[Sequence], done: Optional[Callable[[int], None]], *, packages: dict,
+                      choose: Callable[[str, np.random.Generator], tuple], tag: int,
+                      encodings: Optional[dict] = None, alternatives=None) -> List[np.ndarray]:
+    """Placed 1 s clips for lists of ``(word, seed)``, one ``festival`` run per list: what
+    :func:`generate_lists` does with :data:`PACKAGES`, for any table of Festival voices.
+
+    ``choose(word, rng)`` gives ``(text, FestivalParams)`` for an utterance, with ``rng`` seeded
+    by ``(seed, word, tag)`` (``tag`` keeps one voice table's draws apart from another's); the
+    same generator then places the speech in the clip. ``alternatives(word, params)`` lists
+    other ``(text, params)`` for an utterance that crashes Festival (see :func:`_render`).
+    """
     lists = ss.word_lists(lists)
     path = binary() if any(lists) else None
     if path:
-        _facts(path)
+        _facts(path, packages)
 
     def one(items) -> np.ndarray:
-        rngs = [np.random.default_rng([s, *w.encode("utf-8"), 4]) for w, s in items]
-        raw = _render([(w.strip(), random_params(r)) for (w, _), r in zip(items, rngs)], path)
+        rngs = [np.random.default_rng([s, *w.encode("utf-8"), tag]) for w, s in items]
+        chosen = [choose(w.strip(), r) for (w, _), r in zip(items, rngs)]
+        raw = _render(chosen, path, encodings,
+                      alternatives and (lambda j: alternatives(items[j][0].strip(), chosen[j][1])))
         return np.stack([ss.place(x, r) for x, r in zip(raw, rngs)])
 
     return ss.render_lists(lists, one, done)
+
+
+def generate_lists(lists: Sequence[Sequence], done: Optional[Callable[[int], None]] = None) -> List[np.ndarray]:
+    """:func:`generate` for each list (one ``festival`` run per list); ``done(n)`` is called as
+    each list is finished, with its number of clips (for a progress bar)."""
+    return render_word_lists(lists, done, packages=PACKAGES, choose=lambda w, r: (w, random_params(r)), tag=4)
 
 
 def generate(items: Sequence) -> np.ndarray:

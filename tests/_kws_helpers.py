@@ -63,3 +63,23 @@ def zoo_accuracy_on(generate, per_word: int) -> float:
     pred = m.predict(feats).argmax(axis=1)
     truth = np.array([LABELS.index(w) for w in KEYWORDS for _ in range(per_word)])
     return float(np.mean(pred == truth))
+
+
+def fake_program(path, script: str) -> str:
+    """Write ``script`` (with its ``#!`` line) to ``path`` as an executable; returns the path (a
+    stand-in for a system program such as Festival)."""
+    import stat
+    from pathlib import Path
+
+    path = Path(path)
+    path.write_text(script)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def forget_festival(monkeypatch) -> None:
+    """Make Festival be looked up afresh (no remembered program or voices, no $EDGESHIP_FESTIVAL)."""
+    from edgeship.models import speech_festival
+
+    monkeypatch.setattr(speech_festival, "_FACTS", {})
+    monkeypatch.delenv("EDGESHIP_FESTIVAL", raising=False)

@@ -223,6 +223,35 @@ def test_a_few_training_steps_lower_the_loss(tmp_path, monkeypatch):
         kws.train(x[:, :40], np.array(ys), num_classes=3, epochs=1, progress=False)
 
 
+def test_weight_averaging_averages_and_recomputes_batch_norm(tmp_path):
+    """swa_epochs: the returned weights are an average (not the last step's), and each batch-norm
+    layer's statistics are those of the averaged weights on the training data (exact mean)."""
+    keras = pytest.importorskip("keras")
+    from edgeship.models import kws
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(-20, 15, (128, 49, 10, 1)).astype(np.float32)
+    y = np.arange(128) % 3
+    x[y == 1, :20] += 25.0
+    x[y == 2, 25:] -= 25.0
+    args = dict(num_classes=3, epochs=3, batch_size=64, learning_rate=3e-3, seed=0, progress=False)
+    plain, _ = kws.train(x, y, **args)
+    averaged, hist = kws.train(x, y, swa_epochs=2, **args)
+    assert len(hist["loss"]) == 3
+    assert not np.allclose(plain.get_weights()[0], averaged.get_weights()[0])
+    conv = next(la for la in averaged.layers if isinstance(la, keras.layers.Conv2D))
+    bn = next(la for la in averaged.layers if isinstance(la, keras.layers.BatchNormalization))
+    feats = keras.Model(averaged.input, conv.output)(x, training=False).numpy()
+    np.testing.assert_allclose(bn.moving_mean.numpy(), feats.mean(axis=(0, 1, 2)), rtol=1e-3, atol=1e-3)
+    assert bn.momentum == 0.99  # restored: the saved model is configured as before
+    assert kws.evaluate_keras(averaged, x, y) >= 0.9
+    for bad in (3, -1):
+        with pytest.raises(InputSpecError, match="swa_epochs"):
+            kws.train(x, y, swa_epochs=bad, **args)
+    with pytest.raises(InputSpecError, match="swa_learning_rate"):
+        kws.train(x, y, swa_epochs=1, swa_learning_rate=1.0, **args)
+
+
 @pytest.mark.shared
 def test_reference_weights_load_into_the_dscnn(shared_dir):
     pytest.importorskip("keras")
@@ -281,6 +310,8 @@ def _train_main():
     (["--voices", "piper,piper"], "--voices"),
     (["--synth-colour", "1.5"], "--synth-colour"),
     (["--unknown-per-word", "0"], "--unknown-per-word"),
+    (["--epochs", "4", "--swa-epochs", "4"], "--swa-epochs"),
+    (["--swa-epochs", "-1"], "--swa-epochs"),
 ])
 def test_train_rejects_bad_arguments_with_exit_2(argv, match, tmp_path, capsys):
     train = _train_main()
@@ -291,6 +322,21 @@ def test_train_rejects_bad_arguments_with_exit_2(argv, match, tmp_path, capsys):
 
     err = json.loads(out[0])
     assert err["ok"] is False and match in err["error"]["message"]
+
+
+def test_weight_averaging_is_on_by_default_for_synthetic_only_training(tmp_path):
+    train = _train_main()
+
+    def resolved(*argv):
+        args = train.build_parser().parse_args([*argv, "--out", str(tmp_path / "o")])
+        train._check_args(args)
+        return args.swa_epochs
+
+    assert resolved("--keywords", "yes", "--epochs", "10") == 3  # 30 % of the epochs
+    assert resolved("--keywords", "yes", "--epochs", "10", "--swa-epochs", "0") == 0  # asked: kept
+    assert resolved("--keywords", "yes", "--epochs", "1") == 0
+    assert resolved("--data", str(tmp_path), "--epochs", "10") == 0  # real recordings: as before
+    assert resolved("--init", "x.keras", "--epochs", "10") == 0
 
 
 def test_train_never_overwrites_a_folder_it_did_not_write(tmp_path, capsys):
@@ -390,7 +436,7 @@ def test_train_keywords_end_to_end_tiny(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("name", ["edgeship.models.kws_augment", "edgeship.models.kws", "edgeship.models.speech_synth",
                                   "edgeship.models.speech_piper", "edgeship.models.speech_flite",
-                                  "edgeship.models.speech_festival"])
+                                  "edgeship.models.speech_festival", "edgeship.models.speech_accented"])
 def test_docstring_examples(name):
     import doctest
     import importlib

@@ -1,13 +1,11 @@
 """Festival's voices as a fourth source of synthetic speech (a system program, detected and named when absent)."""
 from __future__ import annotations
 
-import stat
-
 import numpy as np
 import pytest
 
 from edgeship.errors import InputSpecError, MissingDependencyError
-from tests._kws_helpers import zoo_accuracy_on
+from tests._kws_helpers import fake_program, forget_festival, zoo_accuracy_on
 
 sfe = pytest.importorskip("edgeship.models.speech_festival")
 
@@ -15,8 +13,7 @@ sfe = pytest.importorskip("edgeship.models.speech_festival")
 
 @pytest.fixture(autouse=True)
 def _fresh_facts(monkeypatch):
-    monkeypatch.setattr(sfe, "_FACTS", {})
-    monkeypatch.delenv("EDGESHIP_FESTIVAL", raising=False)
+    forget_festival(monkeypatch)
 
 
 @pytest.fixture
@@ -28,10 +25,7 @@ def festival():
 
 
 def _fake(tmp_path, body: str):
-    fake = tmp_path / "festival"
-    fake.write_text("#!/bin/sh\n" + body + "\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    return str(fake)
+    return fake_program(tmp_path / "festival", "#!/bin/sh\n" + body + "\n")
 
 
 def test_a_missing_festival_or_voice_is_named_with_how_to_install_it(monkeypatch, tmp_path):

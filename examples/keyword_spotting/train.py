@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voices", default="auto", help="synthetic voices, comma-separated, taking turns: "
                    "espeak (formant voices, many accents), piper (a neural voice, closer to real speech), flite "
                    "(four speakers: apt-get install flite), festival (three voices: apt-get install festival "
-                   "festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts); default auto: all of them that are "
+                   "festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts), accented (Czech, Finnish, Italian and Russian "
+                   "speakers saying the words: apt-get install festival festvox-czech-machac festvox-czech-dita "
+                   "festvox-suopuhe-mv festvox-suopuhe-lj festvox-itapc16k festvox-ru); default auto: all of them that are "
                    "installed (the report records which; more voices do better on real speech: "
                    "models/cards/kws_dscnn.md)")
     p.add_argument("--synth-colour", type=float, default=0.8, help="probability of a random microphone/channel "
@@ -68,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation", type=float, default=0.25, help="fraction of --data speakers held out (default 0.25)")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="Adam learning rate, cosine-decayed (default 5e-4 with --init, 2e-3 without)")
+    p.add_argument("--swa-epochs", type=int, default=None, help="average the weights over the last N epochs "
+                   "(stochastic weight averaging; 0 = off). Default: 30 %% of --epochs when training on synthetic "
+                   "speech only (no --data, no --init), where it carried over to real speech better (+2.3 points "
+                   "for 12 classes, fewer false alarms for --keywords: models/cards/kws_dscnn.md), else 0")
     p.add_argument("--input-noise", type=float, default=0.3,
                    help="training-time Gaussian noise on the features, for int8 robustness (default 0.3)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
@@ -98,6 +104,11 @@ def _check_args(args) -> None:
 
     if args.epochs < 1:
         raise InputSpecError(f"--epochs: expected at least 1, given {args.epochs}")
+    if args.swa_epochs is None:
+        args.swa_epochs = 0 if (args.data or args.init) else round(0.3 * args.epochs)
+    if not 0 <= args.swa_epochs < args.epochs:
+        raise InputSpecError(f"--swa-epochs: expected 0 (off) up to --epochs - 1 ({args.epochs - 1}), given "
+                             f"{args.swa_epochs}")
     if args.per_word < 0 or args.copies < 0 or args.synth_copies < 1:
         raise InputSpecError("--per-word and --copies must be >= 0, --synth-copies >= 1")
     if args.unknown_per_word is not None and args.unknown_per_word < 1:
@@ -192,7 +203,7 @@ def run(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     report = {"ok": False, "labels": labels, "seed": args.seed, "epochs": args.epochs, "init": args.init,
-              "input_noise": args.input_noise, "batch_size": args.batch_size,
+              "input_noise": args.input_noise, "batch_size": args.batch_size, "swa_epochs": args.swa_epochs,
               "data": args.data, "noise": args.noise, "per_word": args.per_word, "copies": args.copies,
               "synth_copies": args.synth_copies,
               "unknown_per_word": args.unknown_per_word or (3 if args.keywords else 1) * args.per_word,
@@ -237,7 +248,8 @@ def run(args) -> dict:
                                 init={"reference": "reference", "keras": init_path}.get(init_kind),
                                 reference_dir=init_path if init_kind == "reference" else None, epochs=args.epochs,
                                 batch_size=args.batch_size, learning_rate=lr, seed=args.seed,
-                                description=f"training ({len(labels)} labels)", input_noise=args.input_noise)
+                                description=f"training ({len(labels)} labels)", input_noise=args.input_noise,
+                                swa_epochs=args.swa_epochs)
         report["history"] = hist
         report["learning_rate"] = lr
         keras_path = out / "model.keras"
@@ -287,7 +299,7 @@ def _print(report: dict) -> None:
     print(f"labels: {', '.join(report['labels'])}")
     print(f"trained on {report['train_examples']} examples, {report['epochs']} epochs, {report['seconds']} s")
     if report.get("synthetic_examples"):
-        missing = [v for v in ("flite", "festival") if v not in report["voices"]]
+        missing = [v for v in ("flite", "festival", "accented") if v not in report["voices"]]
         print(f"synthetic voices: {', '.join(report['voices'])}"
               + ("" if not missing or report["voices_asked"] != "auto" else
                  f" (not installed: {', '.join(missing)}; more voices do better on real speech, see --help)"))

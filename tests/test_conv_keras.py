@@ -21,7 +21,9 @@ def ds_cnn():
 
 @pytest.fixture(scope="session")
 def kws_data():
-    x, y = kws_like_data(80, seed=7)
+    # 200 validation inputs: with 30, two borderline inputs flipping made a 6.7-point accuracy drop on
+    # some CPUs (cosine 0.9998); the accuracy-drop check needs enough inputs to measure a 5-point bound
+    x, y = kws_like_data(250, seed=7)
     return x[:50], x[50:], y[50:]
 
 
@@ -76,7 +78,7 @@ def test_report_records_hashes_seed_and_versions(converted, kws_data):
     report = json.loads(open(res.report_path).read())
     assert report["calibration"]["count"] == 50 and report["calibration"]["seed"] == 0
     assert len(report["calibration"]["sha256"]) == 64
-    assert report["validation"]["count"] == 30
+    assert report["validation"]["count"] == 200
     assert report["source"]["kind"] == "keras" and len(report["source"]["sha256"]) == 64
     assert "tensorflow-cpu" in report["versions"] or "tensorflow" in report["versions"]
     o = report["outputs"][0]

@@ -105,7 +105,8 @@ def respell_phonemes(ipa: str, language: str) -> str:
                 i += n
                 break
         else:
-            raise InputSpecError(f"respell: no {language} spelling for the sound {ipa[i]!r} in {ipa!r}")
+            raise InputSpecError(f"respell: no {language} spelling for the sound {ipa[i]!r} in {ipa!r}; leave "
+                                 "'accented' out of the voices for this word")
     text = "".join(out).strip()
     if language == "it":
         text = "".join(_IT_SOFT[c][0 if text[k + 1:k + 2] in ("e", "i") else 1] if c in _IT_SOFT else c
@@ -168,8 +169,10 @@ def generate_lists(lists: Sequence[Sequence], done: Optional[Callable[[int], Non
     lists = ss.word_lists(lists)
     if any(lists):
         version()
-    spelt = {(w.strip(), lang): respell(w.strip(), lang) for items in lists for w, _ in items for lang in _LANGS}
+    words = sorted({w.strip() for items in lists for w, _ in items})
+    spelt = {(w, lang): respell(w, lang) for w in words for lang in _LANGS}
     encodings = {v: ENCODINGS[lang] for v, (lang, _) in SPEAKERS.items()}
+
     def choose(word: str, rng: np.random.Generator):
         p = sfe.random_params(rng, VOICES)
         return spelt[(word, SPEAKERS[p.voice][0])], p

@@ -4,9 +4,10 @@ Two ways to use it:
 
 * ``train --keywords marvin,sheila,house --out my_kws`` builds a spotter for any typed words from
   synthetic speech alone (``--voices``: espeak-ng's formant voices with their accents, rates
-  and pitches, Piper's neural voice, Flite's four speakers and Festival's three voices, warped and
-  varied; by default every one that is installed; then augmentation with a random microphone
-  response):
+  and pitches, Piper's neural voice, Flite's four speakers, Festival's three voices and its Czech,
+  Finnish, Italian and Russian speakers saying the words with an accent, warped and varied; by
+  default every one that is installed; then augmentation with a random microphone response; the
+  weights are averaged over the last 30 % of the epochs, ``--swa-epochs``):
   ``_unknown_`` is other synthetic words, ``_silence_`` is noise. ``--data DIR`` adds your own
   recordings (Speech Commands layout ``<label>/*.wav``; folders named like a keyword count as it,
   ``_silence_`` as silence, anything else as ``_unknown_``); they are split by speaker, and the

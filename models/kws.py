@@ -521,8 +521,8 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
     ten MLPerf keywords, minus ``labels``); ``_silence_`` is noise from ``augmenter``. Each
     utterance gives ``copies`` augmented clips. ``_unknown_`` has ``unknown_per_class`` utterances
     (default ``per_class``): it stands for every other word, so more of it cuts false alarms.
-    Cached by all arguments (and the Piper voice's hash,
-    the Flite and Festival versions).
+    Cached by all arguments and each engine's ``data_facts()`` (the Piper voice's hash, the Flite
+    and Festival versions, the respelling tables).
     """
     from . import speech_synth as ss
     from .kws_augment import Augmenter
@@ -550,14 +550,9 @@ def synthetic_dataset(labels: Sequence[str] = LABELS, per_class: int = 200, *, s
             raise InputSpecError(f"synthetic_dataset: unknown_per_class must be >= 1, given {unknown_per_class}")
         key["unknown_per_class"] = unknown_per_class
     n_unknown = key.get("unknown_per_class", per_class)
-    if "piper" in engines:
-        key["piper"] = {"voice_sha256": engines["piper"].voice_id(), "styles": list(engines["piper"].STYLES)}
-    for name in ("flite", "festival", "accented"):
-        if name in engines:
-            e = engines[name]
-            key[name] = {"version": e.version(), "voices": list(e.VOICES), "styles": list(e.STYLES)}
-    if "accented" in engines:
-        key["accented"]["respelling"] = engines["accented"].tables_id()
+    for name, e in engines.items():  # espeak's facts are the accents/variants/styles above
+        if hasattr(e, "data_facts"):
+            key[name] = e.data_facts()
 
     def speak(lists, done):
         """Clips for each list of (word, seed): utterance i of a list by voices[i % len(voices)].

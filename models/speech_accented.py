@@ -127,10 +127,12 @@ def respell(word: str, language: str) -> str:
     return respell_phonemes(ss.phonemes(word, "en-us"), language)
 
 
-def tables_id() -> str:
-    """A short sha256 of the respelling tables (recorded with generated data)."""
+def data_facts() -> dict:
+    """What synthetic data made by this engine depends on (part of its cache key): Festival's
+    version, the voices, the styles and a short sha256 of the respelling tables."""
     blob = json.dumps([_TABLE, _IT_SOFT, _RU_CONSONANTS, SPEAKERS, ENCODINGS], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+    return {"version": version(), "voices": list(VOICES), "styles": list(STYLES),
+            "respelling": hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]}
 
 
 def available() -> bool:

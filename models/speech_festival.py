@@ -35,7 +35,6 @@ from edgeship.audio import read_audio_rate
 from edgeship.errors import InputSpecError, MissingDependencyError
 
 from . import speech_synth as ss
-from .speech_flite import find_program
 
 #: Festival voices used for synthetic speech, with the Debian package that ships each.
 PACKAGES = {"ked_diphone": "festvox-kdlpc16k", "kal_diphone": "festvox-kallpc16k",
@@ -83,7 +82,7 @@ def binary() -> str:
     Raises:
         MissingDependencyError: no such program.
     """
-    return find_program("festival", "EDGESHIP_FESTIVAL", "Festival", _INSTALL)
+    return ss.find_program("festival", "EDGESHIP_FESTIVAL", "Festival", _INSTALL)
 
 
 def available(packages: Optional[dict] = None) -> bool:
@@ -96,8 +95,7 @@ def available(packages: Optional[dict] = None) -> bool:
     return True
 
 
-_FACTS: dict = {}  # binary path -> version line
-_VOICES_SEEN: dict = {}  # binary path -> the voices Festival lists
+_FACTS: dict = {}  # binary path -> (version line, the voices Festival lists)
 
 
 def _facts(path: str, packages: Optional[dict] = None) -> str:
@@ -119,13 +117,19 @@ def _facts(path: str, packages: Optional[dict] = None) -> str:
         if "festival" not in version.lower():
             raise MissingDependencyError(f"{path} did not answer as Festival (--version: {version[:80]!r}); "
                                          f"install it ({_INSTALL})")
-        _VOICES_SEEN[path] = set(lv.stdout.strip().strip("()").split())
-        _FACTS[path] = version
-    missing = [v for v in packages if v not in _VOICES_SEEN[path]]
+        _FACTS[path] = (version, set(lv.stdout.strip().strip("()").split()))
+    version, have = _FACTS[path]
+    missing = [v for v in packages if v not in have]
     if missing:
         raise MissingDependencyError(f"Festival at {path} lacks the voices {', '.join(missing)}; install them "
                                      f"with apt-get install {' '.join(packages[v] for v in missing)}")
-    return _FACTS[path]
+    return version
+
+
+def data_facts() -> dict:
+    """What synthetic data made by this engine depends on (part of its cache key): the program's
+    version, the voices and the styles."""
+    return {"version": version(), "voices": list(VOICES), "styles": list(STYLES)}
 
 
 def version() -> str:

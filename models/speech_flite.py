@@ -26,8 +26,6 @@ Example:
 """
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
@@ -82,29 +80,13 @@ def utterance_params(word: str, seed: int) -> FliteParams:
 _FACTS: dict = {}  # binary path -> (version line, voices)
 
 
-def find_program(name: str, env: str, what: str, install: str) -> str:
-    """Path of the system program ``name`` (or of ``$env`` when set), for the voices ``what``.
-
-    Raises:
-        MissingDependencyError: no such program; the message says how to ``install`` it.
-    """
-    given = os.environ.get(env)
-    path = shutil.which(given or name)
-    if not path:
-        where = f"${env}={given!r} is not a program" if given else f"{name!r} is not on PATH"
-        raise MissingDependencyError(f"{what} is needed for the {name!r} synthetic voices but {where}. Install it "
-                                     f"with your OS package manager ({install}), or choose other voices "
-                                     "(--voices espeak,piper)")
-    return path
-
-
 def binary() -> str:
     """Path of the ``flite`` program (``$EDGESHIP_FLITE`` or ``flite`` on ``PATH``).
 
     Raises:
         MissingDependencyError: no such program.
     """
-    return find_program("flite", "EDGESHIP_FLITE", "Flite", "apt-get install flite; brew install flite")
+    return ss.find_program("flite", "EDGESHIP_FLITE", "Flite", "apt-get install flite; brew install flite")
 
 
 def available() -> bool:
@@ -131,6 +113,12 @@ def _facts(path: str) -> tuple:
                                          f"-lv: {lv.stdout.strip()[:80]!r}); install Flite (apt-get install flite)")
         _FACTS[path] = (version, voices)
     return _FACTS[path]
+
+
+def data_facts() -> dict:
+    """What synthetic data made by this engine depends on (part of its cache key): the program's
+    version, the voices and the styles."""
+    return {"version": version(), "voices": list(VOICES), "styles": list(STYLES)}
 
 
 def version() -> str:

@@ -211,3 +211,8 @@ def voice_id(model=None) -> str:
         _VOICE_IDS[key] = sha256_file(path)
     return _VOICE_IDS[key]
 
+
+def data_facts() -> dict:
+    """What synthetic data made by this engine depends on (part of its cache key): the voice
+    model's sha256 and the styles."""
+    return {"voice_sha256": voice_id(), "styles": list(STYLES)}

@@ -20,6 +20,8 @@ Example:
 from __future__ import annotations
 
 import ctypes
+import os
+import shutil
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -311,6 +313,22 @@ def generate_lists(lists: Sequence[Sequence], done: Optional[Callable[[int], Non
     """:func:`generate` for each list (each in its own fresh engine, as :func:`generate` renders it);
     ``done(n)`` is called as each list is finished, with its number of clips."""
     return render_lists(lists, generate, done)
+
+
+def find_program(name: str, env: str, what: str, install: str) -> str:
+    """Path of the system program ``name`` (or of ``$env`` when set), for the voices ``what``.
+
+    Raises:
+        MissingDependencyError: no such program; the message says how to ``install`` it.
+    """
+    given = os.environ.get(env)
+    path = shutil.which(given or name)
+    if not path:
+        where = f"${env}={given!r} is not a program" if given else f"{name!r} is not on PATH"
+        raise MissingDependencyError(f"{what} is needed for the {name!r} synthetic voices but {where}. Install it "
+                                     f"with your OS package manager ({install}), or choose other voices "
+                                     "(--voices espeak,piper)")
+    return path
 
 
 def render_lists(lists: Sequence[Sequence], render: Callable[[list], np.ndarray],

@@ -300,7 +300,9 @@ def _print(report: dict) -> None:
     print(f"labels: {', '.join(report['labels'])}")
     print(f"trained on {report['train_examples']} examples, {report['epochs']} epochs, {report['seconds']} s")
     if report.get("synthetic_examples"):
-        missing = [v for v in ("flite", "festival", "accented") if v not in report["voices"]]
+        from edgeship.models.kws import VOICES
+
+        missing = [v for v in VOICES if v not in report["voices"]]
         print(f"synthetic voices: {', '.join(report['voices'])}"
               + ("" if not missing or report["voices_asked"] != "auto" else
                  f" (not installed: {', '.join(missing)}; more voices do better on real speech, see --help)"))

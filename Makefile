@@ -101,7 +101,7 @@ train-kws: venv-test
 
 # The synthetic-only figures of the model card (12 classes; --keywords marvin,sheila,house).
 kws-figures: venv-test
-	nice $(BIN)/python bench/train_kws.py synth synth-seeds keywords voices
+	nice $(BIN)/python bench/train_kws.py synth synth-seeds synth-distill keywords voices
 
 # Long fuzzing (issue 11): 50,000 mutants per format; crashing inputs land in fuzz_out/crashes.
 fuzz: venv-test

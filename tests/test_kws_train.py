@@ -252,6 +252,72 @@ def test_weight_averaging_averages_and_recomputes_batch_norm(tmp_path):
         kws.train(x, y, swa_epochs=1, swa_learning_rate=1.0, **args)
 
 
+class _Const:
+    """A stand-in teacher: the same probabilities for every input."""
+
+    def __init__(self, p):
+        self.p = np.asarray(p, np.float32)
+
+    def predict(self, x, batch_size=None, verbose=0):
+        return np.tile(self.p, (len(x), 1))
+
+
+def test_teacher_targets_mix_the_teachers_consensus_with_the_labels(tmp_path):
+    from edgeship.errors import ModelFormatError
+    from edgeship.models import kws
+
+    x, y = np.zeros((4, 49, 10, 1), np.float32), np.array([0, 1, 2, 2])
+    a, b = _Const([0.9, 0.05, 0.05]), _Const([0.05, 0.9, 0.05])
+    t, facts = kws.teacher_targets([a, b], x, y, weight=1.0)
+    # geometric mean: the classes both teachers doubt stay unlikely, the two they split share
+    np.testing.assert_allclose(t[0], [0.4473, 0.4473, 0.1054], atol=1e-3)  # sqrt(.9 x .05), normalised
+    assert facts["teacher_label_agreement"] == 0.25 and t.dtype == np.float32
+    t, _ = kws.teacher_targets([a], x, y, weight=0.0)
+    np.testing.assert_array_equal(t, np.eye(3)[y])
+    t, _ = kws.teacher_targets([a], x, y, weight=0.7)
+    np.testing.assert_allclose(t[1], [0.63, 0.335, 0.035], atol=1e-6)
+    np.testing.assert_allclose(t.sum(axis=1), 1.0, atol=1e-6)
+    with pytest.raises(InputSpecError, match="at least one teacher"):
+        kws.teacher_targets([], x, y)
+    with pytest.raises(InputSpecError, match="weight"):
+        kws.teacher_targets([a], x, y, weight=1.5)
+    with pytest.raises(ModelFormatError, match="same order"):  # a teacher for other labels
+        kws.teacher_targets([a], x, y, num_classes=4)
+    with pytest.raises(ModelFormatError, match="NaN"):
+        kws.teacher_targets([_Const([np.nan, 0.5, 0.5])], x, y)
+    with pytest.raises(InputSpecError, match="labels in"):
+        kws.teacher_targets([a], x, np.array([0, 1, 2, 3]))
+    with pytest.raises(InputSpecError, match="features"):
+        kws.teacher_targets([a], x[:0], y[:0])
+    bad = tmp_path / "teacher.keras"
+    bad.write_bytes(b"not a zip")
+    pytest.importorskip("keras")
+    with pytest.raises(ModelFormatError, match="teacher"):
+        kws.teacher_targets([str(bad)], x, y)
+
+
+def test_training_on_soft_targets_follows_the_targets_not_the_labels():
+    """targets replace the one-hot labels in the loss: targets that name the next class win."""
+    pytest.importorskip("keras")
+    from edgeship.models import kws
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(-20, 15, (192, 49, 10, 1)).astype(np.float32)
+    y = np.arange(192) % 3
+    x[y == 1, :20] += 25.0
+    x[y == 2, 25:] -= 25.0
+    shifted = np.eye(3, dtype=np.float32)[(y + 1) % 3]
+    # weight averaging for its exact batch-norm statistics: a few steps leave the moving ones unsettled
+    model, hist = kws.train(x, y, x_val=x, y_val=y, targets=shifted, num_classes=3, epochs=4, swa_epochs=2,
+                            batch_size=32, learning_rate=3e-3, seed=0, progress=False)
+    pred = model.predict(x, verbose=0).argmax(axis=1)
+    assert np.mean(pred == (y + 1) % 3) >= 0.9
+    assert {"loss", "accuracy", "val_accuracy"} <= set(hist)  # the same names as with one-hot labels
+    for bad in (shifted[:10], shifted * 2, np.full_like(shifted, np.nan)):
+        with pytest.raises(InputSpecError, match="targets"):
+            kws.train(x, y, targets=bad, num_classes=3, epochs=1, progress=False)
+
+
 @pytest.mark.shared
 def test_reference_weights_load_into_the_dscnn(shared_dir):
     pytest.importorskip("keras")
@@ -312,6 +378,8 @@ def _train_main():
     (["--unknown-per-word", "0"], "--unknown-per-word"),
     (["--epochs", "4", "--swa-epochs", "4"], "--swa-epochs"),
     (["--swa-epochs", "-1"], "--swa-epochs"),
+    (["--teacher", "/no/such/model.keras"], "--teacher"),
+    (["--teacher-weight", "0.5"], "needs at least one --teacher"),
 ])
 def test_train_rejects_bad_arguments_with_exit_2(argv, match, tmp_path, capsys):
     train = _train_main()
@@ -337,6 +405,35 @@ def test_weight_averaging_is_on_by_default_for_synthetic_only_training(tmp_path)
     assert resolved("--keywords", "yes", "--epochs", "1") == 0
     assert resolved("--data", str(tmp_path), "--epochs", "10") == 0  # real recordings: as before
     assert resolved("--init", "x.keras", "--epochs", "10") == 0
+
+
+def test_train_checks_teachers_labels_and_keeps_them_out_of_out(tmp_path):
+    import json
+
+    train = _train_main()
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "model.keras").write_bytes(b"stand-in")
+    (teacher / "train_report.json").write_text(json.dumps({"labels": ["yes", "_silence_", "_unknown_"]}))
+
+    def check(*argv):
+        args = train.build_parser().parse_args(list(argv))
+        train._check_args(args)
+        return args
+
+    args = check("--keywords", "yes", "--teacher", str(teacher), "--out", str(tmp_path / "o"))
+    assert args.teacher_files == [str(teacher / "model.keras")] and args.teacher_weight == 0.7
+    assert check("--keywords", "yes", "--teacher", str(teacher / "model.keras"), "--teacher-weight", "1",
+                 "--out", str(tmp_path / "o")).teacher_weight == 1.0
+    with pytest.raises(InputSpecError, match="same labels"):
+        check("--keywords", "no", "--teacher", str(teacher), "--out", str(tmp_path / "o"))
+    with pytest.raises(InputSpecError, match="inside --out"):
+        check("--keywords", "yes", "--teacher", str(teacher), "--out", str(teacher))
+    with pytest.raises(InputSpecError, match=r"\[0, 1\]"):
+        check("--keywords", "yes", "--teacher", str(teacher), "--teacher-weight", "-0.1", "--out", str(tmp_path / "o"))
+    (teacher / "train_report.json").unlink()
+    with pytest.raises(InputSpecError, match="train --out folder"):
+        check("--keywords", "yes", "--teacher", str(teacher), "--out", str(tmp_path / "o"))
 
 
 def test_train_never_overwrites_a_folder_it_did_not_write(tmp_path, capsys):
@@ -432,6 +529,15 @@ def test_train_keywords_end_to_end_tiny(tmp_path, monkeypatch, capsys):
         assert rc == 1 and "parity" in rep
     # a rerun may replace the folder it wrote itself
     assert train._check_args(train.build_parser().parse_args(["--keywords", "yes", "--out", str(out)])) is None
+    # distillation: the first run teaches a second (same synthetic data, now from the cache)
+    rc2 = train.main(["--keywords", "yes,stop", "--per-word", "16", "--synth-copies", "1", "--epochs", "3",
+                      "--out", str(tmp_path / "student"), "--teacher", str(out), "--json", "--max-acc-drop", "0.2"])
+    rep2 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc2 in (0, 1) and rep2["teacher_weight"] == 0.7 and 0.0 <= rep2["teacher_label_agreement"] <= 1.0
+    from edgeship._io import sha256_file
+
+    assert rep2["teachers"] == [{"path": str(out / "model.keras"), "sha256": sha256_file(out / "model.keras")}]
+    assert rep2["history"]["loss"][-1] < rep2["history"]["loss"][0]
 
 
 @pytest.mark.parametrize("name", ["edgeship.models.kws_augment", "edgeship.models.kws", "edgeship.models.speech_synth",

@@ -413,7 +413,10 @@ def test_train_checks_teachers_labels_and_keeps_them_out_of_out(tmp_path):
     train = _train_main()
     teacher = tmp_path / "teacher"
     teacher.mkdir()
-    (teacher / "model.keras").write_bytes(b"stand-in")
+    import zipfile
+
+    with zipfile.ZipFile(teacher / "model.keras", "w") as z:  # the container a .keras file is
+        z.writestr("config.json", "{}")
     (teacher / "train_report.json").write_text(json.dumps({"labels": ["yes", "_silence_", "_unknown_"]}))
 
     def check(*argv):
@@ -431,6 +434,12 @@ def test_train_checks_teachers_labels_and_keeps_them_out_of_out(tmp_path):
         check("--keywords", "yes", "--teacher", str(teacher), "--out", str(teacher))
     with pytest.raises(InputSpecError, match=r"\[0, 1\]"):
         check("--keywords", "yes", "--teacher", str(teacher), "--teacher-weight", "-0.1", "--out", str(tmp_path / "o"))
+    (tmp_path / "cut.keras").write_bytes((teacher / "model.keras").read_bytes()[:20])
+    with pytest.raises(InputSpecError, match="truncated"):
+        check("--keywords", "yes", "--teacher", str(tmp_path / "cut.keras"), "--out", str(tmp_path / "o"))
+    (teacher / "train_report.json").write_text("not json")
+    with pytest.raises(InputSpecError, match="same labels"):
+        check("--keywords", "yes", "--teacher", str(teacher), "--out", str(tmp_path / "o"))
     (teacher / "train_report.json").unlink()
     with pytest.raises(InputSpecError, match="train --out folder"):
         check("--keywords", "yes", "--teacher", str(teacher), "--out", str(tmp_path / "o"))

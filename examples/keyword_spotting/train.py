@@ -181,7 +181,10 @@ def _library_output_to(log_path: Path):
 
 
 def _teacher_file(teacher: str, labels: List[str], out: Path) -> str:
-    """A --teacher argument -> its .keras file; a train --out folder's labels must be ``labels``."""
+    """A --teacher argument -> its .keras file; a train --out folder's labels must be ``labels``.
+    Checked before any synthesis (the model itself loads later, with TensorFlow)."""
+    import zipfile
+
     from edgeship.errors import InputSpecError
 
     p = Path(teacher)
@@ -193,14 +196,19 @@ def _teacher_file(teacher: str, labels: List[str], out: Path) -> str:
         if not (p / "model.keras").is_file() or not rep.is_file():
             raise InputSpecError(f"--teacher {teacher}: expected a train --out folder (model.keras and {REPORT}) or "
                                  "a .keras file")
-        theirs = json.loads(rep.read_text()).get("labels")
+        try:
+            theirs = json.loads(rep.read_text()).get("labels")
+        except (ValueError, AttributeError):
+            theirs = None
         if theirs != labels:
             raise InputSpecError(f"--teacher {teacher}: trained for labels {theirs}, this run trains {labels}; a "
                                  "teacher needs the same labels in the same order")
-        return str(p / "model.keras")
-    if p.is_file() and p.suffix == ".keras":
-        return str(p)
-    raise InputSpecError(f"--teacher: expected a train --out folder or a .keras file, given {teacher}")
+        p = p / "model.keras"
+    elif not (p.is_file() and p.suffix == ".keras"):
+        raise InputSpecError(f"--teacher: expected a train --out folder or a .keras file, given {teacher}")
+    if not zipfile.is_zipfile(p):
+        raise InputSpecError(f"--teacher {teacher}: {p} is not a .keras model (a zip archive); was it truncated?")
+    return str(p)
 
 
 def _resolve_init(init: Optional[str]):

@@ -211,8 +211,10 @@ class _Reference:
 
     A Keras source runs in a thread beside the first export: TensorFlow's kernels release the
     GIL and the converter is mostly one core, so on MobileNetV2 the source's ~3 s of inference
-    overlap the ~3 s conversion (``bench/convert_speed.py``). Keras keeps its tracing state per
-    thread, so the two do not meet. Other sources run here, before exporting.
+    overlap the ~3 s conversion (``bench/convert_speed.py``). The two never trace or run the
+    model at the same time (:data:`~edgeship.converters.sources.KERAS_LOCK`: TensorFlow can crash
+    when two threads build graphs on one model); the conversion itself runs beside the reference.
+    Other sources run here, before exporting.
     Each value is the same as running the source alone: the thread only changes when it runs.
     """
 

@@ -185,8 +185,10 @@ def _from_keras(source, opset):
     tf2onnx = require("tf2onnx", "convert", "converting Keras models to ONNX")
     sig = [tf.TensorSpec([None if d < 0 else d for d in s.shape], tf.as_dtype(s.dtype), name=s.name)
            for s in source.inputs]
-    try:
-        with stdout_to_stderr():
+    from edgeship.converters.sources import KERAS_LOCK
+
+    try:  # the lock: not while convert's reference thread traces or runs the same model
+        with stdout_to_stderr(), KERAS_LOCK:
             model, _ = tf2onnx.convert.from_keras(source.obj, input_signature=sig, opset=opset)
     except Exception as exc:
         raise ConversionError(f"tf2onnx could not convert the Keras model: {_first_line(exc)}") from exc

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -34,6 +35,13 @@ import numpy as np
 from edgeship._deps import require
 from edgeship._io import sha256_file, tree_sha256
 from edgeship.errors import ConversionError, ModelFormatError
+
+#: Held while a Keras model is traced or run: by the source's ``run`` (each batch) and by every
+#: exporter that traces the model (the TFLite converter's trace, tf2onnx). Graph building on one
+#: model from two threads at once can crash TensorFlow (a segfault in op creation was seen with the
+#: reference thread of ``convert`` tracing ``predict`` while the export traced the model); with the
+#: lock, the reference still runs beside the export's conversion, which does not touch the model.
+KERAS_LOCK = threading.RLock()
 from edgeship.spec import TensorSpec
 
 SOURCE_KINDS = ("keras", "saved_model", "onnx", "torch", "tflite")
@@ -277,17 +285,18 @@ def _keras_source(model, path: Optional[str], sha: Optional[str] = None) -> Sour
         args = [feeds[s.name] for s in inputs]
         x = args[0] if len(args) == 1 else args
         out = None
-        if graph["ok"]:
-            # Keras' traced predict function: the same layers and weights as an eager call (equal
-            # outputs on MobileNetV2), at about half the CPU time of eager kernels. A model that
-            # cannot be traced runs eagerly from then on.
-            try:
-                out = model.predict_on_batch(x)
-            except Exception:
-                graph["ok"] = False
-        if out is None:
-            out = model(x, training=False)
-        return [np.asarray(o) for o in keras_output_list(out)]
+        with KERAS_LOCK:
+            if graph["ok"]:
+                # Keras' traced predict function: the same layers and weights as an eager call
+                # (equal outputs on MobileNetV2), at about half the CPU time of eager kernels. A
+                # model that cannot be traced runs eagerly from then on.
+                try:
+                    out = model.predict_on_batch(x)
+                except Exception:
+                    graph["ok"] = False
+            if out is None:
+                out = model(x, training=False)
+            return [np.asarray(o) for o in keras_output_list(out)]
 
     return Source("keras", model, path, sha or _keras_hash(model), inputs, outputs, _runner=run)
 

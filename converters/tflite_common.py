@@ -61,7 +61,7 @@ _TF_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
 
 def _keras_converter(tf, source):
     """The TF2 converter on one frozen trace of the Keras model (see the module docstring)."""
-    from edgeship.converters.sources import keras_output_list
+    from edgeship.converters.sources import KERAS_LOCK, keras_output_list
 
     model = source.obj
     in_names = [s.name if _TF_NAME.match(s.name) else f"input_{i}" for i, s in enumerate(source.inputs)]
@@ -72,7 +72,8 @@ def _keras_converter(tf, source):
         return keras_output_list(model(list(args) if len(args) > 1 else args[0], training=False))
 
     try:
-        fn = tf.function(call, input_signature=specs, autograph=False).get_concrete_function()
+        with KERAS_LOCK:  # not while convert's reference thread traces or runs the same model
+            fn = tf.function(call, input_signature=specs, autograph=False).get_concrete_function()
     except Exception as exc:
         raise conversion_error(exc, "tracing the Keras model") from exc
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)

@@ -196,25 +196,32 @@ def test_a_file_changed_just_before_it_was_read_is_hashed_on_every_load(weights,
 
 @pytest.mark.slow
 def test_keras_reference_runs_beside_the_export_and_its_errors_still_surface(tmp_path, monkeypatch):
+    """The reference runs in its own thread, but the two never trace or run the model at once: both
+    hold sources.KERAS_LOCK (a segfault in TensorFlow's op creation was seen when they did)."""
     pytest.importorskip("keras", reason="needs edgeship[convert]")
     import threading
 
     import keras
 
-    from edgeship.converters import convert
+    from edgeship.converters import convert, sources
     from edgeship.converters.sources import Source
     from edgeship.errors import ConversionError
 
     keras.utils.set_random_seed(0)
     m = keras.Sequential([keras.Input((8, 8, 1), name="x"), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
                           keras.layers.Dense(3)])
-    seen = []
-    real = Source.run_many
+    seen, graph_work = [], []
+    real, real_outputs = Source.run_many, sources.keras_output_list
     monkeypatch.setattr(Source, "run_many", lambda self, *a, **k: seen.append(threading.current_thread().name)
                         or real(self, *a, **k))
+    # called while the export traces the model and after each run of the reference
+    monkeypatch.setattr(sources, "keras_output_list", lambda out: graph_work.append(
+        (threading.current_thread().name, sources.KERAS_LOCK._is_owned())) or real_outputs(out))
     res = convert(m, to="tflite", out=tmp_path / "m.tflite")
     assert res.outputs[0].parity["passed"]
     assert seen == ["edgeship-source-reference"], "the Keras reference did not run beside the export"
+    assert {name for name, _ in graph_work} == {"MainThread", "edgeship-source-reference"}
+    assert all(owned for _, owned in graph_work), graph_work
 
     def broken(self, *a, **k):
         raise ConversionError("the source failed on the validation inputs")

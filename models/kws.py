@@ -370,12 +370,12 @@ def train(x, y, *, x_val=None, y_val=None, num_classes: int = 12, init: Optional
         raise InputSpecError(f"train: expected labels in [0, {num_classes}), given [{y.min()}, {y.max()}]")
     if targets is not None:
         targets = np.asarray(targets, np.float32)
-        if targets.shape != (x.shape[0], num_classes) or not np.all(np.isfinite(targets)) \
-                or targets.min() < 0 or not np.allclose(targets.sum(axis=1), 1.0, atol=1e-3):
-            raise InputSpecError(f"train: expected targets [N={x.shape[0]}, {num_classes}] of finite probabilities "
-                                 f"(rows summing to 1), given shape {targets.shape}"
-                                 + ("" if targets.shape != (x.shape[0], num_classes) else
-                                    f", row sums {np.nanmin(targets.sum(axis=1)):.3g}..{np.nanmax(targets.sum(axis=1)):.3g}"))
+        if targets.shape != (x.shape[0], num_classes):
+            raise InputSpecError(f"train: expected targets [N={x.shape[0]}, {num_classes}], given {targets.shape}")
+        sums = targets.sum(axis=1)
+        if not np.all(np.isfinite(targets)) or targets.min() < 0 or not np.allclose(sums, 1.0, atol=1e-3):
+            raise InputSpecError(f"train: expected targets of finite probabilities (rows summing to 1), given row "
+                                 f"sums {np.nanmin(sums):.3g}..{np.nanmax(sums):.3g}")
     keras.utils.set_random_seed(seed)
     if model is None:
         model = build_dscnn(num_classes, input_noise=input_noise)
@@ -439,7 +439,7 @@ def teacher_targets(teachers: Sequence, x, y, *, weight: float = 0.7, num_classe
 
     Returns:
         ``(targets [N, C] float32, facts)``; ``facts`` has ``teacher_label_agreement`` (how often
-        the consensus' top class is the label) and ``weight``.
+        the consensus' top class is the label: with real labels, the ensemble's accuracy).
 
     Example:
         >>> import numpy as np
@@ -461,9 +461,11 @@ def teacher_targets(teachers: Sequence, x, y, *, weight: float = 0.7, num_classe
     y = np.asarray(y, np.int64)
     logp, n_cls = None, num_classes
     for i, t in enumerate(teachers):
-        name = f"teacher {t}" if isinstance(t, (str, os.PathLike)) else f"teacher {i}"
+        name = f"teacher {i}"
         if isinstance(t, (str, os.PathLike)):
             import keras
+
+            name = f"teacher {t}"
 
             try:
                 t = keras.models.load_model(t, compile=False)
@@ -487,7 +489,7 @@ def teacher_targets(teachers: Sequence, x, y, *, weight: float = 0.7, num_classe
     onehot = np.eye(consensus.shape[1])[y]
     targets = (weight * consensus + (1.0 - weight) * onehot).astype(np.float32)
     agree = float(np.mean(consensus.argmax(axis=1) == y))
-    return targets, {"teacher_label_agreement": agree, "weight": weight}
+    return targets, {"teacher_label_agreement": agree}
 
 
 def _weight_average(start: int, schedule, constant: float, every: int, x: np.ndarray, batch_size: int):

@@ -279,6 +279,34 @@ def test_two_processes_enrolling_at_once_lose_nothing(tmp_path):
     assert names == {f"a{i:03d}" for i in range(12)} | {f"b{i:03d}" for i in range(12)}
 
 
+def test_store_folder_made_by_another_process_meanwhile_is_used(tmp_path, monkeypatch):
+    # the race the two-process test can hit: the folder is absent when checked, and another process
+    # creates it before our mkdir; the enrol must go on in that folder, not fail with FileExistsError
+    root = tmp_path / "s"
+    real_mkdir = Path.mkdir
+
+    def racing_mkdir(self, *a, **k):
+        if self == root and not root.exists():
+            real_mkdir(self, mode=0o700)  # the other process wins
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+    assert sm.Store(root).enroll("ada", [emb(1)], model_id=MODEL) == 1
+    monkeypatch.undo()
+    assert [u["user"] for u in sm.Store(root).users()] == ["ada"]
+    # a file put there meanwhile is still refused with the store's own error
+    other = tmp_path / "f"
+
+    def file_mkdir(self, *a, **k):
+        if self == other and not other.exists():
+            other.write_text("not a store")
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", file_mkdir)
+    with pytest.raises(sm.StoreError, match="it is a file"):
+        sm.Store(other).enroll("ada", [emb(1)], model_id=MODEL)
+
+
 def test_sigkill_while_enrolling_keeps_earlier_enrolments(tmp_path):
     root = tmp_path / "s"
     rng = random.Random(7)

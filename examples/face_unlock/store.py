@@ -158,6 +158,11 @@ class Store:
             old = os.umask(0o077)
             try:
                 self.root.mkdir(parents=True, mode=0o700)
+            except FileExistsError:  # another process made it meanwhile (two enrols at once)
+                if not self.root.is_dir():
+                    raise StoreError(f"expected a store folder at {self.root}, but it is a file; "
+                                     "pass another --store") from None
+                return  # theirs: made private by them, left as it is
             finally:
                 os.umask(old)
             os.chmod(self.root, 0o700)  # a folder we create is private; one the user gave is left as it is

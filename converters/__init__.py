@@ -156,7 +156,9 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
             cannot lower one, which stops with an error naming the ONNX route.
         debug_layers: for int8 TFLite outputs, rank layers by quantization error and plot them
             (png next to the file); always done when the accuracy-budget fix runs.
-        options: exporter options (``io_dtype``, ``per_channel``, ``keep_float_ops``, ``opset``...).
+        options: exporter options (``io_dtype``, ``per_channel``, ``keep_float_ops``, ``opset``...);
+            ``ranges_from``: a quantized .tflite of the same network whose activation ranges the
+            int8 TFLite file takes instead of calibrated ones (:mod:`.reference_ranges`).
 
     Raises:
         ConversionError: bad source, no exporter, bad calibration data, converter failure.
@@ -184,6 +186,12 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         source, note = with_dynamic_batch(source)
         notes.append(note)
     exps = _plan(source, to, quantize, all_formats)
+    if source.kind == "tflite" and any(e.format == "tflite" for e in exps):
+        from edgeship.converters.tflite_graph import describe
+
+        notes.append(describe(source.obj))
+    if options.get("ranges_from") is not None:
+        options = dict(options, ranges_from=_reference_ranges(exps, options["ranges_from"], notes))
     if not all_formats and exps[0].needs_calibration and calibration is None:
         raise ConversionError(f"--quantize {exps[0].quantization} needs --calibration data (any iterable of "
                               f"inputs, a .npy/.npz file or a folder of images/audio)")
@@ -204,6 +212,20 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
                            accuracy_budget, debug_layers, output_tolerances, keep_going, seed)
     finally:
         reference.join()
+
+
+def _reference_ranges(exps, ranges_from, notes: List[str]):
+    """Check ``ranges_from`` applies to the plan and read it (see :mod:`.reference_ranges`)."""
+    from edgeship.converters.reference_ranges import ReferenceRanges, load_reference
+
+    other = [e.name for e in exps if e.name != "tflite-int8"]
+    if other:
+        raise ConversionError(f"ranges_from sets the activation ranges of a TFLite int8 file; it does not apply to "
+                              f"{', '.join(other)}: convert with --to tflite --quantize int8 (and without --all)")
+    ref = ranges_from if isinstance(ranges_from, ReferenceRanges) else load_reference(ranges_from)
+    notes.append(f"activation ranges from {ref.path} (sha256 {ref.sha256}), matched to the source op by op; the "
+                 f"calibration data only runs the calibrator (a range the reference does not quantize is kept)")
+    return ref
 
 
 class _Reference:
@@ -416,6 +438,10 @@ def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, 
 
     with step(f"converting: {exp.name}"):
         blob = exp.fn(source, exp_opts)
+    ref_ranges = exp_opts.get("ranges_from")
+    if ref_ranges is not None and ref_ranges.kept:
+        rec_notes.append(f"ranges_from: {len(ref_ranges.kept)} tensor(s) keep their calibrated range (not int8/uint8 "
+                         f"per-tensor in the reference): {', '.join(ref_ranges.kept[:8])}")
     reference = reference.get()  # a source that fails to run leaves no unchecked file behind
     atomic_write_bytes(path, blob)
     rep = check_parity(source, path, data.val_samples, labels=data.labels, tolerance=tol, fmt_key=exp.name,

@@ -13,7 +13,8 @@ Fixed-range outputs (SOFTMAX, LOGISTIC, TANH: TFLite pins their scale) are judge
 
 1. per-channel weight quantization, if it was off;
 2. percentile calibration (activation ranges clipped to the 0.01/99.99 percentiles of the
-   calibration data instead of TFLite's min/max), if min/max was used;
+   calibration data instead of TFLite's min/max), if min/max was used and the ranges are not
+   taken from a reference model (``ranges_from``);
 3. selective quantization: keep the worst-ranked layers in float, adding one layer at a time
    (with the layers reading its output, which would otherwise re-quantize it with the same
    crushed scale), up to ``max_float_layers``.
@@ -249,7 +250,7 @@ def auto_fix(source, exporter, options: dict, samples, reference, labels, tolera
         data, rep = attempt("per-channel weight quantization", opts, calibrate_with_method(source, opts), [])
         if rep.passed:
             return _done(res, data, rep, changes, base_bytes, base_lat)
-    if (opts.get("calibration_method") or "minmax") == "minmax":
+    if (opts.get("calibration_method") or "minmax") == "minmax" and opts.get("ranges_from") is None:
         alt = dict(opts, calibration_method="percentile")
         pct = float(alt.get("percentile", 99.99))
         data, rep = attempt(f"percentile calibration ({pct} %)", alt, calibrate_with_method(source, alt), [])

@@ -67,7 +67,7 @@ class Source:
     dynamic_batch: bool = False   # export with a dynamic batch dimension (see converters.batching)
     _runner: Optional[Callable[[Dict[str, np.ndarray]], List[np.ndarray]]] = field(
         default=None, repr=False, compare=False)
-    # calibrated float models by (calibration sha256, per_channel, method, percentile): one
+    # calibrated float models by (calibration sha256, per_channel, method, percentile, ranges_from sha256): one
     # conversion calibrates once, whatever exporters, fixes and layer rankings need it
     calibrated: Dict[tuple, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
 

@@ -11,6 +11,9 @@
   a file made by ``from_keras_model``. Left with ``experimental_lower_to_saved_model`` on, a
   concrete function keeps its weights as uninitialised resource variables (NaN outputs).
 * SavedModels that TF2 can load use ``TFLiteConverter.from_saved_model``.
+* A float TFLite file is replayed with TensorFlow ops on its own weights
+  (:mod:`edgeship.converters.tflite_graph`) and that concrete function is converted, so a float
+  ``.tflite`` can be quantized again (int8, int16x8, fp16, dynamic).
 * Legacy SavedModels (``Source.legacy``; TF2 fails with ``'_UserObject' object has no attribute
   'add_slot'``) use ``tf.compat.v1.lite.TFLiteConverter.from_saved_model``, which reads the
   serving signature from the graph.
@@ -22,7 +25,7 @@ naming the ops, never a silently larger runtime.
 Example:
     >>> from edgeship.converters.tflite_common import TFLITE_SOURCES
     >>> TFLITE_SOURCES
-    ('keras', 'saved_model')
+    ('keras', 'saved_model', 'tflite')
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ import numpy as np
 from edgeship._deps import require
 from edgeship.errors import ConversionError
 
-TFLITE_SOURCES = ("keras", "saved_model")
+TFLITE_SOURCES = ("keras", "saved_model", "tflite")
 
 
 def make_converter(source):
@@ -49,9 +52,11 @@ def make_converter(source):
             source.path, signature_key="serving_default", tag_set={"serve"})
     elif source.kind == "saved_model":
         conv = tf.lite.TFLiteConverter.from_saved_model(source.path, signature_keys=["serving_default"])
+    elif source.kind == "tflite":
+        conv = _tflite_converter(tf, source)
     else:
-        raise ConversionError(f"TFLite conversion takes a Keras model or a SavedModel, not a {source.kind} "
-                              f"source")
+        raise ConversionError(f"TFLite conversion takes a Keras model, a SavedModel or a float TFLite file, not a "
+                              f"{source.kind} source")
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return conv
 
@@ -77,6 +82,21 @@ def _keras_converter(tf, source):
     except Exception as exc:
         raise conversion_error(exc, "tracing the Keras model") from exc
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+    conv.experimental_lower_to_saved_model = False
+    out_names = [o.name for o in source.outputs]
+    if len(set(out_names)) != len(out_names) or not all(out_names):
+        out_names = [f"output_{i}" for i in range(len(out_names))]
+    conv._edgeship_signature = (in_names, out_names)
+    return conv
+
+
+def _tflite_converter(tf, source):
+    """The TF2 converter on a float TFLite file replayed with TensorFlow ops (:mod:`.tflite_graph`)."""
+    from edgeship.converters.tflite_graph import concrete_function
+
+    in_names = [s.name if _TF_NAME.match(s.name) else f"input_{i}" for i, s in enumerate(source.inputs)]
+    fn = concrete_function(source.obj, source.path or "the TFLite model", in_names)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], tf.Module())  # nothing to track: weights are constants
     conv.experimental_lower_to_saved_model = False
     out_names = [o.name for o in source.outputs]
     if len(set(out_names)) != len(out_names) or not all(out_names):
@@ -224,13 +244,18 @@ def calibrate_with_method(source, options: dict) -> bytes:
     if method not in CALIBRATION_METHODS:
         raise ConversionError(f"calibration_method for TFLite must be one of {list(CALIBRATION_METHODS)}, "
                               f"got {method!r}")
+    ref = options.get("ranges_from")  # a reference_ranges.ReferenceRanges: its ranges replace the calibrated ones
+    if ref is not None and method != "minmax":
+        raise ConversionError(f"ranges_from takes every activation range from {ref.path}; calibration_method "
+                              f"{method!r} would have no effect: leave one of the two out")
     cal = options.get("calibration")
     pct = float(options.get("percentile", 99.99)) if method == "percentile" else None
-    key = (getattr(cal, "sha256", None) or id(cal), bool(options.get("per_channel", True)), method, pct)
+    key = (getattr(cal, "sha256", None) or id(cal), bool(options.get("per_channel", True)), method, pct,
+           ref.sha256 if ref is not None else None)
     cache = getattr(source, "calibrated", None)
     if cache is not None and key in cache:
         return cache[key]
-    base_key = key[:2] + ("minmax", None)
+    base_key = key[:2] + ("minmax", None, None)
     calibrated = cache.get(base_key) if cache is not None else None
     if calibrated is None:
         calibrated = calibrate(source, options)
@@ -238,8 +263,12 @@ def calibrate_with_method(source, options: dict) -> bytes:
             cache[base_key] = calibrated
     if method == "percentile":
         calibrated = recalibrate_percentile(calibrated, source, cal, pct)
-        if cache is not None:
-            cache[key] = calibrated
+    if ref is not None:
+        from edgeship.converters.reference_ranges import apply_reference_ranges
+
+        calibrated = apply_reference_ranges(calibrated, ref)
+    if cache is not None:
+        cache[key] = calibrated
     return calibrated
 
 

@@ -187,7 +187,7 @@ class Operator:
     inputs: Tuple[int, ...]
     outputs: Tuple[int, ...]
     builtin_options_type: int
-    builtin_options: Dict[str, int] = field(default_factory=dict)
+    builtin_options: Dict[str, float] = field(default_factory=dict)
     custom_options: Optional[bytes] = None
 
 
@@ -240,6 +240,12 @@ _OPTIONS = {
                           ("filter_w", 10, "i", 0), ("filter_h", 12, "i", 0), ("fused_activation", 14, "b", 0)]),
     8: ("FullyConnectedOptions", [("fused_activation", 4, "b", 0), ("weights_format", 6, "b", 0),
                                   ("keep_num_dims", 8, "b", 0)]),
+    9: ("SoftmaxOptions", [("beta", 4, "f", 0.0)]),
+    10: ("ConcatenationOptions", [("axis", 4, "i", 0), ("fused_activation", 6, "b", 0)]),
+    11: ("AddOptions", [("fused_activation", 4, "b", 0)]),
+    21: ("MulOptions", [("fused_activation", 4, "b", 0)]),
+    27: ("ReducerOptions", [("keep_dims", 4, "b", 0)]),
+    28: ("SubOptions", [("fused_activation", 4, "b", 0)]),
 }
 
 
@@ -328,7 +334,7 @@ def _read_operator(t: _Table, i: int, codes: List[OpCode], n_tensors: int, sg: s
                 f"corrupt TFLite model: operator {i} ({code.name}) of {sg} leaves its required input {missing[0]} "
                 f"empty (tensor index -1)")
     opt_type = t.scalar(10, "B", 0)
-    options: Dict[str, int] = {}
+    options: Dict[str, float] = {}
     if opt_type in _OPTIONS:
         ot = t.table(12, _OPTIONS[opt_type][0])
         if ot is not None:

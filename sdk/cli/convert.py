@@ -76,7 +76,7 @@ def _log_path(out: str, all_formats: bool) -> Path:
 
 @handle_errors
 def convert_cmd(
-    src: str = typer.Argument(..., help="Keras .keras/.h5, SavedModel dir, .onnx file"),
+    src: str = typer.Argument(..., help="Keras .keras/.h5, SavedModel dir, .onnx file, float .tflite file"),
     to: str = typer.Option("tflite", "--to", help="tflite | onnx"),
     quantize: Optional[str] = typer.Option(None, "--quantize",
                                            help=" | ".join(m.value for m in QuantMode.requestable())),
@@ -91,6 +91,8 @@ def convert_cmd(
                                            help="full-int8 TFLite I/O: int8 (default) | uint8 | float32"),
     per_channel: bool = typer.Option(True, "--per-channel/--per-tensor", help="weight quantization granularity"),
     keep_float: List[str] = typer.Option([], "--keep-float", help="layer to keep in float (repeatable)"),
+    ranges_from: Optional[str] = typer.Option(None, "--ranges-from", help="int8 .tflite of the same network: "
+                                              "reuse its activation ranges (and input scale/zero point)"),
     tolerance: List[str] = typer.Option([], "--tolerance", help="override, e.g. cosine_min=0.999, or for one "
                                         "output: boxes:rel_max_abs=0.5 (repeatable)"),
     preprocessing: Optional[str] = typer.Option(None, "--preprocessing", help="for folders: a name (image_0_1, "
@@ -120,6 +122,8 @@ def convert_cmd(
         kwargs["io_dtype"] = io_dtype
     if keep_float:
         kwargs["keep_float_ops"] = list(keep_float)
+    if ranges_from is not None:
+        kwargs["ranges_from"] = ranges_from
     log = _log_path(out, all_formats)
     term = os.fdopen(os.dup(2), "w", encoding="utf-8", errors="replace")  # the terminal, for progress bars
     try:

@@ -456,7 +456,33 @@ def quantize_model(calibrated: bytes, options: dict, keep_tensors: Optional[List
             quant = tfl_util.modify_model_io_type(quant, dtypes[io_dtype], dtypes[io_dtype])
         except Exception as exc:
             raise conversion_error(exc, f"setting {io_dtype} input/output") from exc
-    return bytes(quant)
+    return io_names_from_signature(bytes(quant))
+
+
+def io_names_from_signature(model_bytes: bytes) -> bytes:
+    """Name subgraph 0's input and output tensors as its ``serving_default`` signature does.
+
+    The quantizer leaves the signature right but renames the I/O tensors (``tfl.quantize``,
+    ``StatefulPartitionedCall_1:01``); runtimes that list tensors, edgeship's included, then show
+    those names instead of the source's. Unchanged when there is no signature or it does not
+    cover exactly the graph's inputs and outputs.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(model_bytes)
+    graph = model.subgraphs[0]
+    sig = next((s for s in model.signatureDefs or [] if s.subgraphIndex == 0), None)
+    if sig is None:
+        return model_bytes
+    names = {int(m.tensorIndex): m.name for m in list(sig.inputs or []) + list(sig.outputs or [])}
+    io = [int(i) for i in graph.inputs] + [int(i) for i in graph.outputs]
+    if set(names) != set(io) or len(set(names.values())) != len(names):
+        return model_bytes
+    if all(graph.tensors[i].name == names[i] for i in io):
+        return model_bytes
+    for i in io:
+        graph.tensors[i].name = names[i]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def quantize_calibrated(source, options: dict) -> bytes:

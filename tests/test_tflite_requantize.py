@@ -72,6 +72,7 @@ def test_float_tflite_to_int8_is_checked_against_the_file(files, tmp_path):
     assert any("replayed with TensorFlow ops" in n for n in rec.notes)
     m = edgeship.load(rec.path)
     assert m.inputs[0].dtype == "int8"
+    assert [m.inputs[0].name, m.outputs[0].name] == ["x", "p"]  # the source's names, not the quantizer's
     assert res.source["kind"] == "tflite"
     want = edgeship.load(f32).predict(val)
     assert np.mean(m.predict(val).argmax(1) == want.argmax(1)) >= 0.9

@@ -69,7 +69,7 @@ def _keras_converter(tf, source):
     from edgeship.converters.sources import KERAS_LOCK, keras_output_list
 
     model = source.obj
-    in_names = [s.name if _TF_NAME.match(s.name) else f"input_{i}" for i, s in enumerate(source.inputs)]
+    in_names = _input_names(source)
     specs = [tf.TensorSpec([None if d < 0 else d for d in s.shape], t.dtype, name=n)
              for s, t, n in zip(source.inputs, model.inputs, in_names)]
 
@@ -81,22 +81,25 @@ def _keras_converter(tf, source):
             fn = tf.function(call, input_signature=specs, autograph=False).get_concrete_function()
     except Exception as exc:
         raise conversion_error(exc, "tracing the Keras model") from exc
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
-    conv.experimental_lower_to_saved_model = False
-    out_names = [o.name for o in source.outputs]
-    if len(set(out_names)) != len(out_names) or not all(out_names):
-        out_names = [f"output_{i}" for i in range(len(out_names))]
-    conv._edgeship_signature = (in_names, out_names)
-    return conv
+    return _from_function(tf, fn, model, source, in_names)
 
 
 def _tflite_converter(tf, source):
     """The TF2 converter on a float TFLite file replayed with TensorFlow ops (:mod:`.tflite_graph`)."""
     from edgeship.converters.tflite_graph import concrete_function
 
-    in_names = [s.name if _TF_NAME.match(s.name) else f"input_{i}" for i, s in enumerate(source.inputs)]
+    in_names = _input_names(source)
     fn = concrete_function(source.obj, source.path or "the TFLite model", in_names)
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], tf.Module())  # nothing to track: weights are constants
+    return _from_function(tf, fn, tf.Module(), source, in_names)  # nothing to track: the weights are constants
+
+
+def _input_names(source) -> List[str]:
+    return [s.name if _TF_NAME.match(s.name) else f"input_{i}" for i, s in enumerate(source.inputs)]
+
+
+def _from_function(tf, fn, trackable, source, in_names: List[str]):
+    """A converter on one concrete function; the file gets a signature under the source's names."""
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], trackable)
     conv.experimental_lower_to_saved_model = False
     out_names = [o.name for o in source.outputs]
     if len(set(out_names)) != len(out_names) or not all(out_names):

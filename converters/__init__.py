@@ -198,7 +198,7 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
     if accuracy_budget is not None and not 0 <= float(accuracy_budget) < 1:
         raise ConversionError(f"accuracy_budget is a fraction in [0, 1), e.g. 0.02; got {accuracy_budget}")
     data = _resolve_data(source, calibration, validation, labels, preprocessing, max_calibration, holdout,
-                         seed, notes)
+                         seed, notes, ranges_fixed=options.get("ranges_from") is not None)
     data = _follow_batch(source, data, notes)
     out_root = Path(out)
     many = len(exps) > 1 or all_formats
@@ -370,9 +370,11 @@ def _follow_batch(source, data: _Data, notes: List[str]) -> _Data:
 
 
 def _resolve_data(source, calibration, validation, labels, preprocessing, max_calibration, holdout, seed,
-                  notes: List[str]) -> _Data:
+                  notes: List[str], ranges_fixed: bool = False) -> _Data:
     """Calibration set, validation samples (given, held out of the calibration data, or synthetic)
-    and the labels that go with the validation samples."""
+    and the labels that go with the validation samples. ``ranges_fixed``: the int8 ranges come from
+    ``ranges_from``, so validation rows shared with the calibration data fitted nothing (counted, not
+    warned about)."""
     from edgeship.converters.calibration import image_spec, resolve_calibration
 
     image_spec(preprocessing)  # a bad image spec (dict or .json file) is an error even when no folder uses it
@@ -390,7 +392,7 @@ def _resolve_data(source, calibration, validation, labels, preprocessing, max_ca
 
             both = shared_rows(cal.samples, val.samples)
             desc["shared_with_calibration"] = both
-            if both:
+            if both and not ranges_fixed:
                 warns.append(f"calibration = validation: {both} of the {val.count} validation samples are also "
                              f"calibration samples (same values); the int8 ranges were fitted to them, so parity "
                              f"on them overstates accuracy on new data: give separate --validation data, or "

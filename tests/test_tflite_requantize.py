@@ -166,3 +166,17 @@ def test_cli_requantizes_a_float_tflite_with_ranges_from(files, tmp_path):
     assert _activation_ranges(rec["path"])[0] == _activation_ranges(i8)[0]  # the input's scale and zero point
     r = run("-o", str(tmp_path / "p.tflite"), "--ranges-from", str(f32))
     assert r.returncode == 2 and "no int8/uint8 activations" in json.loads(r.stdout)["error"]["message"]
+
+
+def test_shared_validation_rows_fit_nothing_when_the_ranges_are_given(files, tmp_path):
+    import warnings
+
+    model, cal, _, _, _, i8, _ = files
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = convert(model, to="tflite", quantize="int8", calibration=cal, validation=cal[:16],
+                      out=tmp_path / "a.tflite", ranges_from=i8)
+    assert res.validation["shared_with_calibration"] == 16
+    assert not res.warnings and not [w for w in caught if "calibration = validation" in str(w.message)]
+    with pytest.warns(UserWarning, match="calibration = validation: 16 of the 16"):
+        convert(model, to="tflite", quantize="int8", calibration=cal, validation=cal[:16], out=tmp_path / "b.tflite")

@@ -378,6 +378,15 @@ class KeywordDetector:
         self.reset()
         return np.asarray(ends), (np.stack(probs) if probs else np.zeros((0, len(self.labels)), np.float32))
 
+    def events(self, end_times, posteriors, config: Optional[DetectorConfig] = None) -> List[Detection]:
+        """The events of :meth:`window_posteriors`' result under ``config`` (default: this detector's).
+
+        The same events as :meth:`detect` on that signal, for the same settings; computing the
+        posteriors once and replaying them is how settings are compared (a threshold sweep).
+        """
+        f = PosteriorFilter(self.labels, config or self.config, window_s=self.spec.clip_samples / self.sample_rate)
+        return f.run(end_times, posteriors)
+
     def classify(self, clip) -> np.ndarray:
         """Posteriors of one clip (batch front end, zero-padded when short)."""
         return self.posteriors(features(clip, self.spec))

@@ -144,3 +144,43 @@ def test_listen_defaults_to_the_zoo_model(tmp_path, capsys):
     lines = [json.loads(l) for l in _out(capsys).splitlines()]
     assert lines[0]["zoo_name"] == "kws_dscnn_int8" and lines[0]["labels_from"] == "zoo entry kws_dscnn_int8"
     assert lines[-1]["windows"] == 6
+
+
+@pytest.mark.shared
+def test_false_alarms_sweep_keyword_recall_and_plot(shared_dir, ref_model, tmp_path, capsys):
+    from edgeship import audio
+    from edgeship.kws import DetectorConfig, KeywordDetector
+
+    dev = shared_dir / "data" / "speech_commands_dev"
+    kw = tmp_path / "kw"
+    for label in ("yes", "no", "up"):
+        (kw / label).mkdir(parents=True)
+        for f in sorted((dev / label).glob("*.flac"))[:4]:
+            shutil.copy(f, kw / label / f.name)
+    (kw / "marvin").mkdir()   # not a keyword: not part of the recall
+    for f in sorted((dev / "_unknown_").glob("marvin_*.flac"))[:2]:
+        shutil.copy(f, kw / "marvin" / f.name)
+    noise = shared_dir / "data" / "noise" / "mycroft"
+    png = tmp_path / "fa.png"
+    rc = main(["false-alarms", "--audio", str(noise), "--model", ref_model, "--keywords", str(kw),
+               "--plot", str(png), "--json"])
+    r = json.loads(_out(capsys))
+    assert rc == 0 and r["keyword_clips"] == 12 and png.read_bytes()[:4] == b"\x89PNG"
+    assert [row["threshold"] for row in r["sweep"]] == [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98]
+    at_setting = next(row for row in r["sweep"] if row["threshold"] == r["config"]["threshold"])
+    assert (at_setting["false_accepts"], at_setting["recall"]) == (r["false_accepts"], r["recall"])
+    # recall and false accepts replayed from posteriors = what the streaming detector finds, clip by clip
+    det = KeywordDetector(ref_model)
+    pad = np.zeros(8000, np.float32)
+    for t in (0.5, 0.9, 0.98):
+        d = KeywordDetector(det.model, config=DetectorConfig(threshold=t))
+        hits = [any(e.label == f.parent.name for e in d.detect(np.concatenate([pad, audio.read_audio(f), pad])))
+                for f in sorted(kw.glob("[ynu]*/*.flac"))]
+        fa = sum(len(d.detect(audio.read_audio(f))) for f in sorted(noise.glob("*.wav")))
+        row = next(row for row in r["sweep"] if row["threshold"] == t)
+        assert row["recall"] == pytest.approx(np.mean(hits)) and row["false_accepts"] == fa
+    empty = tmp_path / "empty"
+    (empty / "marvin").mkdir(parents=True)
+    shutil.copy(next((kw / "marvin").iterdir()), empty / "marvin")
+    assert main(["false-alarms", "--audio", str(noise), "--model", ref_model, "--keywords", str(empty)]) == 2
+    assert "no folder named like one of the model's keywords" in capsys.readouterr().err

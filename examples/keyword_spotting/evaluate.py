@@ -93,13 +93,7 @@ def plot_confusion(result: Dict, png) -> Path:
     ax.set_ylabel("true")
     ax.set_title(f"{Path(result['model']).name}: accuracy {result['accuracy']:.1%} on {result['n']} clips")
     fig.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(png)   # atomic: never a half-written PNG
-    return png
+    return _save(fig, png)
 
 
 def audio_files(path) -> List[Path]:
@@ -117,24 +111,130 @@ def audio_files(path) -> List[Path]:
     raise InputSpecError(f"--audio {p}: no such file or folder")
 
 
-def false_alarms(det, path, *, resample=False, json_mode=False) -> Dict:
-    """Stream every file through the detector; every event is a false accept (the audio has no keyword)."""
+SWEEP_THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98)
+KEYWORD_PAD_S = 0.5   # silence around each keyword clip of --keywords (a 1 s clip: 11 windows see it)
+
+
+def _padded(det, x: np.ndarray) -> np.ndarray:
+    """A signal of at least one window (a shorter one is zero-padded, as ``KeywordDetector.finish`` does)."""
+    n = det.spec.clip_samples
+    return x if x.size >= n else np.concatenate([x, np.zeros(n - x.size, np.float32)])
+
+
+def false_alarms(det, path, *, resample=False, json_mode=False, keywords=None, limit=None,
+                 thresholds=None) -> Dict:
+    """Stream every file through the detector; every event is a false accept (the audio has no keyword).
+
+    The window posteriors of each file are computed once; the detector's setting, and each of
+    ``thresholds`` (a sweep, same smoothing and refractory period), are replayed on them. With
+    ``keywords`` (a Speech Commands folder; only folders named like one of the model's keywords are
+    read, at most ``limit`` files each) every clip is streamed with silence around it, and recall
+    is the share of clips with an event of their own label.
+    """
+    from dataclasses import replace
+
     from edgeship.audio import read_audio
+    from edgeship.errors import InputSpecError
 
     files = audio_files(path)
-    events, seconds = [], 0.0
+    kw_items = []
+    if keywords is not None:
+        kw_items = [(f, l) for f, l in dataset(keywords, det.labels, limit) if not l.startswith("_")]
+        if not kw_items:
+            raise InputSpecError(f"--keywords {keywords}: no folder named like one of the model's keywords "
+                                 f"({', '.join(l for l in det.labels if not l.startswith('_'))})")
+    pad = np.zeros(int(KEYWORD_PAD_S * det.sample_rate), np.float32)
+    streams, kw_streams, seconds = [], [], 0.0
     with _progress(json_mode) as prog:
         task = prog.add_task("false alarms", total=len(files))
         for f in files:
             x = read_audio(f, sample_rate=det.sample_rate, resample=resample)
             seconds += x.size / det.sample_rate
-            events += [{"file": str(f), **ev.to_dict()} for ev in det.detect(x)]
+            streams.append((f, det.window_posteriors(_padded(det, x))))
             prog.advance(task)
+        if kw_items:
+            task = prog.add_task("keywords", total=len(kw_items))
+            for f, label in kw_items:
+                x = read_audio(f, sample_rate=det.sample_rate, resample=resample)
+                kw_streams.append((label, det.window_posteriors(np.concatenate([pad, x, pad]))))
+                prog.advance(task)
+
+    def measure(cfg) -> dict:
+        fa = [(f, ev) for f, post in streams for ev in det.events(*post, config=cfg)]
+        row = {"threshold": cfg.threshold, "false_accepts": len(fa), "per_hour": len(fa) / hours if hours else None}
+        if kw_streams:
+            hit = [any(ev.label == label for ev in det.events(*post, config=cfg)) for label, post in kw_streams]
+            row["recall"] = float(np.mean(hit))
+        return row, fa
+
     hours = seconds / 3600.0
-    return {"ok": True, "audio": str(path), "files": len(files), "hours": round(hours, 4),
-            "false_accepts": len(events), "per_hour": len(events) / hours if hours else None,
-            "config": det.config.to_dict(), "model": str(det.model.path), "model_sha256": det.model.sha256,
-            "events": events[:1000]}
+    row, fa = measure(det.config)
+    out = {"ok": True, "audio": str(path), "files": len(files), "hours": round(hours, 4),
+           "false_accepts": row["false_accepts"], "per_hour": row["per_hour"],
+           "config": det.config.to_dict(), "model": str(det.model.path), "model_sha256": det.model.sha256,
+           "events": [{"file": str(f), **ev.to_dict()} for f, ev in fa[:1000]]}
+    if kw_streams:
+        out.update(keywords=str(keywords), keyword_clips=len(kw_streams), recall=row["recall"],
+                   keyword_padding_s=KEYWORD_PAD_S)
+    if thresholds:
+        out["sweep"] = [measure(replace(det.config, threshold=float(t)))[0] for t in thresholds]
+    return out
+
+
+def plot_false_alarms(result: Dict, png) -> Path:
+    """False accepts per hour against recall (with ``--keywords``) or against the threshold, as a PNG."""
+    from edgeship._deps import require
+
+    mpl = require("matplotlib", "dev", "--plot")
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, cfg = result["sweep"], result["config"]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    fa = [r["per_hour"] for r in rows]
+    if "recall" in result:
+        ax.plot(fa, [r["recall"] for r in rows], "o-")
+        points: Dict[tuple, list] = {}   # thresholds that land on the same point share one label
+        for r in rows:
+            points.setdefault((r["per_hour"], r["recall"]), []).append(r["threshold"])
+        for (x, y), ts in points.items():
+            ax.annotate(f"{ts[0]:g}" if len(ts) == 1 else f"{ts[0]:g}..{ts[-1]:g}", (x, y),
+                        textcoords="offset points", xytext=(4, -10), fontsize=8)
+        ax.plot([result["per_hour"]], [result["recall"]], "r*", markersize=14,
+                label=f"setting: threshold {cfg['threshold']:g}, smoothing {cfg['smoothing']}")
+        ax.set_xlabel("false accepts per hour (--audio)")
+        ax.set_ylabel(f"keyword recall ({result['keyword_clips']} clips of --keywords)")
+        ax.set_ylim(0, 1.02)
+    else:
+        ax.plot([r["threshold"] for r in rows], fa, "o-")
+        ax.plot([cfg["threshold"]], [result["per_hour"]], "r*", markersize=14,
+                label=f"setting: threshold {cfg['threshold']:g}, smoothing {cfg['smoothing']}")
+        ax.set_xlabel("threshold")
+        ax.set_ylabel("false accepts per hour (--audio)")
+    if "recall" in result:
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlim(left=0)
+    else:
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(f"{Path(result['model']).name}: {result['hours']:.2f} h of audio without keywords")
+    fig.tight_layout()
+    return _save(fig, png)
+
+
+def _save(fig, png) -> Path:
+    """Write a figure atomically (never a half-written PNG) and close it."""
+    import matplotlib.pyplot as plt
+
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png.with_name(f".{png.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(png)
+    return png
 
 
 def print_evaluation(r: Dict) -> None:
@@ -155,7 +255,13 @@ def print_evaluation(r: Dict) -> None:
 
 def print_false_alarms(r: Dict) -> None:
     print(f"{r['false_accepts']} false accept(s) in {r['hours']:.3f} h of audio ({r['files']} file(s)): "
-          f"{r['per_hour']:.2f} per hour at threshold {r['config']['threshold']}")
+          f"{r['per_hour']:.2f} per hour at threshold {r['config']['threshold']}"
+          + (f"; keyword recall {r['recall']:.1%} of {r['keyword_clips']} clips" if "recall" in r else ""))
+    for row in r.get("sweep", []):
+        print(f"  threshold {row['threshold']:<5g} {row['per_hour']:8.2f} per hour"
+              + (f"   recall {row['recall']:.1%}" if "recall" in row else ""))
+    if r.get("plot"):
+        print(f"plot: {r['plot']}")
     for ev in r["events"][:20]:
         print(f"  {ev['file']}  {ev['time_s']:.2f} s  {ev['label']} ({ev['confidence']:.2f})")
     sys.stdout.flush()

@@ -128,13 +128,10 @@ def posteriors(det, sig, progress, task):
     return out
 
 
-def score(labels, cfg, half):
-    from edgeship.kws import PosteriorFilter
-
-    f = PosteriorFilter(labels, cfg)
-    fa = sum(len(f.run(e, p)) for e, p in half["non_keyword_post"])
+def score(det, cfg, half):
+    fa = sum(len(det.events(e, p, config=cfg)) for e, p in half["non_keyword_post"])
     hours = sum(s.size for s in half["non_keyword"]) / SR / 3600
-    events = f.run(*half["keyword_post"])
+    events = det.events(*half["keyword_post"], config=cfg)
     used, hit, wrong = set(), 0, 0
     for label, t in half["truth"]:
         near = [k for k, ev in enumerate(events) if abs(ev.time_s - t) <= KEYWORD_TOLERANCE_S and k not in used]
@@ -214,13 +211,13 @@ def main(argv=None) -> int:
     grid = []
     for th, sm, rf in itertools.product(GRID["threshold"], GRID["smoothing"], GRID["refractory_s"]):
         cfg = kws.DetectorConfig(threshold=th, smoothing=sm, refractory_s=rf)
-        grid.append({"config": cfg.to_dict(), "tune": score(det.labels, cfg, halves["tune"])})
+        grid.append({"config": cfg.to_dict(), "tune": score(det, cfg, halves["tune"])})
     ok = [g for g in grid if g["tune"]["fa_per_hour"] <= args.tune_max_fa]
     best = max(ok or grid, key=lambda g: (g["tune"]["recall"], -g["tune"]["fa_per_hour"]))
     cfg = kws.DetectorConfig(**best["config"])
-    ev = score(det.labels, cfg, halves["eval"])
+    ev = score(det, cfg, halves["eval"])
     default = kws.DetectorConfig()
-    ev_default = score(det.labels, default, halves["eval"])
+    ev_default = score(det, default, halves["eval"])
     report = {
         "model": str(det.model.path), "model_sha256": det.model.sha256, "zoo_name": det.info.zoo_name,
         "data": {h: {"non_keyword_hours": round(sum(s.size for s in d["non_keyword"]) / SR / 3600, 3),

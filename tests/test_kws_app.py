@@ -22,17 +22,22 @@ def _out(capsys):
     return capsys.readouterr().out
 
 
+def _speech_folder(shared_dir, root, labels, marvins: int):
+    """4 dev clips per label, and ``marvins`` clips of 'marvin' (not a model label: counts as _unknown_)."""
+    dev = shared_dir / "data" / "speech_commands_dev"
+    for label in labels:
+        (root / label).mkdir(parents=True)
+        for f in sorted((dev / label).glob("*.flac"))[:4]:
+            shutil.copy(f, root / label / f.name)
+    (root / "marvin").mkdir()
+    for f in sorted((dev / "_unknown_").glob("marvin_*.flac"))[:marvins]:
+        shutil.copy(f, root / "marvin" / f.name)
+    return root
+
+
 @pytest.mark.shared
 def test_evaluate_json_plot_and_unknown_folders(shared_dir, ref_model, tmp_path, capsys):
-    dev = shared_dir / "data" / "speech_commands_dev"
-    data = tmp_path / "data"
-    for label in ("yes", "no", "_silence_"):
-        (data / label).mkdir(parents=True)
-        for f in sorted((dev / label).glob("*.flac"))[:4]:
-            shutil.copy(f, data / label / f.name)
-    (data / "marvin").mkdir()               # not a model label: counts as _unknown_
-    for f in sorted((dev / "_unknown_").glob("marvin_*.flac"))[:3]:
-        shutil.copy(f, data / "marvin" / f.name)
+    data = _speech_folder(shared_dir, tmp_path / "data", ("yes", "no", "_silence_"), marvins=3)
     png = tmp_path / "cm.png"
     rc = main(["evaluate", "--data", str(data), "--model", ref_model, "--json", "--plot", str(png)])
     r = json.loads(_out(capsys))
@@ -151,15 +156,7 @@ def test_false_alarms_sweep_keyword_recall_and_plot(shared_dir, ref_model, tmp_p
     from edgeship import audio
     from edgeship.kws import DetectorConfig, KeywordDetector
 
-    dev = shared_dir / "data" / "speech_commands_dev"
-    kw = tmp_path / "kw"
-    for label in ("yes", "no", "up"):
-        (kw / label).mkdir(parents=True)
-        for f in sorted((dev / label).glob("*.flac"))[:4]:
-            shutil.copy(f, kw / label / f.name)
-    (kw / "marvin").mkdir()   # not a keyword: not part of the recall
-    for f in sorted((dev / "_unknown_").glob("marvin_*.flac"))[:2]:
-        shutil.copy(f, kw / "marvin" / f.name)
+    kw = _speech_folder(shared_dir, tmp_path / "kw", ("yes", "no", "up"), marvins=2)  # marvin: not in the recall
     noise = shared_dir / "data" / "noise" / "mycroft"
     png = tmp_path / "fa.png"
     rc = main(["false-alarms", "--audio", str(noise), "--model", ref_model, "--keywords", str(kw),

@@ -47,6 +47,7 @@ class OutputRecord:
     shipped: bool = True
     fix: Optional[dict] = None
     next_step: Optional[dict] = None   # on rejection: what to do, and the measured figures behind it
+    ranges_from: Optional[dict] = None  # int8 activation ranges taken from this model: path, sha256, kept
 
 
 @dataclass
@@ -444,6 +445,7 @@ def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, 
     if ref_ranges is not None and ref_ranges.kept:
         rec_notes.append(f"ranges_from: {len(ref_ranges.kept)} tensor(s) keep their calibrated range (not int8/uint8 "
                          f"per-tensor in the reference): {', '.join(ref_ranges.kept[:8])}")
+    ranges_record = ref_ranges.describe() if ref_ranges is not None else None
     reference = reference.get()  # a source that fails to run leaves no unchecked file behind
     atomic_write_bytes(path, blob)
     rep = check_parity(source, path, data.val_samples, labels=data.labels, tolerance=tol, fmt_key=exp.name,
@@ -473,7 +475,7 @@ def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, 
         rec_notes.append(f"asked for {exp.quantization}; the file is {quant} (e.g. the converter keeps small "
                          f"weight tensors in float, or layers were kept in float)")
     rec = OutputRecord(str(path), exp.format, quant, len(blob), rep.to_dict(), exp.name,
-                       rec_notes, fix=fix.to_dict() if fix else None)
+                       rec_notes, fix=fix.to_dict() if fix else None, ranges_from=ranges_record)
     if data.constant:
         rec.notes.append("the source's output does not change across the validation inputs: "
                          + "; ".join(data.constant))

@@ -48,7 +48,8 @@ class ReferenceRanges:
     kept: List[str] = field(default_factory=list)  # source tensors left with their calibrated range
 
     def describe(self) -> dict:
-        return {"path": self.path, "sha256": self.sha256}
+        """For the conversion report: which file, its hash, the tensors that kept a calibrated range."""
+        return {"path": self.path, "sha256": self.sha256, "kept_calibrated": list(self.kept)}
 
 
 def int_range(dtype: str, scale: float, zero_point: int) -> Tuple[np.float32, np.float32]:

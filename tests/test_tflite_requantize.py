@@ -146,6 +146,7 @@ def test_ranges_from_errors(files, tmp_path):
 
 
 def test_cli_requantizes_a_float_tflite_with_ranges_from(files, tmp_path):
+    import hashlib
     import json
     import os
     import subprocess
@@ -163,6 +164,8 @@ def test_cli_requantizes_a_float_tflite_with_ranges_from(files, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     rec = json.loads(r.stdout)["outputs"][0]
     assert rec["shipped"] and any(str(i8) in n for n in rec["notes"])
+    assert rec["ranges_from"] == {"path": str(i8), "sha256": hashlib.sha256(open(i8, "rb").read()).hexdigest(),
+                                  "kept_calibrated": []}
     assert _activation_ranges(rec["path"])[0] == _activation_ranges(i8)[0]  # the input's scale and zero point
     r = run("-o", str(tmp_path / "p.tflite"), "--ranges-from", str(f32))
     assert r.returncode == 2 and "no int8/uint8 activations" in json.loads(r.stdout)["error"]["message"]

@@ -187,10 +187,6 @@ def convert(src: Any, *, to: str = "tflite", quantize: Optional[str] = None, cal
         source, note = with_dynamic_batch(source)
         notes.append(note)
     exps = _plan(source, to, quantize, all_formats)
-    if source.kind == "tflite" and any(e.format == "tflite" for e in exps):
-        from edgeship.converters.tflite_graph import describe
-
-        notes.append(describe(source.obj))
     if options.get("ranges_from") is not None:
         options = dict(options, ranges_from=_reference_ranges(exps, options["ranges_from"], notes))
     if not all_formats and exps[0].needs_calibration and calibration is None:
@@ -441,6 +437,10 @@ def _export_one(exp: Exporter, source, data: _Data, reference, opts_base: dict, 
 
     with step(f"converting: {exp.name}"):
         blob = exp.fn(source, exp_opts)
+    if source.kind == "tflite" and exp.format == "tflite":  # the TFLite exporters replay the file's graph
+        from edgeship.converters.tflite_graph import describe
+
+        rec_notes.append(describe(source.obj))
     ref_ranges = exp_opts.get("ranges_from")
     if ref_ranges is not None and ref_ranges.kept:
         rec_notes.append(f"ranges_from: {len(ref_ranges.kept)} tensor(s) keep their calibrated range (not int8/uint8 "

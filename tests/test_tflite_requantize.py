@@ -183,3 +183,11 @@ def test_shared_validation_rows_fit_nothing_when_the_ranges_are_given(files, tmp
     assert not res.warnings and not [w for w in caught if "calibration = validation" in str(w.message)]
     with pytest.warns(UserWarning, match="calibration = validation: 16 of the 16"):
         convert(model, to="tflite", quantize="int8", calibration=cal, validation=cal[:16], out=tmp_path / "b.tflite")
+
+
+def test_replay_note_only_on_the_files_made_by_replaying(files, tmp_path):
+    _, _, val, f32, _, _, _ = files
+    res = convert(f32, to="onnx", validation=val, out=tmp_path / "o.onnx")
+    assert not any("replayed" in n for n in res.outputs[0].notes)  # tf2onnx reads the file itself
+    res = convert(f32, to="tflite", quantize="fp16", validation=val, out=tmp_path / "h.tflite")
+    assert any("replayed with TensorFlow ops" in n for n in res.outputs[0].notes)

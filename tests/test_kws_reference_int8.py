@@ -27,7 +27,7 @@ truncation) -> the shipped reference int8 model. Measured here (see the printout
   the criterion as the issue states it;
 - and the converted models are at least as accurate on the 50 clips as the reference pipeline.
 
-Takes about 40-70 s (TensorFlow import and four conversions), hence ``slow``.
+About 10 s on this machine (TensorFlow import and four conversions), hence ``slow``.
 """
 from __future__ import annotations
 

@@ -364,9 +364,12 @@ class KeywordDetector:
     def window_posteriors(self, audio, chunk_samples: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         """(window end times in s, posteriors [windows, labels]) for a whole signal; resets first.
 
-        For tuning: run :meth:`PosteriorFilter.run` on the result with many configs.
+        For tuning: replay the result with :meth:`events` under many configs. A signal shorter
+        than one window is zero-padded to one, as :meth:`finish` does.
         """
         x = np.asarray(audio)
+        if 0 < x.size < self.spec.clip_samples:
+            x = np.concatenate([x.reshape(-1), np.zeros(self.spec.clip_samples - x.size, x.dtype)])
         step = int(chunk_samples or self.hop_samples)
         self.reset()
         ends, probs = [], []
@@ -384,8 +387,8 @@ class KeywordDetector:
         The same events as :meth:`detect` on that signal, for the same settings; computing the
         posteriors once and replaying them is how settings are compared (a threshold sweep).
         """
-        f = PosteriorFilter(self.labels, config or self.config, window_s=self.spec.clip_samples / self.sample_rate)
-        return f.run(end_times, posteriors)
+        return PosteriorFilter(self.labels, config or self.config, window_s=self._filter.window_s).run(
+            end_times, posteriors)
 
     def classify(self, clip) -> np.ndarray:
         """Posteriors of one clip (batch front end, zero-padded when short)."""

@@ -97,6 +97,18 @@ def test_chunk_size_does_not_change_events(stream, detector):
 
 
 @pytest.mark.shared
+def test_replayed_posteriors_give_the_events_of_detect(stream, detector, shared_dir):
+    x = audio.read_audio(stream[0])
+    short = audio.read_audio(sorted((shared_dir / "data" / "speech_commands_dev" / "yes").glob("*.flac"))[0])[:6400]
+    for sig in (x, short):  # a 0.4 s signal is zero-padded to one window by both
+        ends, post = detector.window_posteriors(sig)
+        assert len(ends) >= 1
+        for cfg in (detector.config, kws.DetectorConfig(threshold=0.5, smoothing=1)):
+            want = kws.KeywordDetector(detector.model, config=cfg).detect(sig)
+            assert detector.events(ends, post, config=cfg) == want
+
+
+@pytest.mark.shared
 def test_labels_and_front_end_come_from_a_bundle_manifest(ref_model, tmp_path):
     from edgeship.bundle import write_bundle
 

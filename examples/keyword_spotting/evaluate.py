@@ -115,12 +115,6 @@ SWEEP_THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98)
 KEYWORD_PAD_S = 0.5   # silence around each keyword clip of --keywords (a 1 s clip: 11 windows see it)
 
 
-def _padded(det, x: np.ndarray) -> np.ndarray:
-    """A signal of at least one window (a shorter one is zero-padded, as ``KeywordDetector.finish`` does)."""
-    n = det.spec.clip_samples
-    return x if x.size >= n else np.concatenate([x, np.zeros(n - x.size, np.float32)])
-
-
 def false_alarms(det, path, *, resample=False, json_mode=False, keywords=None, limit=None,
                  thresholds=None) -> Dict:
     """Stream every file through the detector; every event is a false accept (the audio has no keyword).
@@ -150,7 +144,7 @@ def false_alarms(det, path, *, resample=False, json_mode=False, keywords=None, l
         for f in files:
             x = read_audio(f, sample_rate=det.sample_rate, resample=resample)
             seconds += x.size / det.sample_rate
-            streams.append((f, det.window_posteriors(_padded(det, x))))
+            streams.append((f, det.window_posteriors(x)))
             prog.advance(task)
         if kw_items:
             task = prog.add_task("keywords", total=len(kw_items))

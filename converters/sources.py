@@ -35,6 +35,7 @@ import numpy as np
 from edgeship._deps import require
 from edgeship._io import sha256_file, tree_sha256
 from edgeship.errors import ConversionError, ModelFormatError
+from edgeship.spec import TensorSpec
 
 #: Held while a Keras model is traced or run: by the source's ``run`` (each batch) and by every
 #: exporter that traces the model (the TFLite converter's trace, tf2onnx). Graph building on one
@@ -42,7 +43,6 @@ from edgeship.errors import ConversionError, ModelFormatError
 #: reference thread of ``convert`` tracing ``predict`` while the export traced the model); with the
 #: lock, the reference still runs beside the export's conversion, which does not touch the model.
 KERAS_LOCK = threading.RLock()
-from edgeship.spec import TensorSpec
 
 SOURCE_KINDS = ("keras", "saved_model", "onnx", "torch", "tflite")
 

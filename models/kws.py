@@ -466,7 +466,6 @@ def teacher_targets(teachers: Sequence, x, y, *, weight: float = 0.7, num_classe
             import keras
 
             name = f"teacher {t}"
-
             try:
                 t = keras.models.load_model(t, compile=False)
             except Exception as exc:  # noqa: BLE001 - keras raises many kinds for a bad file

@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 # Extras the full test suite needs (torch resolves to the local CPU wheel 2.13.0).
 TEST_EXTRAS := convert,torch,audio,speech,face,deploy,mcu,sign,dev
 
-.PHONY: demo test bench bench-convert fuzz soak venv venv-test clean
+.PHONY: demo test bench bench-convert bench-kws fuzz soak venv venv-test clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -102,6 +102,17 @@ train-kws: venv-test
 # The synthetic-only figures of the model card (12 classes; --keywords marvin,sheila,house).
 kws-figures: venv-test
 	nice $(BIN)/python bench/train_kws.py synth synth-seeds synth-distill keywords voices
+
+# The keyword app's noise and false-alarm figures (examples/keyword_spotting/README.md), a few minutes.
+bench-kws: venv-test
+	$(BIN)/python bench/kws_snr_accuracy.py --out bench/results/kws_snr_accuracy.json
+	$(BIN)/python bench/kws_false_alarms.py --model mlperf_kws_int8 --out bench/results/kws_false_alarms_mlperf_kws_int8.json
+	$(BIN)/python bench/kws_false_alarms.py --model mlperf_kws_int8 --snr 10:30 \
+		--out bench/results/kws_false_alarms_mlperf_kws_int8_snr10-30.json
+	$(BIN)/python bench/kws_false_alarms.py --model kws_dscnn_int8 --zoo-validation-only \
+		--out bench/results/kws_false_alarms_kws_dscnn_int8.json
+	$(BIN)/python bench/kws_false_alarms.py --model kws_dscnn_int8 --zoo-validation-only --snr 10:30 \
+		--out bench/results/kws_false_alarms_kws_dscnn_int8_snr10-30.json
 
 # Long fuzzing (issue 11): 50,000 mutants per format; crashing inputs land in fuzz_out/crashes.
 fuzz: venv-test

@@ -12,6 +12,13 @@ Data (all real, from ../shared; nothing synthetic):
 - *keyword audio*: every keyword clip of ``speech_commands_dev`` added onto such noise every
   2 s; a keyword is recalled when an event with its label lies within 0.5 s of its speech centre.
 
+Each inserted word's signal-to-noise ratio is recorded (power of its speech frames, those within
+20 dB of its loudest 10 ms frame, over the noise power under it) and recall is reported per SNR
+band. By default the words keep their recorded level and the noise gain decides the SNR (a wide,
+uncontrolled spread: many keywords lie below 0 dB). ``--snr LO:HI`` scales every inserted word
+(keywords and unknown words alike) to an SNR drawn uniformly from that range instead, so a
+figure can be stated for a condition (e.g. ``--snr 10:30``, a quiet room).
+
 Split: speakers (the hash in the file name) whose hash starts with 0-7 are the *tuning* half,
 8-f the *evaluation* half; noise recordings alternate between the halves. The detector's
 posteriors are computed once per stream; every setting in the grid (threshold x smoothing x
@@ -53,11 +60,37 @@ def half_of(path: Path) -> str:
     return "tune" if speaker(path)[0] in "01234567" else "eval"
 
 
+SNR_BANDS = [(-np.inf, 0.0), (0.0, 10.0), (10.0, 20.0), (20.0, np.inf)]
+
+
+def _frame_power(x: np.ndarray) -> np.ndarray:
+    fr = x[: x.size // 160 * 160].reshape(-1, 160).astype(np.float64)
+    return (fr ** 2).mean(axis=1)
+
+
 def word_centre(x: np.ndarray) -> float:
-    fr = x[: x.size // 160 * 160].reshape(-1, 160)
-    e = np.sqrt((fr ** 2).mean(axis=1))
+    e = np.sqrt(_frame_power(x))
     on = np.flatnonzero(e >= 0.1 * e.max())
     return (on[0] + on[-1] + 1) / 2 * 160 / SR
+
+
+def speech_power(x: np.ndarray) -> float:
+    """Mean power of a word's speech frames: 10 ms frames within 20 dB of its loudest one."""
+    pw = _frame_power(x)
+    return float(pw[pw >= 0.01 * pw.max()].mean())
+
+
+def add_word(sig: np.ndarray, start: int, x: np.ndarray, rng, gain_db=None, snr_db=None) -> float:
+    """Add word ``x`` into ``sig`` at ``start``, at a random gain or at an SNR drawn from ``snr_db``
+    (lo, hi); returns the SNR it got, in dB, against the noise under it."""
+    noise = float(np.mean(sig[start:start + x.size].astype(np.float64) ** 2)) + 1e-12
+    ps = speech_power(x) + 1e-12
+    if snr_db is not None:
+        g = np.sqrt(noise * 10 ** (rng.uniform(*snr_db) / 10) / ps)
+    else:
+        g = 10 ** (rng.uniform(*gain_db) / 20)
+    sig[start:start + x.size] += x * np.float32(g)
+    return float(10 * np.log10(ps * g * g / noise))
 
 
 class NoiseBed:
@@ -78,7 +111,7 @@ class NoiseBed:
         return np.concatenate(out)
 
 
-def build_half(root: Path, noise_files, keywords, half: str, hours: float, seed: int, keep=None):
+def build_half(root: Path, noise_files, keywords, half: str, hours: float, seed: int, keep=None, snr_db=None):
     from edgeship import audio
 
     if keep is not None:   # only clips of these files (e.g. a zoo model's validation speakers)
@@ -93,7 +126,7 @@ def build_half(root: Path, noise_files, keywords, half: str, hours: float, seed:
     silence = [f for f in sorted((root / "_silence_").glob("*.flac")) if keep is None or f in keep]
     silence = [audio.read_audio(f) for i, f in enumerate(silence) if (i % 2 == 0) == (half == "tune")]
     # non-keyword streams of 10 minutes
-    streams, uses = [], 0
+    streams, uses, unknown_snr = [], 0, []
     total = int(hours * 3600 * SR)
     piece = 600 * SR
     for start in range(0, total, piece):
@@ -103,8 +136,11 @@ def build_half(root: Path, noise_files, keywords, half: str, hours: float, seed:
         while t + SR < n:
             pool = unknown if rng.random() < 0.85 else silence
             c = pool[int(rng.integers(len(pool)))]
-            sig[t:t + c.size] += c * np.float32(10 ** (rng.uniform(-6, 0) / 20))
-            uses += pool is unknown
+            if pool is unknown:
+                unknown_snr.append(add_word(sig, t, c, rng, gain_db=(-6, 0), snr_db=snr_db))
+                uses += 1
+            else:   # a _silence_ clip is noise: never scaled to an SNR
+                sig[t:t + c.size] += c * np.float32(10 ** (rng.uniform(-6, 0) / 20))
             t += c.size + int(rng.uniform(0.5, 2.5) * SR)
         streams.append(np.clip(sig, -1, 1))
     # keyword streams: every keyword clip of this half, shuffled, one every 2 s
@@ -116,10 +152,31 @@ def build_half(root: Path, noise_files, keywords, half: str, hours: float, seed:
         label, f = clips[j]
         x = audio.read_audio(f)
         s = (1 + 2 * i) * SR
-        kw_sig[s:s + x.size] += x
-        truth.append((label, s / SR + word_centre(x)))
+        snr = add_word(kw_sig, s, x, rng, gain_db=(0, 0), snr_db=snr_db)
+        truth.append((label, s / SR + word_centre(x), snr, bool(np.abs(kw_sig[s:s + x.size]).max() > 1)))
     return {"non_keyword": streams, "keyword": np.clip(kw_sig, -1, 1), "truth": truth,
-            "unknown_clips": len(unknown), "unknown_uses": uses}
+            "unknown_clips": len(unknown), "unknown_uses": uses, "unknown_snr_db": unknown_snr}
+
+
+def snr_summary(values) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"p10": round(float(np.percentile(v, 10)), 1), "median": round(float(np.median(v)), 1),
+            "p90": round(float(np.percentile(v, 90)), 1)}
+
+
+def snr_range(text: str) -> tuple:
+    """``"LO:HI"`` in dB -> (lo, hi); an argparse type, so a bad value exits 2 with the usage line."""
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        lo = hi = None
+    if lo is None or not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+        raise argparse.ArgumentTypeError(f"expected LO:HI in dB with LO <= HI (e.g. 10:30), got {text!r}")
+    return lo, hi
+
+
+def band_name(lo: float, hi: float) -> str:
+    return f"< {hi:g} dB" if lo == -np.inf else f">= {lo:g} dB" if hi == np.inf else f"{lo:g}-{hi:g} dB"
 
 
 def posteriors(det, sig, progress, task):
@@ -132,16 +189,23 @@ def score(det, cfg, half):
     fa = sum(len(det.events(e, p, config=cfg)) for e, p in half["non_keyword_post"])
     hours = sum(s.size for s in half["non_keyword"]) / SR / 3600
     events = det.events(*half["keyword_post"], config=cfg)
-    used, hit, wrong = set(), 0, 0
-    for label, t in half["truth"]:
+    used, hits = set(), []
+    for label, t, _snr, _clipped in half["truth"]:
         near = [k for k, ev in enumerate(events) if abs(ev.time_s - t) <= KEYWORD_TOLERANCE_S and k not in used]
         ok = [k for k in near if events[k].label == label]
+        hits.append(bool(ok))
         if ok:
-            hit += 1
             used.add(ok[0])
     wrong = len(events) - len(used)   # keyword-stream events that match no keyword: substitutions/extras
-    return {"false_accepts": fa, "hours": hours, "fa_per_hour": fa / hours, "recall": hit / len(half["truth"]),
-            "keywords": len(half["truth"]), "keyword_stream_extra_events": wrong}
+    snr = np.array([t[2] for t in half["truth"]])
+    hits = np.array(hits)
+    by_snr = {}
+    for lo, hi in SNR_BANDS:
+        m = (snr >= lo) & (snr < hi)
+        if m.any():
+            by_snr[band_name(lo, hi)] = {"keywords": int(m.sum()), "recall": float(hits[m].mean())}
+    return {"false_accepts": fa, "hours": hours, "fa_per_hour": fa / hours, "recall": float(hits.mean()),
+            "keywords": len(half["truth"]), "keyword_stream_extra_events": wrong, "recall_by_snr": by_snr}
 
 
 def main(argv=None) -> int:
@@ -152,6 +216,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=None, help="keep the window posteriors in this folder and reuse them "
                     "(same model, hours, seed): re-tuning then takes seconds")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--snr", default=None, metavar="LO:HI", type=snr_range,
+                    help="scale every inserted word to an SNR drawn from LO..HI dB (default: recorded level, "
+                         "noise gain decides)")
     ap.add_argument("--zoo-validation-only", action="store_true",
                     help="use only clips of the zoo DS-CNN's validation speakers (edgeship.models.kws.speaker_split), "
                          "so a model trained on the other speakers is measured on speakers it never heard")
@@ -162,6 +229,7 @@ def main(argv=None) -> int:
     if not (shared / "data" / "speech_commands_dev").is_dir():
         print(f"../shared not found at {shared}; set EDGESHIP_SHARED", file=sys.stderr)
         return 2
+    os.environ.setdefault("EDGESHIP_MIRROR", str(shared / "models"))   # for --model mlperf_kws_int8
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -180,12 +248,14 @@ def main(argv=None) -> int:
         from edgeship.models.kws import speaker_split
 
         keep = {Path(c.path) for c in speaker_split(root)["validation"]}
-    halves = {h: build_half(root, noise_files[i::2], keywords, h, args.hours, args.seed + i, keep)
+    snr_db = args.snr
+    halves = {h: build_half(root, noise_files[i::2], keywords, h, args.hours, args.seed + i, keep, snr_db)
               for i, h in enumerate(("tune", "eval"))}
     total_s = sum(sum(s.size for s in d["non_keyword"]) + d["keyword"].size for d in halves.values()) / SR
     cache = None
     if args.cache:
-        key = f"{det.model.sha256[:16]}-{args.hours}-{args.seed}-{det.hop_samples}-{int(args.zoo_validation_only)}"
+        snr_key = f"{snr_db[0]:g}_{snr_db[1]:g}" if snr_db else "level"
+        key = f"{det.model.sha256[:16]}-{args.hours}-{args.seed}-{det.hop_samples}-{int(args.zoo_validation_only)}-{snr_key}"
         cache = Path(args.cache) / f"kws_fa_posteriors-{key}.npz"
     if cache is not None and cache.is_file():
         with np.load(cache) as z:
@@ -222,7 +292,12 @@ def main(argv=None) -> int:
         "model": str(det.model.path), "model_sha256": det.model.sha256, "zoo_name": det.info.zoo_name,
         "data": {h: {"non_keyword_hours": round(sum(s.size for s in d["non_keyword"]) / SR / 3600, 3),
                      "keyword_clips": len(d["truth"]), "unknown_clips": d["unknown_clips"],
-                     "unknown_insertions": d["unknown_uses"]} for h, d in halves.items()},
+                     "unknown_insertions": d["unknown_uses"],
+                     "keyword_snr_db": snr_summary([t[2] for t in d["truth"]]),
+                     "unknown_snr_db": snr_summary(d["unknown_snr_db"]),
+                     "keywords_clipped": sum(t[3] for t in d["truth"])} for h, d in halves.items()},
+        "snr": {"mode": "controlled" if snr_db else "recorded level",
+                "range_db": list(snr_db) if snr_db else None},
         "split": "speaker hash 0-7 = tune, 8-f = eval; noise recordings alternate"
                  + ("; only the zoo DS-CNN's validation speakers" if keep is not None else ""), "seed": args.seed,
         "chosen_on_tune": {"rule": f"max tune recall with tune FA/h <= {args.tune_max_fa}",
@@ -253,6 +328,8 @@ def main(argv=None) -> int:
               f"{'met' if report['goal']['met'] else 'NOT met'}")
         print(f"eval at the app's default {default.to_dict()}: {ev_default['fa_per_hour']:.2f}/h, "
               f"recall {ev_default['recall']:.3f}")
+        print("eval recall by keyword SNR (chosen setting): " + ", ".join(
+            f"{b} {r['recall']:.3f} (n={r['keywords']})" for b, r in ev["recall_by_snr"].items()))
     return 0
 
 

@@ -14,10 +14,11 @@ Data (all real, from ../shared; nothing synthetic):
 
 Each inserted word's signal-to-noise ratio is recorded (power of its speech frames, those within
 20 dB of its loudest 10 ms frame, over the noise power under it) and recall is reported per SNR
-band. By default the words keep their recorded level and the noise gain decides the SNR (a wide,
-uncontrolled spread: many keywords lie below 0 dB). ``--snr LO:HI`` scales every inserted word
-(keywords and unknown words alike) to an SNR drawn uniformly from that range instead, so a
-figure can be stated for a condition (e.g. ``--snr 10:30``, a quiet room).
+band. By default the words keep their recorded level and the noise gain decides the SNR; that
+turns out high (keywords: median 33 dB, 10 % below 19 dB, under 1 % below 0 dB). ``--snr LO:HI``
+scales every inserted word (keywords and unknown words alike) to an SNR drawn uniformly from that
+range instead, so a figure can be stated for a condition (e.g. ``--snr 10:30``). The report
+counts the keywords whose mixture went past full scale (``keywords_clipped``: clipped to +-1).
 
 Split: speakers (the hash in the file name) whose hash starts with 0-7 are the *tuning* half,
 8-f the *evaluation* half; noise recordings alternate between the halves. The detector's
@@ -25,7 +26,10 @@ posteriors are computed once per stream; every setting in the grid (threshold x 
 refractory) is then replayed on the tuning half, and the one with the highest tuning recall
 among those with at most ``--tune-max-fa`` false accepts per hour (default 1, the goal) is
 evaluated once on the evaluation half (goal: <= 1 false accept per hour at
->= 90 % recall). ``--hours`` sets the non-keyword hours per half (default 1).
+>= 90 % recall). ``--hours`` sets the non-keyword hours per half (default 1). The report also
+gives, for 1, 3, 10 and 30 false accepts per hour, the best evaluation recall any grid setting
+reaches (``eval_best_in_hindsight``): chosen on the evaluation half itself, so not a figure a user
+could count on, but free of the tuning half's noise and comparable between models.
 
 Run (a few minutes on 2 cores):
     python bench/kws_false_alarms.py [--model M] [--hours 1] [--json] [--out results.json]
@@ -47,7 +51,7 @@ sys.path.insert(0, str(REPO))
 SR = 16000
 KEYWORD_TOLERANCE_S = 0.5
 
-GRID = {"threshold": [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98], "smoothing": [1, 2, 3, 4, 5],
+GRID = {"threshold": [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995], "smoothing": [1, 2, 3, 4, 5],
         "refractory_s": [1.0]}
 
 
@@ -61,6 +65,7 @@ def half_of(path: Path) -> str:
 
 
 SNR_BANDS = [(-np.inf, 0.0), (0.0, 10.0), (10.0, 20.0), (20.0, np.inf)]
+CURVE_FA_LIMITS = [1, 3, 10, 30]
 
 
 def _frame_power(x: np.ndarray) -> np.ndarray:
@@ -162,6 +167,30 @@ def snr_summary(values) -> dict:
     v = np.asarray(values, dtype=np.float64)
     return {"p10": round(float(np.percentile(v, 10)), 1), "median": round(float(np.median(v)), 1),
             "p90": round(float(np.percentile(v, 90)), 1)}
+
+
+def best_in_hindsight(grid, limits=CURVE_FA_LIMITS) -> dict:
+    """{"<= L / h": {recall, fa_per_hour, config} or None}: the highest evaluation recall of the
+    grid settings with at most L false accepts per hour on the evaluation half (None: none has)."""
+    curve = {}
+    for limit in limits:
+        fit = [g for g in grid if g["eval"]["fa_per_hour"] <= limit]
+        top = max(fit, key=lambda g: (g["eval"]["recall"], -g["eval"]["fa_per_hour"])) if fit else None
+        curve[f"<= {limit:g} / h"] = None if top is None else {
+            "recall": top["eval"]["recall"], "fa_per_hour": top["eval"]["fa_per_hour"], "config": top["config"]}
+    return curve
+
+
+def publish(report: dict, out, as_json: bool) -> bool:
+    """Write ``report`` to ``out`` (atomically) when given, print it as one JSON object when
+    ``as_json``; True when the caller should print its text form instead."""
+    if out:
+        from edgeship._io import atomic_write_json
+
+        atomic_write_json(out, report)
+    if as_json:
+        print(json.dumps(report))
+    return not as_json
 
 
 def snr_range(text: str) -> tuple:
@@ -282,10 +311,12 @@ def main(argv=None) -> int:
     for th, sm, rf in itertools.product(GRID["threshold"], GRID["smoothing"], GRID["refractory_s"]):
         cfg = kws.DetectorConfig(threshold=th, smoothing=sm, refractory_s=rf)
         grid.append({"config": cfg.to_dict(), "tune": score(det, cfg, halves["tune"])})
+        grid[-1]["eval"] = score(det, cfg, halves["eval"])
     ok = [g for g in grid if g["tune"]["fa_per_hour"] <= args.tune_max_fa]
     best = max(ok or grid, key=lambda g: (g["tune"]["recall"], -g["tune"]["fa_per_hour"]))
     cfg = kws.DetectorConfig(**best["config"])
     ev = score(det, cfg, halves["eval"])
+    curve = best_in_hindsight(grid)
     default = kws.DetectorConfig()
     ev_default = score(det, default, halves["eval"])
     report = {
@@ -303,17 +334,14 @@ def main(argv=None) -> int:
         "chosen_on_tune": {"rule": f"max tune recall with tune FA/h <= {args.tune_max_fa}",
                            "config": best["config"], "tune": best["tune"], "found": bool(ok)},
         "eval": ev, "eval_with_app_default": {"config": default.to_dict(), **ev_default},
+        "eval_best_in_hindsight": {"rule": "max evaluation recall over the grid at each false-accept limit, "
+                                           "chosen on the evaluation half itself: an upper bound for tuning, "
+                                           "comparable across models", "limits": curve},
         "goal": {"fa_per_hour_max": 1.0, "recall_min": 0.9,
                  "met": ev["fa_per_hour"] <= 1.0 and ev["recall"] >= 0.9},
         "grid": grid, "compute_s": round(compute_s, 1),
     }
-    if args.out:
-        from edgeship._io import atomic_write_json
-
-        atomic_write_json(args.out, report)
-    if args.json:
-        print(json.dumps(report))
-    else:
+    if publish(report, args.out, args.json):
         print(f"model {Path(report['model']).name}; tuning and evaluation halves, "
               f"{report['data']['eval']['non_keyword_hours']} h non-keyword audio each")
         print("tune grid (threshold, smoothing): FA/h, recall")
@@ -328,6 +356,8 @@ def main(argv=None) -> int:
               f"{'met' if report['goal']['met'] else 'NOT met'}")
         print(f"eval at the app's default {default.to_dict()}: {ev_default['fa_per_hour']:.2f}/h, "
               f"recall {ev_default['recall']:.3f}")
+        print("eval, best in hindsight: " + ", ".join(
+            f"{k} {'-' if v is None else format(v['recall'], '.3f')}" for k, v in curve.items()))
         print("eval recall by keyword SNR (chosen setting): " + ", ".join(
             f"{b} {r['recall']:.3f} (n={r['keywords']})" for b, r in ev["recall_by_snr"].items()))
     return 0

@@ -14,7 +14,6 @@ Run (seconds per model on 2 cores):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -74,6 +73,8 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
+    from kws_false_alarms import publish
+
     from edgeship import audio, kws
     from edgeship.models.kws import speaker_split
 
@@ -108,13 +109,7 @@ def main(argv=None) -> int:
               "split": "zoo DS-CNN validation speakers (edgeship.models.kws.speaker_split)",
               "snr_definition": "speech frames (within 20 dB of the loudest 10 ms frame) over the noise segment",
               "seed": args.seed, "models": rows, "compute_s": round(time.time() - t0, 1)}
-    if args.out:
-        from edgeship._io import atomic_write_json
-
-        atomic_write_json(args.out, report)
-    if args.json:
-        print(json.dumps(report))
-    else:
+    if publish(report, args.out, args.json):
         print(f"{report['clips']} validation clips ({report['keyword_clips']} keywords); "
               "accuracy / keyword recall / _unknown_ recall")
         for m, r in rows.items():

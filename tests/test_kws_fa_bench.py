@@ -93,6 +93,15 @@ def test_score_recall_by_snr_band(fa):
                                   ">= 20 dB": {"keywords": 2, "recall": 1.0}}
 
 
+def test_best_in_hindsight_takes_the_top_recall_under_each_limit(fa):
+    grid = [{"config": {"threshold": t}, "eval": {"fa_per_hour": f, "recall": r}}
+            for t, f, r in [(0.5, 40.0, 0.9), (0.8, 9.0, 0.8), (0.9, 3.0, 0.7), (0.95, 3.0, 0.72), (0.99, 2.0, 0.72)]]
+    c = fa.best_in_hindsight(grid, limits=[1, 3, 10, 30])
+    assert c["<= 1 / h"] is None
+    assert c["<= 3 / h"] == {"recall": 0.72, "fa_per_hour": 2.0, "config": {"threshold": 0.99}}   # fewer FA on a tie
+    assert c["<= 10 / h"]["config"] == {"threshold": 0.8} and c["<= 30 / h"]["recall"] == 0.8
+
+
 @pytest.mark.parametrize("bad", ["30:10", "abc", "5", "1:nan"])
 def test_bad_snr_range_exits_2(bad):
     r = subprocess.run([sys.executable, str(REPO / "bench" / "kws_false_alarms.py"), "--snr", bad],

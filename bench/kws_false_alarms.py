@@ -43,6 +43,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -96,6 +97,15 @@ def add_word(sig: np.ndarray, start: int, x: np.ndarray, rng, gain_db=None, snr_
         g = 10 ** (rng.uniform(*gain_db) / 20)
     sig[start:start + x.size] += x * np.float32(g)
     return float(10 * np.log10(ps * g * g / noise))
+
+
+class Truth(NamedTuple):
+    """One keyword placed in a keyword stream."""
+
+    label: str
+    time_s: float     # its speech centre in the stream
+    snr_db: float     # speech frames over the noise under it
+    clipped: bool     # the mixture went past full scale there (clipped to +-1)
 
 
 class NoiseBed:
@@ -158,7 +168,7 @@ def build_half(root: Path, noise_files, keywords, half: str, hours: float, seed:
         x = audio.read_audio(f)
         s = (1 + 2 * i) * SR
         snr = add_word(kw_sig, s, x, rng, gain_db=(0, 0), snr_db=snr_db)
-        truth.append((label, s / SR + word_centre(x), snr, bool(np.abs(kw_sig[s:s + x.size]).max() > 1)))
+        truth.append(Truth(label, s / SR + word_centre(x), snr, bool(np.abs(kw_sig[s:s + x.size]).max() > 1)))
     return {"non_keyword": streams, "keyword": np.clip(kw_sig, -1, 1), "truth": truth,
             "unknown_clips": len(unknown), "unknown_uses": uses, "unknown_snr_db": unknown_snr}
 
@@ -218,16 +228,16 @@ def score(det, cfg, half):
     fa = sum(len(det.events(e, p, config=cfg)) for e, p in half["non_keyword_post"])
     hours = sum(s.size for s in half["non_keyword"]) / SR / 3600
     events = det.events(*half["keyword_post"], config=cfg)
-    used, hits = set(), []
-    for label, t, _snr, _clipped in half["truth"]:
+    used, hits, snrs = set(), [], []
+    for label, t, snr_db, _clipped in half["truth"]:
         near = [k for k, ev in enumerate(events) if abs(ev.time_s - t) <= KEYWORD_TOLERANCE_S and k not in used]
         ok = [k for k in near if events[k].label == label]
         hits.append(bool(ok))
+        snrs.append(snr_db)
         if ok:
             used.add(ok[0])
     wrong = len(events) - len(used)   # keyword-stream events that match no keyword: substitutions/extras
-    snr = np.array([t[2] for t in half["truth"]])
-    hits = np.array(hits)
+    snr, hits = np.array(snrs), np.array(hits)
     by_snr = {}
     for lo, hi in SNR_BANDS:
         m = (snr >= lo) & (snr < hi)
@@ -277,13 +287,12 @@ def main(argv=None) -> int:
         from edgeship.models.kws import speaker_split
 
         keep = {Path(c.path) for c in speaker_split(root)["validation"]}
-    snr_db = args.snr
-    halves = {h: build_half(root, noise_files[i::2], keywords, h, args.hours, args.seed + i, keep, snr_db)
+    halves = {h: build_half(root, noise_files[i::2], keywords, h, args.hours, args.seed + i, keep, args.snr)
               for i, h in enumerate(("tune", "eval"))}
     total_s = sum(sum(s.size for s in d["non_keyword"]) + d["keyword"].size for d in halves.values()) / SR
     cache = None
     if args.cache:
-        snr_key = f"{snr_db[0]:g}_{snr_db[1]:g}" if snr_db else "level"
+        snr_key = f"{args.snr[0]:g}_{args.snr[1]:g}" if args.snr else "level"
         key = f"{det.model.sha256[:16]}-{args.hours}-{args.seed}-{det.hop_samples}-{int(args.zoo_validation_only)}-{snr_key}"
         cache = Path(args.cache) / f"kws_fa_posteriors-{key}.npz"
     if cache is not None and cache.is_file():
@@ -310,12 +319,11 @@ def main(argv=None) -> int:
     grid = []
     for th, sm, rf in itertools.product(GRID["threshold"], GRID["smoothing"], GRID["refractory_s"]):
         cfg = kws.DetectorConfig(threshold=th, smoothing=sm, refractory_s=rf)
-        grid.append({"config": cfg.to_dict(), "tune": score(det, cfg, halves["tune"])})
-        grid[-1]["eval"] = score(det, cfg, halves["eval"])
+        grid.append({"config": cfg.to_dict(), "tune": score(det, cfg, halves["tune"]),
+                     "eval": score(det, cfg, halves["eval"])})
     ok = [g for g in grid if g["tune"]["fa_per_hour"] <= args.tune_max_fa]
     best = max(ok or grid, key=lambda g: (g["tune"]["recall"], -g["tune"]["fa_per_hour"]))
-    cfg = kws.DetectorConfig(**best["config"])
-    ev = score(det, cfg, halves["eval"])
+    ev = best["eval"]
     curve = best_in_hindsight(grid)
     default = kws.DetectorConfig()
     ev_default = score(det, default, halves["eval"])
@@ -324,11 +332,11 @@ def main(argv=None) -> int:
         "data": {h: {"non_keyword_hours": round(sum(s.size for s in d["non_keyword"]) / SR / 3600, 3),
                      "keyword_clips": len(d["truth"]), "unknown_clips": d["unknown_clips"],
                      "unknown_insertions": d["unknown_uses"],
-                     "keyword_snr_db": snr_summary([t[2] for t in d["truth"]]),
+                     "keyword_snr_db": snr_summary([t.snr_db for t in d["truth"]]),
                      "unknown_snr_db": snr_summary(d["unknown_snr_db"]),
-                     "keywords_clipped": sum(t[3] for t in d["truth"])} for h, d in halves.items()},
-        "snr": {"mode": "controlled" if snr_db else "recorded level",
-                "range_db": list(snr_db) if snr_db else None},
+                     "keywords_clipped": sum(t.clipped for t in d["truth"])} for h, d in halves.items()},
+        "snr": {"mode": "controlled" if args.snr else "recorded level",
+                "range_db": list(args.snr) if args.snr else None},
         "split": "speaker hash 0-7 = tune, 8-f = eval; noise recordings alternate"
                  + ("; only the zoo DS-CNN's validation speakers" if keep is not None else ""), "seed": args.seed,
         "chosen_on_tune": {"rule": f"max tune recall with tune FA/h <= {args.tune_max_fa}",

@@ -76,12 +76,12 @@ def main(argv=None) -> int:
     from kws_false_alarms import publish
 
     from edgeship import audio, kws
-    from edgeship.models.kws import speaker_split
+    from edgeship.models.kws import label_index, speaker_split
+    from edgeship.models.kws_augment import fit_length
 
     root = shared / "data" / "speech_commands_dev"
     val = speaker_split(root)["validation"]
-    items = [(c.label, np.pad(x, (0, max(0, SR - x.size)))[:SR])
-             for c in val for x in [audio.read_audio(c.path)]]
+    items = [(c.label, fit_length(audio.read_audio(c.path), SR)) for c in val]
     noise = [audio.read_audio(f) for f in sorted((shared / "data" / "noise").rglob("*.wav"))]
     mixed = mixtures(items, noise, snrs, args.seed)
     t0 = time.time()
@@ -89,8 +89,7 @@ def main(argv=None) -> int:
     with Progress(console=Console(stderr=True), transient=args.json) as prog:
         for m in args.model or ["kws_dscnn_int8", "mlperf_kws_int8"]:
             det = kws.KeywordDetector(m, threads=1)
-            truth = np.array([det.labels.index(l) if l in det.labels else det.labels.index("_unknown_")
-                              for l, _ in items])
+            truth = np.array([label_index(l, det.labels) for l, _ in items])
             is_kw = np.array([not det.labels[t].startswith("_") for t in truth])
             task = prog.add_task(Path(str(det.model.path)).name, total=len(mixed) * len(items))
             res = {}

@@ -199,16 +199,14 @@ def plot_false_alarms(result: Dict, png) -> Path:
         ax.set_xlabel("false accepts per hour (--audio)")
         ax.set_ylabel(f"keyword recall ({result['keyword_clips']} clips of --keywords)")
         ax.set_ylim(0, 1.02)
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlim(left=0)
     else:
         ax.plot([r["threshold"] for r in rows], fa, "o-")
         ax.plot([cfg["threshold"]], [result["per_hour"]], "r*", markersize=14,
                 label=f"setting: threshold {cfg['threshold']:g}, smoothing {cfg['smoothing']}")
         ax.set_xlabel("threshold")
         ax.set_ylabel("false accepts per hour (--audio)")
-    if "recall" in result:
-        ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_xlim(left=0)
-    else:
         ax.set_yscale("symlog", linthresh=1.0)
         ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)

@@ -9,13 +9,17 @@ of audio chunks of any size into :class:`Detection` events:
    (100 ms by default), computing each STFT frame once;
 2. the model gives class posteriors per window (a softmax is applied when the model outputs
    logits);
-3. :class:`PosteriorFilter` averages the posteriors over the last ``smoothing`` windows; when a
-   keyword's smoothed score reaches ``threshold`` an episode starts, and it ends when that score
-   falls below the threshold again (or after ``max_episode`` windows). One event per episode:
-   its time is the midpoint of the first and last window centres where the keyword's raw
-   posterior reached the threshold (a window holds the whole word from the word's end until
-   the word's start plus one window, so that midpoint is the word's centre), its confidence
-   the highest smoothed score. No event starts within ``refractory_s`` of the last.
+3. :class:`PosteriorFilter` averages the posteriors over the last ``smoothing`` windows; when
+   a keyword's smoothed score reaches ``threshold`` an episode starts, and it lasts while the
+   keywords' smoothed scores together stay at or above the threshold (at most ``max_episode``
+   windows). One event per episode, labelled with the keyword whose smoothed score rose highest
+   during it: a window that holds only part of a word often favours another keyword ("do-" of
+   "down" looks like "go"); the windows holding the whole word then outvote it, and the hand-over
+   from one keyword to the other does not end the episode. The event's time
+   is the midpoint of the first and last window centres where that keyword's raw posterior
+   reached the threshold (a window holds the whole word from the word's end until the word's
+   start plus one window, so that midpoint is the word's centre), its confidence that highest
+   smoothed score. No event starts within ``refractory_s`` of the last.
 
 Where labels and the front end come from, in order: the arguments; a bundle's manifest
 (``labels``, ``preprocessing`` read with :meth:`FrontEndSpec.from_dict`); the zoo registry entry
@@ -29,6 +33,10 @@ Example:
     >>> events = [e for i, y in enumerate([0, .1, .8, .9, .7, .1, 0]) for e in f.push(1.0 + i / 10, p(y))]
     >>> [(e.label, round(e.time_s, 2), round(e.confidence, 2)) for e in events]
     [('yes', 0.8, 0.9)]
+    >>> q = lambda yes, no: np.array([yes, no, 1.0 - yes - no])   # "no" first, then a stronger "yes"
+    >>> seq = [(0, 0), (.1, .7), (.8, .1), (.95, 0), (.1, 0)]
+    >>> [e.label for i, (y, n) in enumerate(seq) for e in f.push(3.0 + i / 10, q(y, n))] + [e.label for e in f.flush()]
+    ['yes']
 """
 from __future__ import annotations
 
@@ -142,23 +150,24 @@ class PosteriorFilter:
             del self._hist[0], self._centres[0]
         smooth = np.mean(self._hist, axis=0)
         out: List[Detection] = []
+        k = self.keyword_idx[int(np.argmax(smooth[self.keyword_idx]))]
         ep = self._episode
         if ep is not None:
-            if smooth[ep["idx"]] >= cfg.threshold:
-                ep["conf"] = max(ep["conf"], float(smooth[ep["idx"]]))
-                self._note_raw(ep, p, centre)
+            if smooth[self.keyword_idx].sum() >= cfg.threshold:   # still keyword-like: the episode goes on
+                self._note(ep, smooth, p, centre)
                 ep["n"] += 1
                 if ep["n"] >= cfg.max_episode:
                     out.append(self._emit(end_s))
                 return out
             out.append(self._emit(end_s))
-        k = self.keyword_idx[int(np.argmax(smooth[self.keyword_idx]))]
         if smooth[k] >= cfg.threshold and centre >= self._quiet_until:
-            self._episode = ep = {"idx": int(k), "conf": float(smooth[k]), "peak": centre, "raw": -1.0,
-                                  "first": None, "last": None, "n": 1}
+            n = len(self.labels)
+            self._episode = ep = {"conf": np.zeros(n), "raw": np.full(n, -1.0), "peak": np.zeros(n),
+                                  "first": np.full(n, np.nan), "last": np.full(n, np.nan), "n": 1}
             # smoothing lags: the raw posteriors of the last windows may already have crossed
-            for h, c in zip(self._hist, self._centres):
+            for h, c in zip(self._hist[:-1], self._centres[:-1]):
                 self._note_raw(ep, h, c)
+            self._note(ep, smooth, p, centre)
             if cfg.max_episode == 1:
                 out.append(self._emit(end_s))
         return out
@@ -167,19 +176,25 @@ class PosteriorFilter:
         """End of stream: emit a pending episode."""
         return [self._emit(self._last_end)] if self._episode is not None else []
 
+    def _note(self, ep: dict, smooth: np.ndarray, p: np.ndarray, centre: float) -> None:
+        np.maximum(ep["conf"], smooth, out=ep["conf"])
+        self._note_raw(ep, p, centre)
+
     def _note_raw(self, ep: dict, p: np.ndarray, centre: float) -> None:
-        v = float(p[ep["idx"]])
-        if v > ep["raw"]:
-            ep["raw"], ep["peak"] = v, centre
-        if v >= self.config.threshold:
-            ep["first"] = centre if ep["first"] is None else min(ep["first"], centre)
-            ep["last"] = centre if ep["last"] is None else max(ep["last"], centre)
+        """Per label: the highest raw posterior and its window centre, and the first and last
+        window centres where the raw posterior reached the threshold."""
+        up = p > ep["raw"]
+        ep["raw"][up], ep["peak"][up] = p[up], centre
+        on = p >= self.config.threshold
+        ep["first"][on] = np.fmin(ep["first"][on], centre)
+        ep["last"][on] = np.fmax(ep["last"][on], centre)
 
     def _emit(self, now: float) -> Detection:
         ep, self._episode = self._episode, None
-        t = ep["peak"] if ep["first"] is None else (ep["first"] + ep["last"]) / 2
+        i = int(self.keyword_idx[int(np.argmax(ep["conf"][self.keyword_idx]))])
+        t = float(ep["peak"][i] if np.isnan(ep["first"][i]) else (ep["first"][i] + ep["last"][i]) / 2)
         self._quiet_until = t + self.config.refractory_s
-        return Detection(self.labels[ep["idx"]], t, ep["conf"], float(now))
+        return Detection(self.labels[i], t, float(ep["conf"][i]), float(now))
 
     def run(self, end_times: Sequence[float], posteriors: np.ndarray) -> List[Detection]:
         """Filter a whole sequence (e.g. posteriors computed once, for tuning); resets first."""

@@ -148,6 +148,29 @@ def test_posterior_filter_smoothing_threshold_and_refractory():
     assert [e.label for e in f2.run(ends, seq)] == ["yes", "yes", "no", "no"]
 
 
+def test_an_episode_is_labelled_by_its_strongest_keyword():
+    """A window with only the start of a word may favour another keyword; the windows holding the
+    whole word decide the label, and the time comes from that keyword's own windows."""
+    labels = ["down", "go", "_unknown_"]
+    seq = np.zeros((30, 3))
+    seq[:, 2] = 1.0
+    seq[10:12] = [0.1, 0.8, 0.1]      # "do-": looks like "go" first
+    seq[12:16] = [0.97, 0.02, 0.01]   # the whole word: "down"
+    seq[16] = [0.1, 0.1, 0.8]
+    seq[20:22] = [0.0, 0.9, 0.1]      # a real "go" later: its own episode
+    ends = 1.0 + np.arange(30) / 10
+    for sm in (1, 2):
+        ev = kws.PosteriorFilter(labels, kws.DetectorConfig(threshold=0.6, smoothing=sm, refractory_s=0.5)).run(ends, seq)
+        assert [e.label for e in ev] == ["down", "go"]
+        assert ev[0].time_s == pytest.approx((ends[12] + ends[15]) / 2 - 0.5)
+        assert ev[0].confidence == pytest.approx(0.97)
+        assert ev[0].emitted_s == pytest.approx(ends[16])   # the first window after the word
+    # a stronger "go" in the same episode wins instead: the label is the highest smoothed score
+    seq[10:12] = [0.0, 0.99, 0.01]
+    ev = kws.PosteriorFilter(labels, kws.DetectorConfig(threshold=0.6, smoothing=1, refractory_s=0.5)).run(ends, seq)
+    assert [(e.label, e.time_s) for e in ev] == [("go", pytest.approx((ends[10] + ends[11]) / 2 - 0.5)), ("go", pytest.approx(ends[20] + 0.05 - 0.5))]
+
+
 @pytest.mark.parametrize("kwargs, words", [
     ({"threshold": 0.0}, "threshold"), ({"threshold": 1.5}, "threshold"), ({"smoothing": 0}, "smoothing"),
     ({"refractory_s": -1}, "refractory"), ({"max_episode": 0}, "max_episode"),

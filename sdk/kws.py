@@ -13,13 +13,13 @@ of audio chunks of any size into :class:`Detection` events:
    a keyword's smoothed score reaches ``threshold`` an episode starts, and it lasts while the
    keywords' smoothed scores together stay at or above the threshold (at most ``max_episode``
    windows). One event per episode, labelled with the keyword whose smoothed score rose highest
-   during it: a window that holds only part of a word often favours another keyword ("do-" of
-   "down" looks like "go"); the windows holding the whole word then outvote it, and the hand-over
-   from one keyword to the other does not end the episode. The event's time
-   is the midpoint of the first and last window centres where that keyword's raw posterior
-   reached the threshold (a window holds the whole word from the word's end until the word's
-   start plus one window, so that midpoint is the word's centre), its confidence that highest
-   smoothed score. No event starts within ``refractory_s`` of the last.
+   during it: a window that holds only part of a word often favours another keyword (the start
+   of "off" looks like "up", of "down" like "go"); the windows holding the whole word then
+   outvote it, and the hand-over from one keyword to the other does not end the episode. The
+   event's time is the midpoint of the first and last window centres where that keyword's raw
+   posterior reached the threshold (a window holds the whole word from the word's end until the
+   word's start plus one window, so that midpoint is the word's centre), its confidence that
+   highest smoothed score. No event starts within ``refractory_s`` of the last.
 
 Where labels and the front end come from, in order: the arguments; a bundle's manifest
 (``labels``, ``preprocessing`` read with :meth:`FrontEndSpec.from_dict`); the zoo registry entry

@@ -29,7 +29,10 @@ evaluated once on the evaluation half (goal: <= 1 false accept per hour at
 >= 90 % recall). ``--hours`` sets the non-keyword hours per half (default 1). The report also
 gives, for 1, 3, 10 and 30 false accepts per hour, the best evaluation recall any grid setting
 reaches (``eval_best_in_hindsight``): chosen on the evaluation half itself, so not a figure a user
-could count on, but free of the tuning half's noise and comparable between models.
+could count on, but free of the tuning half's noise and comparable between models. And it gives
+the model's separability before any setting (``eval_separability``): the highest raw posterior
+that 90 % of the keywords reach with their own label near them, and how many unknown words reach
+it with some keyword's.
 
 Run (a few minutes on 2 cores):
     python bench/kws_false_alarms.py [--model M] [--hours 1] [--json] [--out results.json]
@@ -67,6 +70,7 @@ def half_of(path: Path) -> str:
 
 SNR_BANDS = [(-np.inf, 0.0), (0.0, 10.0), (10.0, 20.0), (20.0, np.inf)]
 CURVE_FA_LIMITS = [1, 3, 10, 30]
+SEPARABILITY_RECALL = 0.9   # the goal's recall
 
 
 def _frame_power(x: np.ndarray) -> np.ndarray:
@@ -141,23 +145,27 @@ def build_half(root: Path, noise_files, keywords, half: str, hours: float, seed:
     silence = [f for f in sorted((root / "_silence_").glob("*.flac")) if keep is None or f in keep]
     silence = [audio.read_audio(f) for i, f in enumerate(silence) if (i % 2 == 0) == (half == "tune")]
     # non-keyword streams of 10 minutes
-    streams, uses, unknown_snr = [], 0, []
+    streams, uses, unknown_snr, unknown_at = [], 0, [], []
     total = int(hours * 3600 * SR)
     piece = 600 * SR
     for start in range(0, total, piece):
         n = min(piece, total - start)
         sig = bed.take(n)
+        at = []   # (unknown clip index, its speech centre in s) in this stream
         t = int(rng.uniform(0.5, 2) * SR)
         while t + SR < n:
             pool = unknown if rng.random() < 0.85 else silence
-            c = pool[int(rng.integers(len(pool)))]
+            i = int(rng.integers(len(pool)))
+            c = pool[i]
             if pool is unknown:
                 unknown_snr.append(add_word(sig, t, c, rng, gain_db=(-6, 0), snr_db=snr_db))
+                at.append((i, t / SR + word_centre(c)))
                 uses += 1
             else:   # a _silence_ clip is noise: never scaled to an SNR
                 sig[t:t + c.size] += c * np.float32(10 ** (rng.uniform(-6, 0) / 20))
             t += c.size + int(rng.uniform(0.5, 2.5) * SR)
         streams.append(np.clip(sig, -1, 1))
+        unknown_at.append(at)
     # keyword streams: every keyword clip of this half, shuffled, one every 2 s
     clips = [(l, f) for l in keywords for f in sorted((root / l).glob("*.flac")) if half_of_(f) == half]
     order = rng.permutation(len(clips))
@@ -170,7 +178,7 @@ def build_half(root: Path, noise_files, keywords, half: str, hours: float, seed:
         snr = add_word(kw_sig, s, x, rng, gain_db=(0, 0), snr_db=snr_db)
         truth.append(Truth(label, s / SR + word_centre(x), snr, bool(np.abs(kw_sig[s:s + x.size]).max() > 1)))
     return {"non_keyword": streams, "keyword": np.clip(kw_sig, -1, 1), "truth": truth,
-            "unknown_clips": len(unknown), "unknown_uses": uses, "unknown_snr_db": unknown_snr}
+            "unknown_clips": len(unknown), "unknown_uses": uses, "unknown_snr_db": unknown_snr, "unknown_at": unknown_at}
 
 
 def snr_summary(values) -> dict:
@@ -189,6 +197,36 @@ def best_in_hindsight(grid, limits=CURVE_FA_LIMITS) -> dict:
         curve[f"<= {limit:g} / h"] = None if top is None else {
             "recall": top["eval"]["recall"], "fa_per_hour": top["eval"]["fa_per_hour"], "config": top["config"]}
     return curve
+
+
+def peak_near(ends, post, t: float, cols, window_s: float = 1.0) -> float:
+    """The highest raw posterior in columns ``cols`` of the windows centred within the keyword
+    tolerance of time ``t`` (0 when none is)."""
+    m = np.abs(np.asarray(ends) - window_s / 2 - t) <= KEYWORD_TOLERANCE_S
+    return float(np.asarray(post)[m][:, cols].max()) if m.any() else 0.0
+
+
+def separability(labels, half, recall: float = SEPARABILITY_RECALL) -> dict:
+    """How far apart the model's keyword and unknown-word scores are, before any detector setting.
+
+    The highest threshold that at least ``recall`` of the keywords reach with their own label's
+    peak raw posterior near them, and how many unknown words reach it with any keyword's: a detector at that
+    threshold finds at most ``recall`` of the keywords (smoothing only lowers scores), and without
+    smoothing each unknown word that reaches it is a false accept.
+    """
+    kw_cols = [i for i, l in enumerate(labels) if not l.startswith("_")]
+    ends, post = half["keyword_post"]
+    kw = np.array([peak_near(ends, post, t.time_s, [labels.index(t.label)]) for t in half["truth"]])
+    k = max(1, int(np.ceil(recall * kw.size - 1e-9)))   # keywords that must reach the threshold
+    th = float(np.sort(kw)[::-1][k - 1])
+    reach, clips = 0, set()
+    for (e, p), at in zip(half["non_keyword_post"], half["unknown_at"]):
+        for i, t in at:
+            if peak_near(e, p, t, kw_cols) >= th:
+                reach, clips = reach + 1, clips | {i}
+    return {"keyword_recall": recall, "threshold": round(th, 4),
+            "unknown_words": sum(len(a) for a in half["unknown_at"]), "unknown_words_reaching": reach,
+            "unknown_clips": half["unknown_clips"], "unknown_clips_reaching": len(clips)}
 
 
 def publish(report: dict, out, as_json: bool) -> bool:
@@ -351,6 +389,7 @@ def main(argv=None) -> int:
                                            "comparable across models", "limits": curve},
         "goal": {"fa_per_hour_max": 1.0, "recall_min": 0.9,
                  "met": ev["fa_per_hour"] <= 1.0 and ev["recall"] >= 0.9},
+        "eval_separability": separability(det.labels, halves["eval"]),
         "grid": grid, "compute_s": round(compute_s, 1),
     }
     if publish(report, args.out, args.json):
@@ -370,6 +409,10 @@ def main(argv=None) -> int:
               f"recall {ev_default['recall']:.3f}")
         print("eval, best in hindsight: " + ", ".join(
             f"{k} {'-' if v is None else format(v['recall'], '.3f')}" for k, v in curve.items()))
+        sep = report["eval_separability"]
+        print(f"eval separability: {sep['keyword_recall']:.0%} of the keywords reach a raw posterior of "
+              f"{sep['threshold']:.3f}; so do {sep['unknown_words_reaching']} of {sep['unknown_words']} unknown words "
+              f"({sep['unknown_clips_reaching']} of {sep['unknown_clips']} clips)")
         print("eval recall by keyword SNR (chosen setting): " + ", ".join(
             f"{b} {r['recall']:.3f} (n={r['keywords']})" for b, r in ev["recall_by_snr"].items()))
     return 0

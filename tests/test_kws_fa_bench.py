@@ -102,6 +102,36 @@ def test_best_in_hindsight_takes_the_top_recall_under_each_limit(fa):
     assert c["<= 10 / h"]["config"] == {"threshold": 0.8} and c["<= 30 / h"]["recall"] == 0.8
 
 
+def test_separability_threshold_and_the_unknown_words_reaching_it(fa):
+    labels = ["_silence_", "_unknown_", "yes", "no"]
+    ends = 1.0 + np.arange(300) / 10             # window centres 0.5 .. 30.4 s
+    post = np.zeros((300, 4))
+    post[:, 0] = 1.0
+    truth, peaks = [], [0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    for i, v in enumerate(peaks):                  # keyword i at 2 + 2.5 i s, its peak window 0.3 s late
+        t = 2.0 + 2.5 * i
+        label = labels[2 + i % 2]
+        truth.append(fa.Truth(label, t, 20.0, False))
+        post[int(round((t + 0.3 + 0.5 - 1.0) * 10)), [0, 2 + i % 2]] = [1 - v, v]
+    # a window 0.7 s after keyword 0 with a higher score is outside the tolerance: not its peak
+    post[int(round((2.7 + 0.5 - 1.0) * 10)), [0, 2]] = [0.0, 1.0]
+    nk_ends = 1.0 + np.arange(100) / 10
+    nk = np.zeros((100, 4))
+    nk[:, 1] = 1.0
+    for t, v, col in [(2.0, 0.25, 2), (4.0, 0.15, 3), (6.0, 0.2, 3), (8.0, 0.9, 1)]:   # the last: "_unknown_" itself
+        nk[int(round((t + 0.5 - 1.0) * 10)), [1, col]] = [1 - v, v] if col != 1 else [v, 0.0]
+    half = {"keyword_post": (ends, post), "truth": truth, "non_keyword_post": [(nk_ends, nk), (nk_ends, nk)],
+            "unknown_at": [[(0, 2.0), (1, 4.0), (2, 6.0), (3, 8.0)], [(0, 2.0), (4, 4.0), (2, 6.0), (3, 8.0)]],
+            "unknown_clips": 6}
+    assert fa.peak_near(ends, post, 2.0, [2]) == pytest.approx(0.95)
+    r = fa.separability(labels, half, recall=0.9)
+    # 9 of the 10 keywords reach 0.2; the words at 2.0 s (0.25) and 6.0 s (0.2) reach it in both streams
+    assert r == {"keyword_recall": 0.9, "threshold": 0.2, "unknown_words": 8, "unknown_words_reaching": 4,
+                 "unknown_clips": 6, "unknown_clips_reaching": 2}
+    assert fa.separability(labels, half, recall=1.0)["threshold"] == pytest.approx(0.1)
+    assert fa.separability(labels, half, recall=0.5)["threshold"] == pytest.approx(0.6)
+
+
 @pytest.mark.parametrize("bad", ["30:10", "abc", "5", "1:nan"])
 def test_bad_snr_range_exits_2(bad):
     r = subprocess.run([sys.executable, str(REPO / "bench" / "kws_false_alarms.py"), "--snr", bad],

@@ -210,21 +210,22 @@ def separability(labels, half, recall: float = SEPARABILITY_RECALL) -> dict:
     """How far apart the model's keyword and unknown-word scores are, before any detector setting.
 
     The highest threshold that at least ``recall`` of the keywords reach with their own label's
-    peak raw posterior near them, and how many unknown words reach it with any keyword's: a detector at that
-    threshold finds at most ``recall`` of the keywords (smoothing only lowers scores), and without
-    smoothing each unknown word that reaches it is a false accept.
+    peak raw posterior near them, and how many unknown words reach it with any keyword's. Above
+    that threshold a detector finds fewer than ``recall`` of the keywords (smoothing only lowers
+    scores); at it, without smoothing, each unknown word that reaches it is a false accept.
     """
     kw_cols = [i for i, l in enumerate(labels) if not l.startswith("_")]
     ends, post = half["keyword_post"]
-    kw = np.array([peak_near(ends, post, t.time_s, [labels.index(t.label)]) for t in half["truth"]])
-    k = max(1, int(np.ceil(recall * kw.size - 1e-9)))   # keywords that must reach the threshold
-    th = float(np.sort(kw)[::-1][k - 1])
+    kw = np.sort([peak_near(ends, post, t.time_s, [labels.index(t.label)]) for t in half["truth"]])[::-1]
+    k = int(np.ceil(recall * kw.size - 1e-9))   # keywords that must reach the threshold
+    th = float(kw[max(k, 1) - 1]) if kw.size else None
     reach, clips = 0, set()
     for (e, p), at in zip(half["non_keyword_post"], half["unknown_at"]):
         for i, t in at:
-            if peak_near(e, p, t, kw_cols) >= th:
-                reach, clips = reach + 1, clips | {i}
-    return {"keyword_recall": recall, "threshold": round(th, 4),
+            if th is not None and peak_near(e, p, t, kw_cols) >= th:
+                reach += 1
+                clips.add(i)
+    return {"keyword_recall": recall, "threshold": None if th is None else round(th, 4),
             "unknown_words": sum(len(a) for a in half["unknown_at"]), "unknown_words_reaching": reach,
             "unknown_clips": half["unknown_clips"], "unknown_clips_reaching": len(clips)}
 

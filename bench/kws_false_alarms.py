@@ -369,7 +369,8 @@ def main(argv=None) -> int:
     ev = best["eval"]
     curve = best_in_hindsight(grid)
     default = kws.DetectorConfig()
-    ev_default = score(det, default, halves["eval"])
+    ev_default = next((g["eval"] for g in grid if g["config"] == default.to_dict()), None) \
+        or score(det, default, halves["eval"])   # the grid has it unless the defaults leave the grid
     report = {
         "model": str(det.model.path), "model_sha256": det.model.sha256, "zoo_name": det.info.zoo_name,
         "data": {h: {"non_keyword_hours": round(sum(s.size for s in d["non_keyword"]) / SR / 3600, 3),

@@ -150,10 +150,11 @@ class PosteriorFilter:
             del self._hist[0], self._centres[0]
         smooth = np.mean(self._hist, axis=0)
         out: List[Detection] = []
-        k = self.keyword_idx[int(np.argmax(smooth[self.keyword_idx]))]
+        kw = smooth[self.keyword_idx]
+        k = self.keyword_idx[int(np.argmax(kw))]
         ep = self._episode
         if ep is not None:
-            if smooth[self.keyword_idx].sum() >= cfg.threshold:   # still keyword-like: the episode goes on
+            if kw.sum() >= cfg.threshold:   # still keyword-like: the episode goes on
                 self._note(ep, smooth, p, centre)
                 ep["n"] += 1
                 if ep["n"] >= cfg.max_episode:

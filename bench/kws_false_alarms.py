@@ -368,7 +368,8 @@ def main(argv=None) -> int:
     best = max(ok or grid, key=lambda g: (g["tune"]["recall"], -g["tune"]["fa_per_hour"]))
     ev = best["eval"]
     curve = best_in_hindsight(grid)
-    default = kws.DetectorConfig()
+    default = det.config   # what the app runs this model at: its recorded setting, else DetectorConfig()
+    recorded = det.info.config_from != "default (DetectorConfig)"
     ev_default = next((g["eval"] for g in grid if g["config"] == default.to_dict()), None) \
         or score(det, default, halves["eval"])   # the grid has it unless the defaults leave the grid
     report = {
@@ -385,7 +386,9 @@ def main(argv=None) -> int:
                  + ("; only the zoo DS-CNN's validation speakers" if keep is not None else ""), "seed": args.seed,
         "chosen_on_tune": {"rule": f"max tune recall with tune FA/h <= {args.tune_max_fa}",
                            "config": best["config"], "tune": best["tune"], "found": bool(ok)},
-        "eval": ev, "eval_with_app_default": {"config": default.to_dict(), **ev_default},
+        "eval": ev, "eval_with_app_default": {"config": default.to_dict(), "config_from": det.info.config_from,
+                                              **ev_default},
+        "recorded_setting_is_chosen": (default.to_dict() == best["config"]) if recorded else None,
         "eval_best_in_hindsight": {"rule": "max evaluation recall over the grid at each false-accept limit, "
                                            "chosen on the evaluation half itself: an upper bound for tuning, "
                                            "comparable across models", "limits": curve},
@@ -407,8 +410,8 @@ def main(argv=None) -> int:
         print(f"EVAL: {ev['false_accepts']} false accepts in {ev['hours']:.2f} h = {ev['fa_per_hour']:.2f}/h, "
               f"recall {ev['recall']:.3f} on {ev['keywords']} keywords; goal (<= 1/h at >= 90 %) "
               f"{'met' if report['goal']['met'] else 'NOT met'}")
-        print(f"eval at the app's default {default.to_dict()}: {ev_default['fa_per_hour']:.2f}/h, "
-              f"recall {ev_default['recall']:.3f}")
+        print(f"eval at the app's default {default.to_dict()} ({det.info.config_from}): "
+              f"{ev_default['fa_per_hour']:.2f}/h, recall {ev_default['recall']:.3f}")
         print("eval, best in hindsight: " + ", ".join(
             f"{k} {'-' if v is None else format(v['recall'], '.3f')}" for k, v in curve.items()))
         sep = report["eval_separability"]

@@ -66,7 +66,9 @@ def block(summary: dict, report: dict) -> str:
               f"`listen --wav` on an {li['stream']['seconds']:.0f} s stream (real background noise, keywords at "
               f"{li['stream']['snr_db']:.0f} dB): **{li['found']}/{li['keywords']} keywords found**, "
               f"{len(li['missed'])} missed, {len(li['false_alarms'])} false alarm(s) "
-              f"({li['unknown_words']} unknown words in the stream); default detector setting. "
+              f"({li['unknown_words']} unknown words in the stream); detector threshold "
+              f"{li['settings']['threshold']:g}, smoothing {li['settings']['smoothing']} "
+              f"({li.get('settings_from') or 'the model default'}). "
               f"`edgeship deploy` of the int8 file: bundles for {', '.join(deployed) or 'none'} "
               f"(local folders; no device attached).", "",
               f"**Face unlock** (int8 model, real ORL photos): {f['accepted']}/{f['genuine']} unlocks by enrolled people "

@@ -40,6 +40,7 @@ class ModelEntry:
     preprocessing: dict = field(default_factory=dict)
     notes: str = ""
     shipped: bool = False          # a copy ships in models/weights (with <stem>.LICENSE) though it has a public URL
+    detector: dict = field(default_factory=dict)  # keyword spotting: edgeship.kws.DetectorConfig fields + source
 
 
 def _shapes(name: str, file: str, sha: str, notes: str) -> ModelEntry:
@@ -55,6 +56,15 @@ _MFCC = {"type": "mfcc", "sample_rate": 16000, "clip_samples": 16000, "frame_len
 _KWS_LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", "_silence_", "_unknown_")
 _GH = "https://github.com"
 
+
+def _kws_setting(result: str, threshold: float, smoothing: int) -> dict:
+    """The detector setting ``bench/kws_false_alarms.py`` chose for a model (its ``chosen_on_tune``;
+    tests/test_kws_fa_bench.py checks the two agree)."""
+    return {"threshold": threshold, "smoothing": smoothing, "refractory_s": 1.0,
+            "source": f"bench/kws_false_alarms.py: highest tuning-half recall at <= 1 false accept per hour "
+                      f"(bench/results/{result})"}
+
+
 REGISTRY: Dict[str, ModelEntry] = {e.name: e for e in [
     _shapes("shapes_cnn_keras", "shapes_cnn.keras", "", "Keras source of the shipped shapes classifier"),
     _shapes("shapes_cnn_fp32", "shapes_cnn_fp32.tflite", "", "float32 TFLite"),
@@ -63,7 +73,8 @@ REGISTRY: Dict[str, ModelEntry] = {e.name: e for e in [
                "aeea436800704fce17b17292e4412630ad856e9d777c044c64ef748a880bd0ae", "keyword-spotting", "Apache-2.0",
                f"{_GH}/mlcommons/tiny/raw/master/benchmark/training/keyword_spotting/trained_models/kws_ref_model.tflite",
                "mlperf_tiny_kws/kws_ref_model.tflite", _KWS_LABELS, _MFCC,
-               "MLPerf Tiny DS-CNN, int8 I/O (input scale 0.5847, zero point 83); 90.2 % on kws01"),
+               "MLPerf Tiny DS-CNN, int8 I/O (input scale 0.5847, zero point 83); 90.2 % on kws01",
+               detector=_kws_setting("kws_false_alarms_mlperf_kws_int8.json", 0.9, 4)),
     ModelEntry("mlperf_kws_float", "kws_ref_model_float32.tflite",
                "e5004c6f1012246e33fa068d8488325538e0444073cd361f5a7edb40c73f12d2", "keyword-spotting", "Apache-2.0",
                f"{_GH}/mlcommons/tiny/raw/master/benchmark/training/keyword_spotting/trained_models/kws_ref_model_float32.tflite",
@@ -76,7 +87,8 @@ REGISTRY: Dict[str, ModelEntry] = {e.name: e for e in [
     ModelEntry("kws_dscnn_int8", "kws_dscnn_int8.tflite",
                "b2afea0038339ea87c07fcc30460633f9e32881de7515d978474ce20681bcb84", "keyword-spotting",
                "Apache-2.0 (edgeship; fine-tuned from the MLPerf Tiny reference weights)", None, "", _KWS_LABELS,
-               _MFCC, "full-integer int8 of kws_dscnn_keras, int8 I/O, parity-checked; card: models/cards/kws_dscnn.md"),
+               _MFCC, "full-integer int8 of kws_dscnn_keras, int8 I/O, parity-checked; card: models/cards/kws_dscnn.md",
+               detector=_kws_setting("kws_false_alarms_kws_dscnn_int8.json", 0.95, 5)),
     ModelEntry("yunet_n_320", "yunet_n_320_320.onnx",
                "81dbde155e982455488235acb8ec2dec5d647edf7cf7080d33e4abb69b93a0d2", "face-detection", "Apache-2.0",
                f"{_GH}/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",

@@ -15,6 +15,10 @@
   or ``{"type": "mfcc", "sample_rate": 16000, "frame_length": 480, "frame_step": 320,
   "fft_length": 512, "num_mel_bins": 40, "lower_hz": 20, "upper_hz": 4000,
   "num_coefficients": 10, "log_offset": 1e-6}``;
+- ``postprocessing``: free-form but documented: how the model's outputs become results, e.g. a
+  keyword detector's setting ``{"type": "keyword_detector", "threshold": 0.95, "smoothing": 5,
+  "refractory_s": 1.0, "max_episode": 12, "source": "..."}``
+  (:meth:`edgeship.kws.DetectorConfig.to_manifest`, read back by :func:`edgeship.kws.model_info`);
 - ``labels`` (also written as ``labels.txt``), ``source`` (path and sha256 of the model it was
   made from), ``versions`` (edgeship, python, numpy, runtimes), ``extra`` (reports etc.) and
   ``extra_files`` (sha256 of every other file in the bundle).
@@ -72,8 +76,9 @@ def default_key(path) -> str:
 
 
 def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, labels: Optional[List[str]] = None,
-                 preprocessing: Optional[dict] = None, source: Optional[Union[str, os.PathLike, dict]] = None,
-                 extra: Optional[dict] = None, extra_files: Optional[Mapping[str, Union[str, bytes]]] = None,
+                 preprocessing: Optional[dict] = None, postprocessing: Optional[dict] = None,
+                 source: Optional[Union[str, os.PathLike, dict]] = None, extra: Optional[dict] = None,
+                 extra_files: Optional[Mapping[str, Union[str, bytes]]] = None,
                  extra_dirs: Optional[Mapping[str, Union[str, os.PathLike]]] = None,
                  targets: Optional[Mapping[str, Iterable[str]]] = None, default: Optional[str] = None,
                  zip_path: Optional[Union[str, os.PathLike]] = None, name: Optional[str] = None,
@@ -85,6 +90,7 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
         files: {key: model path}; key names the variant ("tflite-int8", "onnx", "rpi4", ...).
         labels: class names, in output order.
         preprocessing: how raw data becomes the model input (see module docstring).
+        postprocessing: how the model's outputs become results (see module docstring).
         source: the source model path (hashed) or a dict describing it.
         extra: any JSON-serialisable dict to keep (reports, parity tables).
         extra_files: {file name: path or bytes} copied into the bundle and checksummed (README.md...).
@@ -102,6 +108,7 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
     """
     out = Path(out_dir)
     _check_arguments(out, files, labels, preprocessing, default, overwrite)
+    postprocessing = _postprocessing_entry(postprocessing)
     if zip_path is not None:
         _check_zip_target(Path(zip_path), overwrite)
     if not safe_name(name or out.name):
@@ -120,6 +127,7 @@ def write_bundle(out_dir, files: Mapping[str, Union[str, os.PathLike]], *, label
             "files": entries,
             "io": {"inputs": entries[default]["inputs"], "outputs": entries[default]["outputs"]},
             "preprocessing": _preprocessing_entry(preprocessing),
+            "postprocessing": postprocessing,
             "labels": list(labels) if labels is not None else None,
             "source": _source_entry(source),
             "versions": versions(),
@@ -155,6 +163,19 @@ def _check_arguments(out: Path, files, labels, preprocessing, default, overwrite
         _check_replaceable(out)
         if not overwrite:
             raise ModelFormatError(f"{out} already holds a bundle; pass overwrite=True (--force) to replace it")
+
+
+def _postprocessing_entry(postprocessing) -> Optional[dict]:
+    """The manifest's ``postprocessing``; a keyword detector's setting is checked now, not on the device."""
+    if postprocessing is None:
+        return None
+    if not isinstance(postprocessing, Mapping):
+        raise ModelFormatError(f"postprocessing must be a dict; given {type(postprocessing).__name__}")
+    from .kws import MANIFEST_TYPE, DetectorConfig
+
+    if postprocessing.get("type") == MANIFEST_TYPE:
+        DetectorConfig.from_dict(postprocessing, "bundle postprocessing")
+    return dict(postprocessing) or None
 
 
 def _preprocessing_entry(preprocessing) -> Optional[dict]:
@@ -349,6 +370,18 @@ def _unpack(z: zipfile.ZipFile, infos: List[zipfile.ZipInfo], dest: Path) -> Non
             raise IntegrityError(f"member {info.filename!r} unpacks to {written} bytes; it declares {info.file_size}")
 
 
+def _check_zip_is_bundle(zip_path: Path, names: set) -> None:
+    """A zip without a top-level manifest is not a bundle: say what it looks like instead."""
+    if MANIFEST in names:
+        return
+    if {"config.json", "metadata.json"} <= names and any(n.endswith(".weights.h5") for n in names):
+        raise ModelFormatError(f"{zip_path.name}: a Keras model file (.keras), which edgeship runs only once "
+                               f"converted; convert it first (edgeship convert {zip_path.name} --to tflite, or "
+                               f"edgeship.converters.convert) and load the .tflite")
+    raise ModelFormatError(f"{zip_path.name}: a zip archive without {MANIFEST}, so not an edgeship bundle; expected "
+                           f"a .tflite, an .onnx or a bundle (edgeship bundle)")
+
+
 def _extract_zip(zip_path: Path) -> Path:
     """Unpack and verify a bundle zip into a private folder; return that folder.
 
@@ -371,12 +404,13 @@ def _extract_zip(zip_path: Path) -> Path:
         try:
             with zipfile.ZipFile(zip_path) as z:
                 infos = _check_zip_members(zip_path, z.infolist())
+                _check_zip_is_bundle(zip_path, {i.filename for i in infos})
                 free = shutil.disk_usage(tmp).free
                 need = sum(i.file_size for i in infos)
                 if need > free:
                     raise IntegrityError(f"{zip_path.name}: unpacks to {need} bytes; only {free} are free in {tmp.parent}")
                 _unpack(z, infos, tmp)
-        except IntegrityError:
+        except (IntegrityError, ModelFormatError):   # ours: already say what is wrong
             raise
         except zipfile.BadZipFile as exc:
             raise ModelFormatError(f"{zip_path.name}: not a readable zip ({exc})") from None

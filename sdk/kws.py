@@ -21,10 +21,13 @@ of audio chunks of any size into :class:`Detection` events:
    word's start plus one window, so that midpoint is the word's centre), its confidence that
    highest smoothed score. No event starts within ``refractory_s`` of the last.
 
-Where labels and the front end come from, in order: the arguments; a bundle's manifest
-(``labels``, ``preprocessing`` read with :meth:`FrontEndSpec.from_dict`); the zoo registry entry
-whose sha256 matches the model file. Labels starting with ``_`` (``_silence_``,
-``_unknown_``) are never reported.
+Where labels, the front end and the detector setting come from, in order: the arguments; a
+bundle's manifest (``labels``, ``preprocessing`` read with :meth:`FrontEndSpec.from_dict`,
+``postprocessing`` with :meth:`DetectorConfig.from_dict`); the zoo registry entry whose sha256
+matches the model file (``labels``, ``preprocessing``, ``detector``); for the setting, last, the
+:class:`DetectorConfig` defaults. Settings given in part (a dict such as ``{"threshold": 0.8}``)
+replace only those fields of the model's setting. :class:`ModelInfo` records each source.
+Labels starting with ``_`` (``_silence_``, ``_unknown_``) are never reported.
 
 Example:
     >>> import numpy as np
@@ -43,7 +46,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -54,15 +57,20 @@ from .labels import parse_labels
 __all__ = ["DetectorConfig", "Detection", "PosteriorFilter", "KeywordDetector", "ModelInfo", "model_info",
            "resolve_model", "parse_labels"]
 
+MANIFEST_TYPE = "keyword_detector"   # a bundle manifest's ``postprocessing.type`` for DetectorConfig
+
 
 @dataclass(frozen=True)
 class DetectorConfig:
     """Post-processing of the window posteriors.
 
-    The defaults are the operating point ``bench/kws_false_alarms.py`` chose on its tuning half
-    (speakers and noise recordings disjoint from its evaluation half) for the MLPerf reference
-    int8 model: the highest tuning recall at <= 1 false accept per hour. Re-run it for another
-    model and pass the result (``--threshold``, ``--smoothing`` in the app).
+    A model's own setting comes with it (:func:`model_info`): a bundle manifest's
+    ``postprocessing`` (:meth:`to_manifest`) or the zoo entry's ``detector``; each zoo setting is
+    the operating point ``bench/kws_false_alarms.py`` chose on its tuning half (speakers and noise
+    recordings disjoint from its evaluation half): the highest tuning recall at <= 1 false accept
+    per hour. The class defaults, used for a model with no recorded setting, are that choice for
+    the MLPerf reference int8 model. Re-run the bench for another model and record the result in
+    its bundle, or pass it (``--threshold``, ``--smoothing`` in the app).
 
     Attributes:
         threshold: smoothed posterior a keyword must reach (0..1).
@@ -89,6 +97,32 @@ class DetectorConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def to_manifest(self, source: Optional[str] = None) -> dict:
+        """The bundle manifest's ``postprocessing``: ``type`` ``keyword_detector``, the fields, and
+        where the setting came from (``source``, free text)."""
+        return {"type": MANIFEST_TYPE, **asdict(self), **({"source": source} if source else {})}
+
+    @classmethod
+    def from_dict(cls, d, where: str = "detector settings") -> "DetectorConfig":
+        """A config from :meth:`to_dict` / :meth:`to_manifest` output (``type`` and ``source`` are
+        checked or ignored; any other unknown key is an error).
+
+        Example:
+            >>> DetectorConfig.from_dict({"type": "keyword_detector", "threshold": 0.95, "smoothing": 5})
+            DetectorConfig(threshold=0.95, smoothing=5, refractory_s=1.0, max_episode=12)
+        """
+        if not isinstance(d, Mapping):
+            raise InputSpecError(f"{where}: expected a dict of detector settings, given {type(d).__name__}")
+        if d.get("type", MANIFEST_TYPE) != MANIFEST_TYPE:
+            raise InputSpecError(f"{where}: expected postprocessing of type {MANIFEST_TYPE!r}, given "
+                                 f"{d.get('type')!r}; this model's bundle is not for the keyword detector")
+        fields = {k: v for k, v in d.items() if k not in ("type", "source")}
+        unknown = sorted(set(fields) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise InputSpecError(f"{where}: unknown detector settings {unknown}; expected some of "
+                                 f"{sorted(cls.__dataclass_fields__)}")
+        return cls(**fields)
 
 
 class Detection(NamedTuple):
@@ -234,6 +268,9 @@ class ModelInfo:
     labels_from: str
     spec_from: str
     zoo_name: Optional[str] = None
+    config: DetectorConfig = DetectorConfig()
+    config_from: str = "default (DetectorConfig)"
+    config_source: Optional[str] = None   # the recorded setting's own ``source`` note (how it was chosen)
 
 
 def _zoo_entry(model):
@@ -251,8 +288,11 @@ def _zoo_entry(model):
     return None
 
 
-def model_info(model, labels=None, spec: Optional[FrontEndSpec] = None) -> ModelInfo:
-    """Labels and front end for a loaded :class:`edgeship.Model` (see the module docstring)."""
+def model_info(model, labels=None, spec: Optional[FrontEndSpec] = None,
+               config: Union[DetectorConfig, Mapping, None] = None) -> ModelInfo:
+    """Labels, front end and detector setting for a loaded :class:`edgeship.Model` (see the module
+    docstring). ``config``: a whole :class:`DetectorConfig`, or a dict of the fields to change in
+    the model's own setting."""
     manifest = getattr(model, "manifest", None) or {}
     entry = _zoo_entry(model)
     if labels is not None:
@@ -281,7 +321,31 @@ def model_info(model, labels=None, spec: Optional[FrontEndSpec] = None) -> Model
         raise InputSpecError(f"{model.path.name}: input {list(model.inputs[0].shape)} does not take the front end's "
                              f"{sp.feature_shape[0]}x{sp.feature_shape[1]} features ({sfrom}); give the model's "
                              f"preprocessing spec")
-    return ModelInfo(labs, sp, lfrom, sfrom, entry.name if entry is not None else None)
+    cfg, cfrom, csource = _detector_config(config, manifest, entry)
+    return ModelInfo(labs, sp, lfrom, sfrom, entry.name if entry is not None else None, cfg, cfrom, csource)
+
+
+def _detector_config(config, manifest: dict, entry) -> Tuple[DetectorConfig, str, Optional[str]]:
+    """(setting, where it came from, the recorded setting's ``source`` note): see the module docstring."""
+    if isinstance(config, DetectorConfig):
+        return config, "argument", None
+    recorded, source = None, None
+    if manifest.get("postprocessing"):
+        recorded, bfrom, where = manifest["postprocessing"], "bundle manifest", "bundle manifest postprocessing"
+    elif entry is not None and entry.detector:
+        recorded, bfrom = entry.detector, f"zoo entry {entry.name}"
+        where = f"{bfrom} detector"
+    if recorded is not None:
+        base = DetectorConfig.from_dict(recorded, where)
+        source = recorded.get("source")
+    else:
+        base, bfrom = DetectorConfig(), "default (DetectorConfig)"
+    if config is None or (isinstance(config, Mapping) and not config):
+        return base, bfrom, source
+    if not isinstance(config, Mapping):
+        raise InputSpecError(f"config: expected a DetectorConfig or a dict of its fields, given {type(config).__name__}")
+    changed = DetectorConfig.from_dict({**base.to_dict(), **config}, "config")
+    return changed, f"{bfrom}; {', '.join(sorted(config))} from argument", None
 
 
 def _spec_from(d, where: str) -> FrontEndSpec:
@@ -299,7 +363,9 @@ class KeywordDetector:
         model: an :class:`edgeship.Model`, or a path / bundle / zoo name to load.
         labels: override the labels (list, file, or "a,b,c").
         spec: override the front end.
-        config: smoothing, threshold, refractory period.
+        config: smoothing, threshold, refractory period: a :class:`DetectorConfig`, a dict of
+            the fields to change in the model's own setting, or None for that setting
+            (:func:`model_info`).
         hop_samples: window hop in samples (a multiple of the front end's frame step).
         threads: interpreter threads when loading ``model``.
 
@@ -308,17 +374,18 @@ class KeywordDetector:
     """
 
     def __init__(self, model, *, labels=None, spec: Optional[FrontEndSpec] = None,
-                 config: DetectorConfig = DetectorConfig(), hop_samples: int = 1600, threads: Optional[int] = None):
+                 config: Union[DetectorConfig, Mapping, None] = None, hop_samples: int = 1600,
+                 threads: Optional[int] = None):
         if isinstance(model, (str, os.PathLike)):
             from .runtime import load
 
             model = load(resolve_model(model), threads=threads)
         self.model = model
-        self.info = model_info(model, labels, spec)
-        self.labels, self.spec, self.config = self.info.labels, self.info.spec, config
+        self.info = model_info(model, labels, spec, config)
+        self.labels, self.spec, self.config = self.info.labels, self.info.spec, self.info.config
         self.hop_samples = int(hop_samples)
         self._stream = StreamingFeatures(self.spec, hop_samples=hop_samples)
-        self._filter = PosteriorFilter(self.labels, config, window_s=self.spec.clip_samples / self.spec.sample_rate)
+        self._filter = PosteriorFilter(self.labels, self.config, window_s=self.spec.clip_samples / self.spec.sample_rate)
         self._shape = tuple(d if d > 0 else 1 for d in model.inputs[0].shape)
         self._softmax: Optional[bool] = None
         self.windows = 0
@@ -416,7 +483,7 @@ class KeywordDetector:
                 "sha256": self.model.sha256, "zoo_name": self.info.zoo_name, "labels": self.labels,
                 "labels_from": self.info.labels_from, "frontend": self.spec.to_dict(),
                 "frontend_from": self.info.spec_from, "hop_s": self.hop_samples / self.sample_rate,
-                "config": self.config.to_dict()}
+                "config": self.config.to_dict(), "config_from": self.info.config_from}
 
 
 def iter_chunks(x: np.ndarray, size: int) -> Iterable[np.ndarray]:

@@ -96,13 +96,14 @@ class DeployResult:
 def deploy(model: PathLike, target: str, out_dir: PathLike, *, labels: Optional[Sequence[str]] = None,
            mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
            image: bool = False, overwrite: bool = False, preprocessing: Optional[dict] = None,
-           app_files: Optional[Dict[str, Union[str, bytes]]] = None, app_readme: str = "",
+           postprocessing: Optional[dict] = None, app_files: Optional[Dict[str, Union[str, bytes]]] = None,
+           app_readme: str = "",
            app_run_command: Optional[str] = None, trusted_keys: Optional[Sequence] = None,
            **options) -> DeployResult:
     """Write the deploy bundle for ``target`` into ``out_dir``.
 
     ``model`` is a ``.tflite``/``.onnx`` file, or an edgeship bundle (folder or ``.zip``) whose
-    default model is deployed (its labels and preprocessing are carried over unless given here;
+    default model is deployed (its labels, preprocessing and postprocessing are carried over unless given here;
     the output manifest's ``source`` names the bundle, its manifest hash and the signing key).
 
     ``trusted_keys`` (Ed25519 public keys, as :func:`edgeship.load` takes them): ``model`` must
@@ -112,8 +113,9 @@ def deploy(model: PathLike, target: str, out_dir: PathLike, *, labels: Optional[
     :class:`~edgeship.errors.IntegrityError`. The verified model is copied and re-hashed
     against the signed manifest before it is used, so a file swapped after verification is caught.
 
-    ``preprocessing`` is recorded in the manifest (e.g. a KWS front end's
-    :meth:`~edgeship.audio.FrontEndSpec.to_dict`). An app adds its device entry point with
+    ``preprocessing`` and ``postprocessing`` are recorded in the manifest (e.g. a KWS front end's
+    :meth:`~edgeship.audio.FrontEndSpec.to_dict` and detector setting's
+    :meth:`~edgeship.kws.DetectorConfig.to_manifest`). An app adds its device entry point with
     ``app_files`` ({file name: path or bytes}, checksummed like every bundle file),
     ``app_readme`` (appended to the README) and ``app_run_command`` (what runs it there).
 
@@ -129,12 +131,16 @@ def deploy(model: PathLike, target: str, out_dir: PathLike, *, labels: Optional[
                 labels = bundle_manifest["labels"]
             if preprocessing is None and bundle_manifest.get("preprocessing"):
                 preprocessing = bundle_manifest["preprocessing"]
+            if postprocessing is None and bundle_manifest.get("postprocessing"):
+                postprocessing = bundle_manifest["postprocessing"]
             return _deploy_model(copy, target, out_dir, labels=labels, mean=mean, std=std, image=image,
-                                 overwrite=overwrite, preprocessing=preprocessing, app_files=app_files,
+                                 overwrite=overwrite, preprocessing=preprocessing,
+                                 postprocessing=postprocessing, app_files=app_files,
                                  app_readme=app_readme, app_run_command=app_run_command, source=source, **options)
     return _deploy_model(model, target, out_dir, labels=labels, mean=mean, std=std, image=image,
-                         overwrite=overwrite, preprocessing=preprocessing, app_files=app_files,
-                         app_readme=app_readme, app_run_command=app_run_command, source=model, **options)
+                         overwrite=overwrite, preprocessing=preprocessing, postprocessing=postprocessing,
+                         app_files=app_files, app_readme=app_readme, app_run_command=app_run_command, source=model,
+                         **options)
 
 
 def _is_bundle(p: Path) -> bool:
@@ -182,7 +188,8 @@ def _verified_bundle_model(bundle: Path, trusted_keys: Optional[Sequence], tmp: 
 
 
 def _deploy_model(model: Path, target: str, out_dir: PathLike, *, labels, mean, std, image, overwrite,
-                  preprocessing, app_files, app_readme, app_run_command, source, **options) -> DeployResult:
+                  preprocessing, postprocessing, app_files, app_readme, app_run_command, source,
+                  **options) -> DeployResult:
     from ..bundle import write_bundle
     from . import check, get_target
 
@@ -209,6 +216,7 @@ def _deploy_model(model: Path, target: str, out_dir: PathLike, *, labels, mean, 
             atomic_write_json(staged.subdir / "SHA256SUMS.json", sums)
         manifest = write_bundle(out_dir, {k: str(v) for k, v in staged.files.items()}, labels=opts["labels"],
                            source=source, overwrite=overwrite, preprocessing=preprocessing,
+                           postprocessing=postprocessing,
                            extra_dirs={staged.subdir.name: staged.subdir} if staged.subdir is not None else None,
                            extra={"target": target, "run_command": staged.run_command,
                                   "check": report.to_dict(), **staged.extra},

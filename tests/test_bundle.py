@@ -94,6 +94,16 @@ def test_zip_round_trip_and_hostile_zip(bundle, tmp_path):
         edgeship.load(bad)
 
 
+def test_a_zip_that_is_no_bundle_says_what_it_is(weights, tmp_path):
+    with pytest.raises(ModelFormatError, match=r"kws_dscnn\.keras: a Keras model file .*convert it first"):
+        edgeship.load(weights / "kws_dscnn.keras")   # a .keras file is a zip too
+    other = tmp_path / "photos.zip"
+    with zipfile.ZipFile(other, "w") as zf:
+        zf.writestr("a.jpg", b"x")
+    with pytest.raises(ModelFormatError, match=r"photos\.zip: a zip archive without manifest\.json"):
+        edgeship.load(other)
+
+
 def test_never_replaces_user_data(weights, tmp_path):
     user = tmp_path / "mydir"
     user.mkdir()

@@ -72,6 +72,11 @@ def test_manifest_names_the_front_end_and_carries_listen(deployed):
     assert m["preprocessing"] == audio.MLPERF_KWS.to_dict()
     assert audio.FrontEndSpec.from_dict(m["preprocessing"]) == audio.MLPERF_KWS
     assert m["labels"][-2:] == ["_silence_", "_unknown_"] and len(m["labels"]) == 12
+    from edgeship import kws, models   # the model's own detector setting travels with it
+
+    assert kws.DetectorConfig.from_dict(m["postprocessing"]) == kws.DetectorConfig.from_dict(
+        models.entry("mlperf_kws_int8").detector)
+    assert m["postprocessing"]["source"].startswith("zoo entry mlperf_kws_int8: bench/kws_false_alarms.py")
     assert "listen.py" in m["extra_files"] and "README.md" in m["extra_files"]
     assert m["extra"]["run_command"].startswith("python3 listen.py")
     assert "libportaudio2" in (pi / "README.md").read_text()
@@ -109,6 +114,7 @@ def test_deployed_listen_runs_without_heavy_frameworks(deployed, shared_dir, tmp
     lines = [json.loads(l) for l in res.stdout.splitlines()]
     assert lines[0]["event"] == "start" and lines[0]["model"].startswith(str(pi))
     assert lines[0]["labels_from"] == "bundle manifest" and lines[0]["frontend_from"] == "bundle manifest"
+    assert lines[0]["config_from"] == "bundle manifest"
     assert [l["label"] for l in lines if l["event"] == "keyword"] == truth
     assert lines[-1]["event"] == "end"
     logs = list(tmp_path.glob("modules.*"))

@@ -137,3 +137,23 @@ def test_bad_snr_range_exits_2(bad):
     r = subprocess.run([sys.executable, str(REPO / "bench" / "kws_false_alarms.py"), "--snr", bad],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--snr: expected LO:HI" in r.stderr
+
+
+def test_zoo_detector_settings_are_the_bench_choices():
+    """Each zoo entry's ``detector`` is what the bench chose for that very file (its results JSON)."""
+    import json
+    import re
+
+    from edgeship import kws, models
+
+    recorded = {n: e for n, e in models.REGISTRY.items() if e.detector}
+    assert {"kws_dscnn_int8", "mlperf_kws_int8"} <= set(recorded)
+    for name, e in recorded.items():
+        path = re.search(r"bench/results/\S+\.json", e.detector["source"])
+        assert path, f"{name}: its setting names no bench result"
+        r = json.loads((REPO / path.group(0)).read_text())
+        assert r["model_sha256"] == e.sha256, f"{name}: {path.group(0)} measured another file"
+        chosen = kws.DetectorConfig.from_dict(r["chosen_on_tune"]["config"])
+        assert kws.DetectorConfig.from_dict(e.detector, name) == chosen, f"{name}: re-run the bench or update it"
+        assert r["eval_with_app_default"]["config"] == chosen.to_dict()
+        assert r["recorded_setting_is_chosen"] is True

@@ -51,11 +51,13 @@ def _deploy(args) -> int:
     from .deploy import deploy_app
 
     r = deploy_app(model=args.model or _listen.default_model(), target=args.target, out=args.out,
-                   labels=args.labels, force=args.force)
+                   labels=args.labels, config=_listen.setting_overrides(args), force=args.force)
     if args.json:
         _listen.emit({"ok": True, **r})
     else:
-        print(f"bundle {r['bundle']} (target {r['target']}); on the device: {r['run_command']}")
+        c = r["detector"]
+        print(f"bundle {r['bundle']} (target {r['target']}); detector threshold {c['threshold']:g}, smoothing "
+              f"{c['smoothing']} ({r['detector_from']}); on the device: {r['run_command']}")
     return 0
 
 
@@ -99,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("-o", "--out", required=True, help="folder to write")
     dp.add_argument("--model", default=None, help="model file or zoo name (default: the zoo model)")
     dp.add_argument("--labels", default=None, help="labels file or a,b,c (default: the zoo entry's)")
+    _listen.add_setting_args(dp)   # recorded in the bundle: listen.py on the device starts from it
     dp.add_argument("--force", action="store_true", help="replace an existing bundle in --out")
     dp.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return p

@@ -17,13 +17,16 @@ from typing import Dict, Optional
 RUN = "python3 listen.py --json            # microphone; --wav FILE to stream a file"
 
 
-def deploy_app(model, target: str, out, labels: Optional[str] = None, force: bool = False) -> Dict:
+def deploy_app(model, target: str, out, labels: Optional[str] = None, config: Optional[dict] = None,
+               force: bool = False) -> Dict:
+    """Deploy ``model`` for ``target`` with ``listen.py``; ``config``: detector fields to change in
+    the model's own setting (recorded as the bundle's ``postprocessing``)."""
     import edgeship
     from edgeship.kws import model_info, resolve_model
     from edgeship.targets.deploy import deploy
 
     m = edgeship.load(resolve_model(model))
-    info = model_info(m, labels)
+    info = model_info(m, labels, config=config)
     listen_py = Path(__file__).with_name("listen.py")
     readme = f"""## Keyword spotting on the device
 
@@ -39,8 +42,12 @@ python3 listen.py                       # live microphone, Ctrl-C to stop
 python3 listen.py --wav clip.wav --json # one JSON object per line: start, keyword events, end
 ```
 
-Settings: `--threshold`, `--smoothing`, `--refractory`, `--hop-ms`; `python3 listen.py --help`.
+The detector setting recorded in `manifest.json` (`postprocessing`, from {info.config_from}): threshold
+{info.config.threshold:g}, smoothing {info.config.smoothing} windows, refractory period {info.config.refractory_s:g} s.
+Change it per run with `--threshold`, `--smoothing`, `--refractory` (also `--hop-ms`); `python3 listen.py --help`.
 """
-    r = deploy(m.path, target, out, labels=info.labels, preprocessing=info.spec.to_dict(), overwrite=force,
-               app_files={"listen.py": str(listen_py)}, app_readme=readme, app_run_command=RUN)
-    return {**r.to_dict(), "labels": info.labels, "preprocessing": info.spec.to_dict()}
+    post = info.config.to_manifest(source=info.config_from + (f": {info.config_source}" if info.config_source else ""))
+    r = deploy(m.path, target, out, labels=info.labels, preprocessing=info.spec.to_dict(), postprocessing=post,
+               overwrite=force, app_files={"listen.py": str(listen_py)}, app_readme=readme, app_run_command=RUN)
+    return {**r.to_dict(), "labels": info.labels, "preprocessing": info.spec.to_dict(),
+            "detector": info.config.to_dict(), "detector_from": info.config_from}

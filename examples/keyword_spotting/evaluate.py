@@ -165,7 +165,8 @@ def false_alarms(det, path, *, resample=False, json_mode=False, keywords=None, l
     row, fa = measure(det.config)
     out = {"ok": True, "audio": str(path), "files": len(files), "hours": round(hours, 4),
            "false_accepts": row["false_accepts"], "per_hour": row["per_hour"],
-           "config": det.config.to_dict(), "model": str(det.model.path), "model_sha256": det.model.sha256,
+           "config": det.config.to_dict(), "config_from": det.info.config_from, "model": str(det.model.path),
+           "model_sha256": det.model.sha256,
            "events": [{"file": str(f), **ev.to_dict()} for f, ev in fa[:1000]]}
     if kw_streams:
         out.update(keywords=str(keywords), keyword_clips=len(kw_streams), recall=row["recall"],
@@ -247,7 +248,8 @@ def print_evaluation(r: Dict) -> None:
 
 def print_false_alarms(r: Dict) -> None:
     print(f"{r['false_accepts']} false accept(s) in {r['hours']:.3f} h of audio ({r['files']} file(s)): "
-          f"{r['per_hour']:.2f} per hour at threshold {r['config']['threshold']}"
+          f"{r['per_hour']:.2f} per hour at threshold {r['config']['threshold']}, smoothing "
+          f"{r['config']['smoothing']} ({r['config_from']})"
           + (f"; keyword recall {r['recall']:.1%} of {r['keyword_clips']} clips" if "recall" in r else ""))
     for row in r.get("sweep", []):
         print(f"  threshold {row['threshold']:<5g} {row['per_hour']:8.2f} per hour"

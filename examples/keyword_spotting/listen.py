@@ -38,19 +38,31 @@ def default_model() -> str:
     return str(here) if (here / "manifest.json").is_file() else ZOO_DEFAULT
 
 
-def add_detector_args(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that runs the detector."""
+def add_setting_args(p: argparse.ArgumentParser) -> None:
+    """The detector setting's options; each one not given keeps the model's own value."""
     from edgeship.kws import DetectorConfig
 
     d = DetectorConfig()
+    own = "default: the model's own setting (bundle manifest or zoo entry), else"
+    p.add_argument("--threshold", type=float, default=None, help=f"smoothed posterior to fire ({own} {d.threshold})")
+    p.add_argument("--smoothing", type=int, default=None, help=f"windows averaged ({own} {d.smoothing})")
+    p.add_argument("--refractory", type=float, default=None,
+                   help=f"seconds without a new event after one ({own} {d.refractory_s})")
+
+
+def setting_overrides(args) -> dict:
+    """The :func:`add_setting_args` options the user gave (only these replace the model's setting)."""
+    given = {"threshold": args.threshold, "smoothing": args.smoothing, "refractory_s": args.refractory}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def add_detector_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs the detector."""
     p.add_argument("--model", default=None,
                    help=f"model file, bundle (dir or .zip) or zoo name (default: {default_model()})")
     p.add_argument("--labels", default=None, help="labels file (one per line) or a,b,c; default: from the "
                    "bundle manifest or the zoo entry")
-    p.add_argument("--threshold", type=float, default=d.threshold, help=f"smoothed posterior to fire (default {d.threshold})")
-    p.add_argument("--smoothing", type=int, default=d.smoothing, help=f"windows averaged (default {d.smoothing})")
-    p.add_argument("--refractory", type=float, default=d.refractory_s,
-                   help=f"seconds without a new event after one (default {d.refractory_s})")
+    add_setting_args(p)
     p.add_argument("--hop-ms", type=int, default=100, help="window hop in ms (multiple of 20; default 100)")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     p.add_argument("--resample", action="store_true", help="resample files at another sample rate instead of failing")
@@ -60,9 +72,9 @@ def add_detector_args(p: argparse.ArgumentParser) -> None:
 def build_detector(args):
     """A KeywordDetector from parsed :func:`add_detector_args` options."""
     from edgeship.errors import InputSpecError
-    from edgeship.kws import DetectorConfig, KeywordDetector
+    from edgeship.kws import KeywordDetector
 
-    cfg = DetectorConfig(threshold=args.threshold, smoothing=args.smoothing, refractory_s=args.refractory)
+    cfg = setting_overrides(args)
     if args.hop_ms <= 0 or args.hop_ms % 20:
         raise InputSpecError(f"--hop-ms: expected a positive multiple of 20 ms (the frame step), given {args.hop_ms}")
     model = args.model or default_model()
@@ -130,9 +142,13 @@ def run(args) -> int:
         audio = read_audio(args.wav, sample_rate=sr, resample=args.resample)
     if args.json:
         emit({**det.describe(), "source": str(args.wav) if args.wav else "microphone"})
-    elif args.wav is None:
-        print(f"listening ({', '.join(l for l in det.labels if not l.startswith('_'))}); Ctrl-C to stop",
-              file=sys.stderr)
+    else:
+        c = det.config
+        print(f"threshold {c.threshold:g}, smoothing {c.smoothing}, refractory {c.refractory_s:g} s "
+              f"({det.info.config_from})", file=sys.stderr)
+        if args.wav is None:
+            print(f"listening ({', '.join(l for l in det.labels if not l.startswith('_'))}); Ctrl-C to stop",
+                  file=sys.stderr)
     tally = {"events": 0, "busy": 0.0, "samples": 0}
     t_start = time.perf_counter()
 

@@ -32,6 +32,8 @@ def bundle_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="Bundle directory to write."),
     labels: Optional[str] = typer.Option(None, help="Labels: a text file (one per line) or a comma list."),
     preprocessing: Optional[str] = typer.Option(None, help="Preprocessing spec: a JSON file or JSON text."),
+    postprocessing: Optional[str] = typer.Option(None, help="Postprocessing (e.g. a keyword detector's setting, "
+                                                 "edgeship.kws.DetectorConfig.to_manifest): a JSON file or JSON text."),
     source: Optional[Path] = typer.Option(None, help="The source model the files were made from (hashed)."),
     default: Optional[str] = typer.Option(None, help="Key loaded by default."),
     zip_: bool = typer.Option(False, "--zip", help="Also write OUT.zip (the folder name + .zip)."),
@@ -51,7 +53,8 @@ def bundle_cmd(
     files = _keyed_files(models)
     zip_path = out.with_name(out.name + ".zip") if zip_ else None  # release.v2 -> release.v2.zip
     manifest = write_bundle(out, files, labels=label_names(labels),
-                            preprocessing=json_value(preprocessing, "--preprocessing"), source=source,
+                            preprocessing=json_value(preprocessing, "--preprocessing"),
+                            postprocessing=json_value(postprocessing, "--postprocessing"), source=source,
                             default=default, zip_path=zip_path, overwrite=force,
                             targets=bundle_targets(files))  # each file serves the targets whose check passes
     bundle_dir = manifest.pop("_dir")

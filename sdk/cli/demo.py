@@ -98,6 +98,7 @@ def demo_cmd(
     score = demo_kws.score_listen(truth["words"], heard["events"])
     listen = {"stream": {k: v for k, v in truth.items() if k != "words"}, "command": heard["command"],
               "model": heard["start"].get("model"), "settings": heard["start"].get("config"),
+              "settings_from": heard["start"].get("config_from"),
               "end": heard["end"], **score}
     listen["plot"] = _listen_plot(truth, heard["events"], score, out / "kws" / "listen.png")
     timings["kws_listen"] = round(time.perf_counter() - t, 1)

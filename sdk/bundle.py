@@ -171,7 +171,7 @@ def _postprocessing_entry(postprocessing) -> Optional[dict]:
         return None
     if not isinstance(postprocessing, Mapping):
         raise ModelFormatError(f"postprocessing must be a dict; given {type(postprocessing).__name__}")
-    from .kws import MANIFEST_TYPE, DetectorConfig
+    from .kws_setting import MANIFEST_TYPE, DetectorConfig
 
     if postprocessing.get("type") == MANIFEST_TYPE:
         DetectorConfig.from_dict(postprocessing, "bundle postprocessing")

@@ -100,6 +100,7 @@ def run_soak(audio_s: float, *, model: str = "kws_dscnn_int8", seed: int = 0, wa
         "chunk_samples_min": min_chunk, "chunk_samples_max": max_chunk,
         "samples_fed": samples_in, "samples_taken_in": det.samples_seen,
         "windows": det.windows, "windows_expected": expected_windows, "detections": detections,
+        "config": det.config.to_dict(), "config_from": det.info.config_from,
         "seconds": round(seconds, 2), "real_time_factor": round(seconds / max(samples_in / sr, 1e-9), 5),
         "rss_mb": {"start": round(rss0, 1), "at_warmup_end": round(warm, 1), "end": round(series[-1][1], 1),
                    "max": round(max(r for _, r in series), 1), "growth_after_warmup": round(growth, 2),

@@ -369,7 +369,7 @@ def main(argv=None) -> int:
     ev = best["eval"]
     curve = best_in_hindsight(grid)
     default = det.config   # what the app runs this model at: its recorded setting, else DetectorConfig()
-    recorded = det.info.config_from != "default (DetectorConfig)"
+    recorded = det.info.config_from != kws.DEFAULT_CONFIG_FROM
     ev_default = next((g["eval"] for g in grid if g["config"] == default.to_dict()), None) \
         or score(det, default, halves["eval"])   # the grid has it unless the defaults leave the grid
     report = {

@@ -58,6 +58,8 @@ from .labels import parse_labels
 __all__ = ["DetectorConfig", "Detection", "PosteriorFilter", "KeywordDetector", "ModelInfo", "model_info",
            "resolve_model", "parse_labels"]
 
+DEFAULT_CONFIG_FROM = "default (DetectorConfig)"   # ModelInfo.config_from of a model with no recorded setting
+
 
 class Detection(NamedTuple):
     """One detected keyword.
@@ -203,7 +205,7 @@ class ModelInfo:
     spec_from: str
     zoo_name: Optional[str] = None
     config: DetectorConfig = DetectorConfig()
-    config_from: str = "default (DetectorConfig)"
+    config_from: str = DEFAULT_CONFIG_FROM
     config_source: Optional[str] = None   # the recorded setting's own ``source`` note (how it was chosen)
 
 
@@ -263,21 +265,17 @@ def _detector_config(config, manifest: dict, entry) -> Tuple[DetectorConfig, str
     """(setting, where it came from, the recorded setting's ``source`` note): see the module docstring."""
     if isinstance(config, DetectorConfig):
         return config, "argument", None
-    recorded, source = None, None
+    if config is not None and not isinstance(config, Mapping):
+        raise InputSpecError(f"config: expected a DetectorConfig or a dict of its fields, given {type(config).__name__}")
     if manifest.get("postprocessing"):
         recorded, bfrom, where = manifest["postprocessing"], "bundle manifest", "bundle manifest postprocessing"
     elif entry is not None and entry.detector:
-        recorded, bfrom = entry.detector, f"zoo entry {entry.name}"
-        where = f"{bfrom} detector"
-    if recorded is not None:
-        base = DetectorConfig.from_dict(recorded, where)
-        source = recorded.get("source")
+        recorded, bfrom, where = entry.detector, f"zoo entry {entry.name}", f"zoo entry {entry.name} detector"
     else:
-        base, bfrom = DetectorConfig(), "default (DetectorConfig)"
-    if config is None or (isinstance(config, Mapping) and not config):
-        return base, bfrom, source
-    if not isinstance(config, Mapping):
-        raise InputSpecError(f"config: expected a DetectorConfig or a dict of its fields, given {type(config).__name__}")
+        recorded, bfrom, where = {}, DEFAULT_CONFIG_FROM, ""
+    base = DetectorConfig.from_dict(recorded, where)
+    if not config:
+        return base, bfrom, recorded.get("source")
     changed = DetectorConfig.from_dict({**base.to_dict(), **config}, "config")
     return changed, f"{bfrom}; {', '.join(sorted(config))} from argument", None
 

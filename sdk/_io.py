@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Union
 
@@ -120,6 +121,63 @@ class stdout_to_stderr:
         for fd, saved in zip((1, 2), self._saved):
             os.dup2(saved, fd)
             os.close(saved)
+        return False
+
+
+_NATIVE_LOCK = threading.Lock()
+
+
+class native_chatter_to_log:
+    """Route what native code writes to fd 2 inside the block: lines that start with one of
+    ``chatter`` go to ``logger`` (INFO), everything else goes back to stderr when the block ends.
+
+    For one-off banners of C++ runtimes (LiteRT's "INFO: Created TensorFlow Lite XNNPACK
+    delegate for CPU." on its first ``allocate_tensors`` in a process), which no option or
+    environment variable silences. fd 2 is process-wide: other threads' stderr written meanwhile
+    is held back and replayed, not lost; blocks of different threads run one at a time.
+    """
+
+    def __init__(self, logger: str, chatter: "tuple[bytes, ...]"):
+        self.logger, self.chatter = logger, tuple(chatter)
+
+    def __enter__(self):
+        import sys
+
+        _NATIVE_LOCK.acquire()
+        try:
+            sys.stderr.flush()
+            self._tmp = tempfile.TemporaryFile()
+            self._saved = os.dup(2)
+            os.dup2(self._tmp.fileno(), 2)
+        except BaseException:
+            _NATIVE_LOCK.release()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        import logging
+        import sys
+
+        try:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            self._tmp.seek(0)
+            held = self._tmp.read()
+            self._tmp.close()
+        finally:
+            _NATIVE_LOCK.release()
+        rest = []
+        for line in held.splitlines(keepends=True):
+            if line.startswith(self.chatter):
+                logging.getLogger(self.logger).info(line.decode("utf-8", "replace").rstrip())
+            else:
+                rest.append(line)
+        if rest:
+            os.write(2, b"".join(rest))
         return False
 
 

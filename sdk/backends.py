@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ._deps import available
+from ._io import native_chatter_to_log
 from .errors import MissingDependencyError, ModelFormatError, TargetError
 from .spec import Quantization, TensorSpec
 
@@ -27,6 +28,9 @@ BACKENDS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
 _FOUND: set = set()  # backend modules found once (an installed package stays installed in a process)
 _MISSING: dict = {}  # backend module -> the import path it was missing from
 _DETAILS: dict = {}  # (sha256, backend, delegated) -> TFLite (inputs, outputs, signatures), this process
+_BANNER_SHOWN: set = set()  # TFLite interpreter modules that allocated once in this process
+# what TFLite runtimes print once per process, sent to the "edgeship.runtime" logger instead
+_TFLITE_CHATTER = (b"INFO: Created TensorFlow Lite XNNPACK delegate",)
 
 
 def _import_path() -> tuple:
@@ -122,7 +126,12 @@ class TFLiteBackend:
     def _new_interpreter(self):
         interp = self._mod.Interpreter(model_content=self._content, num_threads=self._threads,
                                        experimental_delegates=self._delegates or None)
-        interp.allocate_tensors()
+        if self._mod in _BANNER_SHOWN:
+            interp.allocate_tensors()
+        else:  # the first allocation in a process prints the CPU delegate's banner on fd 2
+            with native_chatter_to_log("edgeship.runtime", _TFLITE_CHATTER):
+                interp.allocate_tensors()
+            _BANNER_SHOWN.add(self._mod)
         return interp
 
     def _rebuild(self) -> str:

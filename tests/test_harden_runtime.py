@@ -96,3 +96,31 @@ def test_float64_beyond_float32_range_is_rejected(weights, tmp_path):
     o = edgeship.load(src)
     with pytest.raises(InputSpecError, match="range"):
         o.predict(np.full((1, 16), -1e200))
+
+
+_BANNER_CHILD = r"""
+import logging, os, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="LOG %(name)s %(message)s")
+import edgeship
+from edgeship._io import native_chatter_to_log
+m = edgeship.load(sys.argv[1])
+m2 = edgeship.load(sys.argv[1], threads=2)
+with native_chatter_to_log("edgeship.test", (b"INFO: noise",)):
+    os.write(2, b"INFO: noise from C\nERROR: a real message\n")
+print("done", flush=True)
+"""
+
+
+def test_runtime_banner_goes_to_the_log_not_stderr(weights, repo):
+    """LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2 at the
+    first allocation in a process: edgeship sends it to the "edgeship.runtime" logger; any
+    other native output written meanwhile still reaches stderr."""
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    proc = subprocess.run([sys.executable, "-c", _BANNER_CHILD, str(weights / "kws_dscnn_int8.tflite")],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "ERROR: a real message\n", proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[-1] == "done"
+    assert "LOG edgeship.runtime INFO: Created TensorFlow Lite XNNPACK delegate for CPU." in out, out
+    assert "LOG edgeship.test INFO: noise from C" in out, out

@@ -51,6 +51,13 @@ def test_evaluate_json_plot_and_unknown_folders(shared_dir, ref_model, tmp_path,
     # a failed check exits 1
     assert main(["evaluate", "--data", str(data), "--model", ref_model, "--json", "--min-accuracy", "1.01"]) == 1
     assert json.loads(_out(capsys))["passed"] is False
+    # text mode, not a terminal (pytest's capture): the whole matrix, no label cut short
+    assert main(["evaluate", "--data", str(data), "--model", ref_model]) == 0
+    text = _out(capsys).splitlines()
+    head = next(line for line in text if "true \\ pred" in line).split()
+    assert head[3:] == r["labels"], head
+    row = next(line for line in text if line.split()[:1] == ["_unknown_"]).split()[1:]
+    assert [0 if v == "." else int(v) for v in row] == r["confusion"][r["labels"].index("_unknown_")]
 
 
 @pytest.mark.shared

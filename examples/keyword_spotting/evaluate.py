@@ -231,18 +231,23 @@ def _save(fig, png) -> Path:
 
 
 def print_evaluation(r: Dict) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     c = Console()
+    if not c.is_terminal:  # a pipe or a log: never cut the confusion matrix to 80 columns
+        c = Console(width=1000)
     c.print(f"[bold]accuracy {r['accuracy']:.2%}[/] on {r['n']} clips ({r['data']})")
     t = Table("class", "n", "recall")
     for l, v in r["per_class"].items():
         t.add_row(l, str(v["n"]), "-" if v["recall"] is None else f"{v['recall']:.1%}")
     c.print(t)
-    cm = Table("true \\ pred", *[l[:6] for l in r["labels"]])
+    cm = Table("true \\ pred", *r["labels"], box=box.SIMPLE_HEAD, padding=(0, 1))
+    for col in cm.columns[1:]:
+        col.justify = "right"
     for l, row in zip(r["labels"], r["confusion"]):
-        cm.add_row(l, *[str(v) for v in row])
+        cm.add_row(l, *[str(v) if v else "[dim].[/]" for v in row])
     c.print(cm)
 
 

@@ -63,6 +63,15 @@ def test_signal(shared: Path, seconds: float) -> tuple:
     return (0.05 * rng.standard_normal(n)).astype(np.float32), "seeded white noise (../shared absent)"
 
 
+def cpu_model() -> str:
+    """The processor's name (Linux /proc/cpuinfo), or platform.processor() elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
+
+
 def measure(model: str, sig: np.ndarray, repeats: int) -> dict:
     import edgeship
     from edgeship import audio, kws
@@ -92,7 +101,8 @@ def measure(model: str, sig: np.ndarray, repeats: int) -> dict:
         nn.append(t_nn)
         cpu.append(t_cpu)
     secs = sig.size / 16000
-    return {"model": str(det.model.path), "model_sha256": det.model.sha256, "backend": det.model.backend,
+    return {"model": str(det.model.path), "model_sha256": det.model.sha256, "zoo_name": det.info.zoo_name,
+            "backend": det.model.backend,
             "threads": 1, "audio_s": secs, "hop_s": hop / 16000, "windows": det.windows, "repeats": repeats,
             "real_time_factor": float(np.median(full)) / secs, "cpu_real_time_factor": float(np.median(cpu)) / secs,
             "front_end_rtf": float(np.median(fe)) / secs, "model_rtf": float(np.median(nn)) / secs,
@@ -112,9 +122,10 @@ def main(argv=None) -> int:
     sig, what = test_signal(shared, args.seconds)
     r = measure(model, sig, args.repeats)
     r.update(signal=what, goal_rtf=args.max_rtf, passed=r["real_time_factor"] <= args.max_rtf,
-             machine=f"{platform.machine()} {os.cpu_count()} cpu(s), load {os.getloadavg()[0]:.2f}")
+             machine=f"{platform.machine()} {os.cpu_count()} cpu(s), load {os.getloadavg()[0]:.2f}",
+             cpu=cpu_model())
     if args.json:
-        print(json.dumps(r))
+        print(json.dumps(r, indent=2))
     else:
         print(f"{Path(r['model']).name} ({r['backend']}, 1 thread) on {r['audio_s']:.0f} s of {what}:")
         print(f"  real-time factor {r['real_time_factor']:.4f} ({r['ms_per_hop']:.2f} ms per {r['hop_s'] * 1000:.0f} ms hop)"

@@ -14,8 +14,9 @@ Usage::
 
 Output: one line per detection (``--json``: one JSON object per line: a ``start`` object with
 the model, labels and settings, one ``keyword`` object per event, an ``end`` object with the
-audio seconds, windows and real-time factor). Exit codes: 0 done, 2 user error (bad file,
-bad model, no microphone).
+audio seconds, windows and real-time factor, and from a microphone ``input_overflows``: blocks
+in which PortAudio lost samples because the reader fell behind). Exit codes: 0 done, 2 user
+error (bad file, bad model, no microphone, a microphone that stopped delivering audio).
 """
 from __future__ import annotations
 
@@ -99,8 +100,46 @@ def _report(ev, as_json: bool) -> None:
         print(f"{ev.time_s:9.2f} s  {ev.label:<10s} confidence {ev.confidence:.2f}", flush=True)
 
 
-def open_microphone(sample_rate: int, blocksize: int):
-    """A started sounddevice input stream and its queue; EdgeshipError when there is no microphone."""
+MIC_STALL_S = 5.0   # seconds without a block from a started microphone before giving up
+
+
+class Microphone:
+    """A started sounddevice input stream at ``sample_rate`` Hz, mono, in blocks of ``blocksize``.
+
+    :meth:`read` returns the next block; :attr:`overflows` counts blocks PortAudio flagged as
+    "input overflow" (samples lost because the reader fell behind), reported at the end of
+    ``listen``. A microphone that stops delivering (unplugged) raises TargetError after
+    :data:`MIC_STALL_S` seconds instead of hanging.
+    """
+
+    def __init__(self, stream, blocks, sample_rate: int, blocksize: int):
+        self.stream, self._blocks = stream, blocks
+        self.sample_rate, self.blocksize = sample_rate, blocksize
+        self.overflows = 0
+
+    def read(self) -> np.ndarray:
+        import queue
+
+        from edgeship.errors import TargetError
+
+        wait = MIC_STALL_S + self.blocksize / self.sample_rate
+        try:
+            block, overflowed = self._blocks.get(timeout=wait)
+        except queue.Empty:
+            raise TargetError(f"the microphone delivered no audio for {wait:.1f} s (unplugged, or taken by "
+                              "another program?); check the device and start again") from None
+        self.overflows += overflowed
+        return block
+
+    def close(self) -> None:
+        try:
+            self.stream.stop()
+        finally:
+            self.stream.close()
+
+
+def open_microphone(sample_rate: int, blocksize: int) -> Microphone:
+    """A started :class:`Microphone`; EdgeshipError when there is no microphone."""
     import queue
 
     from edgeship.errors import MissingDependencyError, TargetError
@@ -117,10 +156,10 @@ def open_microphone(sample_rate: int, blocksize: int):
         sd.query_devices(kind="input")
     except Exception as exc:
         raise TargetError(f"no microphone found ({exc}); plug one in, or use --wav FILE") from exc
-    q: "queue.Queue[np.ndarray]" = queue.Queue()
+    q: "queue.Queue[tuple]" = queue.Queue()
 
     def callback(indata, frames, t, status):  # runs on PortAudio's thread
-        q.put(indata[:, 0].copy())
+        q.put((indata[:, 0].copy(), bool(getattr(status, "input_overflow", False))))
 
     try:
         stream = sd.InputStream(samplerate=sample_rate, channels=1, dtype="float32", blocksize=blocksize,
@@ -129,7 +168,7 @@ def open_microphone(sample_rate: int, blocksize: int):
     except Exception as exc:
         raise TargetError(f"could not open the microphone at {sample_rate} Hz mono ({exc}); "
                           "check the device or use --wav FILE") from exc
-    return stream, q
+    return Microphone(stream, q, sample_rate, blocksize)
 
 
 def run(args) -> int:
@@ -138,8 +177,11 @@ def run(args) -> int:
     det = build_detector(args)
     sr, hop = det.sample_rate, det.hop_samples
     chunk = int(args.chunk_ms * sr / 1000) if args.chunk_ms else hop
+    mic = None
     if args.wav is not None:
         audio = read_audio(args.wav, sample_rate=sr, resample=args.resample)
+    else:  # opened before anything is printed: without a microphone, the error is the only output
+        mic = open_microphone(sr, chunk)
     if args.json:
         emit({**det.describe(), "source": str(args.wav) if args.wav else "microphone"})
     else:
@@ -171,25 +213,29 @@ def run(args) -> int:
                 if ahead > 0:
                     time.sleep(ahead)
     else:
-        stream, q = open_microphone(sr, chunk)
         try:
             while args.seconds is None or tally["samples"] < args.seconds * sr:
-                part = q.get()
+                part = mic.read()
                 run(lambda: det.push(part), part.size)
         except KeyboardInterrupt:
             pass
         finally:
-            stream.stop()
-            stream.close()
+            mic.close()
     run(det.finish)
     n_events, busy, samples = tally["events"], tally["busy"], tally["samples"]
     seconds = samples / sr
     if args.json:
-        emit({"event": "end", "audio_s": round(seconds, 3), "windows": det.windows, "detections": n_events,
-              "compute_s": round(busy, 4), "real_time_factor": round(busy / seconds, 5) if seconds else None})
+        end = {"event": "end", "audio_s": round(seconds, 3), "windows": det.windows, "detections": n_events,
+               "compute_s": round(busy, 4), "real_time_factor": round(busy / seconds, 5) if seconds else None}
+        if mic is not None:
+            end["input_overflows"] = mic.overflows
+        emit(end)
     else:
         print(f"{n_events} detection(s) in {seconds:.1f} s of audio; real-time factor "
               f"{busy / max(seconds, 1e-9):.4f}", file=sys.stderr)
+        if mic is not None and mic.overflows:
+            print(f"warning: the microphone input overflowed {mic.overflows} time(s): audio was lost because "
+                  "this machine fell behind; use a larger --chunk-ms or fewer other jobs", file=sys.stderr)
     return 0
 
 

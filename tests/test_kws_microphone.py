@@ -1,0 +1,149 @@
+"""``listen`` from a microphone, without one: a stand-in ``sounddevice`` module plays real clips
+through the same callback PortAudio would call, so the live loop is tested on real audio.
+
+The live path must give the events the file path gives for the same samples; overflowed blocks
+are counted and reported; a microphone that stops delivering is an error (exit 2), not a hang.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import types
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from examples.keyword_spotting import listen
+from examples.keyword_spotting.__main__ import main
+
+SAMPLES = Path(__file__).resolve().parent.parent / "examples" / "keyword_spotting" / "sample_data"
+
+
+def _speech() -> np.ndarray:
+    """Real clips of the shipped sample data with quiet gaps: 0.5 s, yes, 1 s, no, 1 s, stop, 1 s."""
+    from edgeship.audio import read_audio
+
+    gap = lambda s: np.zeros(int(s * 16000), np.float32)  # noqa: E731
+    parts = [gap(0.5)]
+    for word in ("yes", "no", "stop"):
+        parts += [read_audio(SAMPLES / word / "0cb74144_nohash_0.flac"), gap(1.0)]
+    return np.concatenate(parts)
+
+
+def _fake_sounddevice(audio: np.ndarray, *, overflow_blocks=(), deliver_blocks=None) -> types.ModuleType:
+    """A ``sounddevice`` stand-in whose input stream calls back with ``audio`` in blocks.
+
+    ``overflow_blocks``: block numbers flagged as input overflow. ``deliver_blocks``: stop
+    delivering after that many blocks (an unplugged microphone)."""
+    sd = types.ModuleType("sounddevice")
+    sd.opened = []
+
+    def query_devices(kind=None):
+        return {"name": "stand-in microphone", "max_input_channels": 1}
+
+    class Flags:
+        def __init__(self, overflow: bool):
+            self.input_overflow = overflow
+
+    class InputStream:
+        def __init__(self, samplerate, channels, dtype, blocksize, callback):
+            assert (samplerate, channels, dtype) == (16000, 1, "float32")
+            self.blocksize, self.callback = blocksize, callback
+            self.stopped, self.closed = threading.Event(), False
+            sd.opened.append(self)
+
+        def _play(self):
+            n = audio.size // self.blocksize
+            if deliver_blocks is not None:
+                n = min(n, deliver_blocks)
+            for i in range(n):
+                if self.stopped.is_set():
+                    return
+                block = audio[i * self.blocksize:(i + 1) * self.blocksize].reshape(-1, 1)
+                self.callback(block, self.blocksize, None, Flags(i in overflow_blocks))
+            self.stopped.wait()   # a live stream never ends by itself
+
+        def start(self):
+            self.thread = threading.Thread(target=self._play, daemon=True)
+            self.thread.start()
+
+        def stop(self):
+            self.stopped.set()
+
+        def close(self):
+            self.closed = True
+
+    sd.query_devices, sd.InputStream = query_devices, InputStream
+    return sd
+
+
+def _json_lines(text: str) -> list:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_microphone_gives_the_events_of_the_same_samples_from_a_file(monkeypatch, tmp_path, capsys):
+    audio = _speech()
+    wav = tmp_path / "speech.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        pcm = np.round(audio * 32767).astype("<i2")
+        w.writeframes(pcm.tobytes())
+    audio = pcm.astype(np.float32) / 32768   # the samples the file holds, as soundfile reads them
+    assert main(["listen", "--wav", str(wav), "--json"]) == 0
+    from_file = _json_lines(capsys.readouterr().out)
+
+    sd = _fake_sounddevice(audio, overflow_blocks=(7, 20))
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    seconds = audio.size / 16000
+    assert main(["listen", "--seconds", str(seconds), "--json"]) == 0
+    live = _json_lines(capsys.readouterr().out)
+
+    assert live[0]["event"] == "start" and live[0]["source"] == "microphone"
+    assert {k: v for k, v in live[0].items() if k != "source"} == \
+        {k: v for k, v in from_file[0].items() if k != "source"}
+    events = [e for e in live if e.get("event") == "keyword"]
+    assert events == [e for e in from_file if e.get("event") == "keyword"]
+    assert [e["label"] for e in events] == ["yes", "no", "stop"], events
+    end = live[-1]
+    assert end["event"] == "end" and end["input_overflows"] == 2
+    assert end["audio_s"] == pytest.approx(seconds, abs=0.1) and end["windows"] == from_file[-1]["windows"]
+    assert "input_overflows" not in from_file[-1]
+    assert sd.opened[0].stopped.is_set() and sd.opened[0].closed
+
+
+def test_microphone_overflows_are_reported_in_text_mode(monkeypatch, capsys):
+    audio = _speech()
+    monkeypatch.setitem(sys.modules, "sounddevice", _fake_sounddevice(audio, overflow_blocks=(3,)))
+    assert main(["listen", "--seconds", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "listening (down, go" in err
+    assert "the microphone input overflowed 1 time(s)" in err
+
+
+def test_a_microphone_that_stops_delivering_is_an_error_not_a_hang(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "sounddevice", _fake_sounddevice(_speech(), deliver_blocks=12))
+    monkeypatch.setattr(listen, "MIC_STALL_S", 0.3)
+    assert main(["listen", "--json"]) == 2
+    lines = _json_lines(capsys.readouterr().out)
+    assert lines[0]["event"] == "start"
+    assert lines[-1]["ok"] is False and lines[-1]["error"]["type"] == "TargetError"
+    assert "delivered no audio for 0.4 s" in lines[-1]["error"]["message"]
+
+
+def test_no_microphone_prints_only_the_error(monkeypatch, capsys):
+    sd = types.ModuleType("sounddevice")
+
+    def query_devices(kind=None):
+        raise ValueError("No input device matching ''")
+
+    sd.query_devices = query_devices
+    monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    assert main(["listen", "--json"]) == 2
+    lines = _json_lines(capsys.readouterr().out)
+    assert len(lines) == 1 and lines[0]["ok"] is False
+    assert "no microphone found" in lines[0]["error"]["message"] and "--wav" in lines[0]["error"]["message"]

@@ -144,11 +144,21 @@ class native_chatter_to_log:
         import sys
 
         _NATIVE_LOCK.acquire()
+        self._saved = self._tmp = None
         try:
             sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):   # closed, or None (no console)
+            pass
+        try:
             self._tmp = tempfile.TemporaryFile()
             self._saved = os.dup(2)
             os.dup2(self._tmp.fileno(), 2)
+        except OSError:  # no fd 2 (a daemon), no temp space: leave stderr as it is
+            if self._saved is not None:
+                os.close(self._saved)
+            if self._tmp is not None:
+                self._tmp.close()
+            self._saved = self._tmp = None
         except BaseException:
             _NATIVE_LOCK.release()
             raise
@@ -158,10 +168,13 @@ class native_chatter_to_log:
         import logging
         import sys
 
+        if self._saved is None:
+            _NATIVE_LOCK.release()
+            return False
         try:
             try:
                 sys.stderr.flush()
-            except (OSError, ValueError):
+            except (OSError, ValueError, AttributeError):
                 pass
             os.dup2(self._saved, 2)
             os.close(self._saved)
@@ -177,7 +190,10 @@ class native_chatter_to_log:
             else:
                 rest.append(line)
         if rest:
-            os.write(2, b"".join(rest))
+            try:
+                os.write(2, b"".join(rest))
+            except OSError:   # stderr went away meanwhile: nowhere to show it
+                pass
         return False
 
 

@@ -124,3 +124,15 @@ def test_runtime_banner_goes_to_the_log_not_stderr(weights, repo):
     assert out[-1] == "done"
     assert "LOG edgeship.runtime INFO: Created TensorFlow Lite XNNPACK delegate for CPU." in out, out
     assert "LOG edgeship.test INFO: noise from C" in out, out
+
+
+def test_models_load_in_a_process_without_stderr(weights, repo):
+    """A daemon started with fd 2 closed: the banner capture stands aside, loading still works."""
+    code = ("import os, sys; os.close(2); sys.stderr = None\n"
+            "import edgeship, numpy as np\n"
+            "m = edgeship.load(sys.argv[1])\n"
+            "print(m.predict(np.zeros((1, 49, 10, 1), np.float32)).shape)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(weights / "kws_dscnn_int8.tflite")],
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(repo)),
+                          cwd=repo)
+    assert proc.returncode == 0 and proc.stdout.strip() == "(1, 12)", (proc.returncode, proc.stdout)

@@ -116,6 +116,13 @@ def test_deployed_listen_runs_without_heavy_frameworks(deployed, shared_dir, tmp
     assert lines[0]["labels_from"] == "bundle manifest" and lines[0]["frontend_from"] == "bundle manifest"
     assert lines[0]["config_from"] == "bundle manifest"
     assert [l["label"] for l in lines if l["event"] == "keyword"] == truth
+    # live audio without PortAudio: arecord's raw samples piped into --stdin give the same events
+    pcm = (np.clip(noise, -1, 1) * 32767).astype("<i2").tobytes()
+    res = subprocess.run([sys.executable, str(pi / "listen.py"), "--stdin", "--json"], input=pcm, env=env,
+                         capture_output=True, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    piped = [json.loads(l) for l in res.stdout.decode().splitlines()]
+    assert [l for l in piped if l["event"] == "keyword"] == [l for l in lines if l["event"] == "keyword"]
     assert lines[-1]["event"] == "end"
     logs = list(tmp_path.glob("modules.*"))
     assert logs, "the child processes did not record their modules"

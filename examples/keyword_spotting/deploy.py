@@ -34,12 +34,14 @@ This folder is self-contained: `listen.py` loads the bundle it sits in (every ch
 first), computes the `{info.spec.type}` features recorded in `manifest.json` (`preprocessing`) with
 edgeship's numpy front end and detects {', '.join(l for l in info.labels if not l.startswith('_'))}.
 It needs numpy, LiteRT (`ai-edge-litert`) or `tflite-runtime`, edgeship's light core, and for the
-microphone `sounddevice` (PortAudio: `sudo apt install libportaudio2`); `soundfile` reads FLAC/float
-WAV (integer PCM WAV needs nothing extra). No TensorFlow, Keras, ONNX or PyTorch.
+microphone `sounddevice` (PortAudio: `sudo apt install libportaudio2`), or nothing more with ALSA's
+`arecord` piping raw samples into `--stdin`; `soundfile` reads FLAC/float WAV (integer PCM WAV needs
+nothing extra). No TensorFlow, Keras, ONNX or PyTorch.
 
 ```sh
 python3 listen.py                       # live microphone, Ctrl-C to stop
 python3 listen.py --wav clip.wav --json # one JSON object per line: start, keyword events, end
+arecord -q -f S16_LE -r {info.spec.sample_rate} -c 1 -t raw | python3 listen.py --stdin   # live, no PortAudio
 ```
 
 The detector setting recorded in `manifest.json` (`postprocessing`, from {info.config_from}): threshold

@@ -10,6 +10,7 @@ Usage::
 
     python -m examples.keyword_spotting listen --wav speech.wav [--json] [--model M]
     python -m examples.keyword_spotting listen                 # microphone, Ctrl-C to stop
+    arecord -q -f S16_LE -r 16000 -c 1 -t raw | python -m examples.keyword_spotting listen --stdin
     python3 listen.py --wav speech.wav --json                  # inside a deployed bundle
 
 Output: one line per detection (``--json``: one JSON object per line: a ``start`` object with
@@ -138,6 +139,44 @@ class Microphone:
             self.stream.close()
 
 
+class PipeInput:
+    """Raw audio from a pipe: signed 16-bit little-endian mono PCM at ``sample_rate`` Hz (what
+    ``arecord -f S16_LE -r 16000 -c 1 -t raw``, ``sox ... -t raw`` or ``ffmpeg -f s16le`` write).
+
+    Live audio without PortAudio or sounddevice. :meth:`read` returns the next block of
+    ``blocksize`` samples, fewer at the end, None once the pipe is closed. A WAV or FLAC file
+    piped in (its header would be read as samples) and a terminal are errors; a dangling half
+    sample at the end is dropped with a warning on stderr.
+    """
+
+    def __init__(self, stream, sample_rate: int, blocksize: int):
+        from edgeship.errors import InputSpecError
+
+        if hasattr(stream, "isatty") and stream.isatty():
+            raise InputSpecError("--stdin: standard input is a terminal; pipe raw audio into it, e.g. "
+                                 f"arecord -q -f S16_LE -r {sample_rate} -c 1 -t raw | ... --stdin")
+        self.stream, self.sample_rate, self.blocksize = stream, sample_rate, blocksize
+        self.overflows = 0
+        self._head = stream.read(4)   # waits for the first samples: a file header is refused up front
+        if self._head in (b"RIFF", b"RIFX", b"RF64", b"fLaC"):
+            raise InputSpecError("--stdin: standard input holds a WAV/FLAC file, but --stdin takes raw "
+                                 f"16-bit mono samples at {sample_rate} Hz; use --wav FILE, or send raw "
+                                 "samples (arecord -t raw, sox -t raw, ffmpeg -f s16le)")
+
+    def read(self) -> Optional[np.ndarray]:
+        head, self._head = self._head, b""
+        data = head + self.stream.read(2 * self.blocksize - len(head))
+        if len(data) % 2:
+            print("warning: standard input ended with half a 16-bit sample; dropped it", file=sys.stderr)
+            data = data[:-1]
+        if not data:
+            return None
+        return np.frombuffer(data, "<i2").astype(np.float32) / np.float32(32768)
+
+    def close(self) -> None:
+        """Nothing to release: standard input stays the caller's."""
+
+
 def open_microphone(sample_rate: int, blocksize: int) -> Microphone:
     """A started :class:`Microphone`; EdgeshipError when there is no microphone."""
     import queue
@@ -173,24 +212,30 @@ def open_microphone(sample_rate: int, blocksize: int) -> Microphone:
 
 def run(args) -> int:
     from edgeship.audio import read_audio
+    from edgeship.errors import InputSpecError
 
     det = build_detector(args)
     sr, hop = det.sample_rate, det.hop_samples
     chunk = int(args.chunk_ms * sr / 1000) if args.chunk_ms else hop
-    mic = None
+    live = None
+    if args.wav is not None and args.stdin:
+        raise InputSpecError("--wav and --stdin: give one audio source")
     if args.wav is not None:
         audio = read_audio(args.wav, sample_rate=sr, resample=args.resample)
+        source = str(args.wav)
+    elif args.stdin:
+        live, source = PipeInput(sys.stdin.buffer, sr, chunk), f"stdin (raw s16le mono {sr} Hz)"
     else:  # opened before anything is printed: without a microphone, the error is the only output
-        mic = open_microphone(sr, chunk)
+        live, source = open_microphone(sr, chunk), "microphone"
     if args.json:
-        emit({**det.describe(), "source": str(args.wav) if args.wav else "microphone"})
+        emit({**det.describe(), "source": source})
     else:
         c = det.config
         print(f"threshold {c.threshold:g}, smoothing {c.smoothing}, refractory {c.refractory_s:g} s "
               f"({det.info.config_from})", file=sys.stderr)
-        if args.wav is None:
-            print(f"listening ({', '.join(l for l in det.labels if not l.startswith('_'))}); Ctrl-C to stop",
-                  file=sys.stderr)
+        if live is not None:
+            print(f"listening ({', '.join(l for l in det.labels if not l.startswith('_'))}) to the {source}; "
+                  + ("until it ends" if args.stdin else "Ctrl-C to stop"), file=sys.stderr)
     tally = {"events": 0, "busy": 0.0, "samples": 0}
     t_start = time.perf_counter()
 
@@ -215,26 +260,28 @@ def run(args) -> int:
     else:
         try:
             while args.seconds is None or tally["samples"] < args.seconds * sr:
-                part = mic.read()
+                part = live.read()
+                if part is None:
+                    break
                 run(lambda: det.push(part), part.size)
         except KeyboardInterrupt:
             pass
         finally:
-            mic.close()
+            live.close()
     run(det.finish)
     n_events, busy, samples = tally["events"], tally["busy"], tally["samples"]
     seconds = samples / sr
     if args.json:
         end = {"event": "end", "audio_s": round(seconds, 3), "windows": det.windows, "detections": n_events,
                "compute_s": round(busy, 4), "real_time_factor": round(busy / seconds, 5) if seconds else None}
-        if mic is not None:
-            end["input_overflows"] = mic.overflows
+        if isinstance(live, Microphone):
+            end["input_overflows"] = live.overflows
         emit(end)
     else:
         print(f"{n_events} detection(s) in {seconds:.1f} s of audio; real-time factor "
               f"{busy / max(seconds, 1e-9):.4f}", file=sys.stderr)
-        if mic is not None and mic.overflows:
-            print(f"warning: the microphone input overflowed {mic.overflows} time(s): audio was lost because "
+        if live is not None and live.overflows:
+            print(f"warning: the microphone input overflowed {live.overflows} time(s): audio was lost because "
                   "this machine fell behind; use a larger --chunk-ms or fewer other jobs", file=sys.stderr)
     return 0
 
@@ -247,9 +294,13 @@ def build_parser(prog: str = "listen") -> argparse.ArgumentParser:
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wav", default=None, help="stream this WAV/FLAC file instead of the microphone")
+    p.add_argument("--stdin", action="store_true",
+                   help="read raw 16-bit little-endian mono PCM at 16 kHz from standard input instead of the "
+                        "microphone (e.g. arecord -q -f S16_LE -r 16000 -c 1 -t raw | ... --stdin)")
     p.add_argument("--chunk-ms", type=int, default=None, help="chunk size fed to the detector (default: one hop)")
     p.add_argument("--pace", action="store_true", help="with --wav: feed chunks at real-time speed")
-    p.add_argument("--seconds", type=float, default=None, help="microphone: stop after this many seconds")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="microphone or --stdin: stop after this many seconds of audio")
     add_detector_args(p)
 
 

@@ -78,7 +78,8 @@ def _train(argv: List[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m examples.keyword_spotting", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    _listen.configure_parser(sub.add_parser("listen", help="detect keywords from the microphone or --wav FILE"))
+    _listen.configure_parser(sub.add_parser(
+        "listen", help="detect keywords from the microphone, --wav FILE or raw audio on --stdin"))
     ev = sub.add_parser("evaluate", help="accuracy, per-class recall, confusion matrix on a Speech Commands folder")
     ev.add_argument("--data", required=True, help="folder of <label>/*.wav|*.flac")
     ev.add_argument("--plot", default=None, help="write the confusion matrix to this PNG")

@@ -1,4 +1,4 @@
-"""``listen``: detect keywords live from a microphone, or from a WAV/FLAC file streamed in chunks.
+"""``listen``: detect keywords live (a microphone, or raw audio piped to ``--stdin``), or in a WAV/FLAC file.
 
 This file is self-contained on purpose: it imports only the standard library, numpy and
 edgeship's light core (plus sounddevice for the microphone), so ``deploy`` copies it as is
@@ -287,7 +287,8 @@ def run(args) -> int:
 
 
 def build_parser(prog: str = "listen") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Detect keywords from the microphone or a WAV/FLAC file.")
+    p = argparse.ArgumentParser(prog=prog, description="Detect keywords from the microphone, a WAV/FLAC file or "
+                                "raw audio on standard input.")
     configure_parser(p)
     return p
 

@@ -199,3 +199,5 @@ def test_stdin_refuses_a_wav_file_and_two_sources(tmp_path):
     assert res.returncode == 0
     end = _json_lines(res.stdout.decode())[-1]
     assert end["event"] == "end" and end["audio_s"] == 0 and end["detections"] == 0
+    res = _listen_stdin(b"")
+    assert res.returncode == 0 and "0 detection(s) in 0.0 s of audio (no audio came in)" in res.stderr.decode()

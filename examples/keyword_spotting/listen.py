@@ -224,6 +224,8 @@ def run(args) -> int:
         audio = read_audio(args.wav, sample_rate=sr, resample=args.resample)
         source = str(args.wav)
     elif args.stdin:
+        if sys.stdin is None or not hasattr(sys.stdin, "buffer"):
+            raise InputSpecError("--stdin: this process has no standard input to read audio from")
         live, source = PipeInput(sys.stdin.buffer, sr, chunk), f"stdin (raw s16le mono {sr} Hz)"
     else:  # opened before anything is printed: without a microphone, the error is the only output
         live, source = open_microphone(sr, chunk), "microphone"
@@ -278,8 +280,8 @@ def run(args) -> int:
             end["input_overflows"] = live.overflows
         emit(end)
     else:
-        print(f"{n_events} detection(s) in {seconds:.1f} s of audio; real-time factor "
-              f"{busy / max(seconds, 1e-9):.4f}", file=sys.stderr)
+        print(f"{n_events} detection(s) in {seconds:.1f} s of audio"
+              + (f"; real-time factor {busy / seconds:.4f}" if seconds else " (no audio came in)"), file=sys.stderr)
         if live is not None and live.overflows:
             print(f"warning: the microphone input overflowed {live.overflows} time(s): audio was lost because "
                   "this machine fell behind; use a larger --chunk-ms or fewer other jobs", file=sys.stderr)

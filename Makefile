@@ -106,6 +106,7 @@ kws-figures: venv-test
 # The keyword app's noise and false-alarm figures (examples/keyword_spotting/README.md), a few minutes.
 bench-kws: venv-test
 	$(BIN)/python bench/kws_snr_accuracy.py --out bench/results/kws_snr_accuracy.json
+	$(BIN)/python bench/listen_memory.py --hours 1 --out bench/results/listen_memory.json
 	$(BIN)/python bench/kws_false_alarms.py --model mlperf_kws_int8 --out bench/results/kws_false_alarms_mlperf_kws_int8.json
 	$(BIN)/python bench/kws_false_alarms.py --model mlperf_kws_int8 --snr 10:30 \
 		--out bench/results/kws_false_alarms_mlperf_kws_int8_snr10-30.json

@@ -35,7 +35,7 @@ import numpy as np
 from .errors import InputSpecError
 
 __all__ = ["FrontEndSpec", "MLPERF_KWS", "features", "mel_matrix", "StreamingFeatures", "Window",
-           "quantize_truncate", "read_audio", "read_audio_rate", "resample"]
+           "quantize_truncate", "read_audio", "read_audio_blocks", "read_audio_rate", "resample"]
 
 _NORMALIZE = ("peak", "none")
 
@@ -358,33 +358,34 @@ def _have_soundfile() -> bool:
     return available("soundfile")
 
 
-def _read_soundfile(path) -> "tuple[np.ndarray, int]":
+_NOT_AUDIO = "expected a WAV or FLAC file (16-bit PCM, 16 kHz mono for keyword spotting)"
+
+
+def _open_soundfile(path, block: Optional[int]):
     import soundfile as sf
 
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        f = sf.SoundFile(str(path))
     except (RuntimeError, TypeError, ValueError) as exc:   # soundfile.LibsndfileError is a RuntimeError
-        raise InputSpecError(f"{path}: not a readable audio file ({exc}); expected a WAV or FLAC file "
-                             "(16-bit PCM, 16 kHz mono for keyword spotting)") from exc
-    return data, int(sr)
+        raise InputSpecError(f"{path}: not a readable audio file ({exc}); {_NOT_AUDIO}") from exc
+
+    def frames():
+        with f:
+            while True:
+                try:
+                    d = f.read(-1 if block is None else block, dtype="float32", always_2d=True)
+                except (RuntimeError, TypeError, ValueError) as exc:
+                    raise InputSpecError(f"{path}: not a readable audio file ({exc}); {_NOT_AUDIO}") from exc
+                if not len(d):
+                    return
+                yield d
+
+    return int(f.samplerate), frames()
 
 
-def _read_wave(path) -> "tuple[np.ndarray, int]":
-    """Stdlib reader for PCM WAV (8/16/24/32-bit integer), used when soundfile is not installed."""
-    import wave
-
-    try:
-        with wave.open(str(path), "rb") as f:
-            ch, width, sr, n = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
-            raw = f.readframes(n)
-    except (wave.Error, EOFError, OSError) as exc:
-        raise InputSpecError(
-            f"{path}: not a readable PCM WAV file ({exc}). Without soundfile only integer PCM WAV can be "
-            "read; for FLAC or float WAV install it: pip install 'edgeship[audio]'") from exc
-    if width not in (1, 2, 3, 4) or ch < 1:
-        raise InputSpecError(f"{path}: unsupported WAV sample width {width} bytes / {ch} channels")
-    usable = len(raw) - len(raw) % (width * ch)
-    raw = raw[:usable]
+def _decode_pcm(raw: bytes, width: int, ch: int) -> np.ndarray:
+    """Little-endian integer PCM frames (8-bit unsigned, 16/24/32-bit signed) as float32 [frames, ch]."""
+    raw = raw[:len(raw) - len(raw) % (width * ch)]
     if width == 1:   # unsigned 8-bit
         x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width == 3:
@@ -395,7 +396,108 @@ def _read_wave(path) -> "tuple[np.ndarray, int]":
     else:
         dt = np.int16 if width == 2 else np.int32
         x = np.frombuffer(raw, f"<i{width}").astype(np.float32) / float(np.iinfo(dt).max + 1)
-    return x.reshape(-1, ch), int(sr)
+    return x.reshape(-1, ch)
+
+
+def _open_wave(path, block: Optional[int]):
+    """Stdlib reader for PCM WAV (8/16/24/32-bit integer), used when soundfile is not installed."""
+    import wave
+
+    def bad(exc):
+        return InputSpecError(
+            f"{path}: not a readable PCM WAV file ({exc}). Without soundfile only integer PCM WAV can be "
+            "read; for FLAC or float WAV install it: pip install 'edgeship[audio]'")
+
+    try:
+        f = wave.open(str(path), "rb")
+        ch, width, sr = f.getnchannels(), f.getsampwidth(), f.getframerate()
+    except (wave.Error, EOFError, OSError) as exc:
+        raise bad(exc) from exc
+    if width not in (1, 2, 3, 4) or ch < 1:
+        f.close()
+        raise InputSpecError(f"{path}: unsupported WAV sample width {width} bytes / {ch} channels")
+
+    def frames():
+        with f:
+            while True:
+                try:
+                    raw = f.readframes(max(f.getnframes(), 1) if block is None else block)
+                except (wave.Error, EOFError, OSError) as exc:
+                    raise bad(exc) from exc
+                d = _decode_pcm(raw, width, ch)
+                if not len(d):
+                    return
+                yield d
+
+    return int(sr), frames()
+
+
+def _open_frames(path, block: Optional[int]):
+    """``(sample rate, iterator of float32 [frames, channels] blocks)`` of an audio file, blocks of
+    ``block`` frames (None: the whole file in one). A missing file and a bad header raise here;
+    damage further in raises while iterating."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputSpecError(f"{path}: no such audio file (expected a .wav or .flac file)")
+    return (_open_soundfile if _have_soundfile() else _open_wave)(p, block)
+
+
+def _no_samples(path) -> InputSpecError:
+    return InputSpecError(f"{path}: the file holds no audio samples (empty); expected at least one sample")
+
+
+def read_audio_blocks(path, block_samples: int, sample_rate: Optional[int] = 16000,
+                      resample: bool = False) -> Iterator[np.ndarray]:
+    """A WAV or FLAC file as consecutive mono float32 blocks of ``block_samples`` (the last may be
+    shorter): :func:`read_audio` in constant memory, for recordings of any length.
+
+    The same readers, mix-down and checks as :func:`read_audio`. A missing file, a bad header or a
+    sample rate other than ``sample_rate`` (None: any) raise at the call, before any block;
+    damage further in, NaN or inf samples (with their time) and a file without samples raise
+    while iterating. With ``resample=True`` a file at another rate is read whole and resampled
+    by :func:`read_audio` (memory then grows with the file), then handed out in blocks.
+
+    Example:
+        >>> import numpy as np, wave, tempfile, os
+        >>> from edgeship import audio
+        >>> path = os.path.join(tempfile.mkdtemp(), "tone.wav")
+        >>> with wave.open(path, "wb") as w:
+        ...     w.setnchannels(1); w.setsampwidth(2); w.setframerate(16000)
+        ...     w.writeframes(np.zeros(40000, "<i2").tobytes())
+        >>> [b.size for b in audio.read_audio_blocks(path, 16000)]
+        [16000, 16000, 8000]
+    """
+    if int(block_samples) < 1:
+        raise InputSpecError(f"read_audio_blocks: block_samples must be at least 1, given {block_samples}")
+    block = int(block_samples)
+    sr, frames = _open_frames(path, block)
+    if sample_rate is not None and sr != sample_rate and resample:
+        frames.close()
+        x = read_audio(path, sample_rate=sample_rate, resample=True)
+        return (x[i:i + block] for i in range(0, x.size, block))
+    if sample_rate is not None and sr != sample_rate:
+        frames.close()
+        raise InputSpecError(f"{path}: sample rate {sr} Hz, expected {sample_rate} Hz; resample it "
+                             f"(read_audio(..., resample=True), or --resample on the command line) or convert "
+                             "the file")
+
+    def blocks():
+        seen = 0
+        for d in frames:
+            bad = ~np.isfinite(d)
+            if bad.any():
+                at = (seen + int(np.flatnonzero(bad.any(axis=1))[0])) / sr
+                raise InputSpecError(f"{path}: NaN or inf samples from {at:.3f} s on; the file is damaged or "
+                                     "was written from a broken signal")
+            seen += len(d)
+            x = d.mean(axis=1, dtype=np.float32) if d.shape[1] > 1 else d[:, 0]
+            yield np.ascontiguousarray(x, np.float32)
+        if not seen:
+            raise _no_samples(path)
+
+    return blocks()
 
 
 def resample(x, from_rate: int, to_rate: int, *, half_width: int = 16) -> np.ndarray:
@@ -450,14 +552,11 @@ def read_audio_rate(path) -> "tuple[np.ndarray, int]":
     Raises:
         InputSpecError: a missing, empty, unreadable or non-finite file (see :func:`read_audio`).
     """
-    from pathlib import Path
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputSpecError(f"{path}: no such audio file (expected a .wav or .flac file)")
-    data, sr = _read_soundfile(p) if _have_soundfile() else _read_wave(p)
-    if data.size == 0:
-        raise InputSpecError(f"{path}: the file holds no audio samples (empty); expected at least one sample")
+    sr, frames = _open_frames(path, None)
+    parts = list(frames)
+    if not parts:
+        raise _no_samples(path)
+    data = parts[0] if len(parts) == 1 else np.concatenate(parts)
     bad = ~np.isfinite(data)
     if bad.any():
         raise InputSpecError(f"{path}: {int(bad.sum())} of {data.size} samples are NaN or inf; "
@@ -483,6 +582,8 @@ def read_audio(path, sample_rate: Optional[int] = 16000, resample: bool = False)
     - **NaN or inf** in a float WAV: :class:`~edgeship.InputSpecError` with the count.
     - **short clips** (e.g. 0.1 s) are returned as they are; :func:`features` zero-pads them to
       one clip, as the reference front end does.
+
+    The whole file is held in memory; :func:`read_audio_blocks` reads a long recording in blocks.
 
     Args:
         path: the audio file.

@@ -159,3 +159,62 @@ def test_data_cut_short_returns_the_samples_that_are_there(tmp_path, reader):
     p = tmp_path / "cut.wav"
     p.write_bytes(good[:1001])   # 44-byte header + 957 bytes = 478 whole int16 samples
     assert audio.read_audio(p).shape == (478,)
+
+
+def _blocks(p, n, **kw):
+    return list(audio.read_audio_blocks(p, n, **kw))
+
+
+@pytest.mark.parametrize("block", [1, 997, 16000, 1 << 20])
+def test_blocks_equal_the_whole_file_with_both_readers(tmp_path, reader, block):
+    """read_audio_blocks is read_audio in pieces: stereo mixed down, data cut short, any block size."""
+    x = _tone(1.3)
+    st = _write_wave_pcm(tmp_path / "st.wav", np.stack([x, -0.5 * x], axis=1), channels=2)
+    good = _write_wave_pcm(tmp_path / "a.wav", x).read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(good[:1001])
+    for p in (st, cut):
+        parts = _blocks(p, block)
+        assert all(b.dtype == np.float32 and b.ndim == 1 for b in parts)
+        assert all(b.size == block for b in parts[:-1]) and 0 < parts[-1].size <= block
+        np.testing.assert_array_equal(np.concatenate(parts), audio.read_audio(p))
+
+
+def test_blocks_of_flac_and_float_wav(tmp_path):
+    x = _tone(2.1)
+    sf.write(tmp_path / "a.flac", x, SR, subtype="PCM_16")
+    sf.write(tmp_path / "f.wav", x, SR, subtype="FLOAT")
+    for name in ("a.flac", "f.wav"):
+        np.testing.assert_array_equal(np.concatenate(_blocks(tmp_path / name, 1600)),
+                                      audio.read_audio(tmp_path / name))
+
+
+def test_blocks_refuse_before_the_first_block_and_say_where_damage_is(tmp_path, reader):
+    p = _write_wave_pcm(tmp_path / "cd.wav", _tone(0.25, sr=44100), sr=44100)
+    with pytest.raises(InputSpecError, match=r"44100 Hz, expected 16000 Hz"):
+        audio.read_audio_blocks(p, 1600)   # at the call, not at the first block
+    assert sum(b.size for b in audio.read_audio_blocks(p, 1600, sample_rate=None)) == 11025
+    resampled = _blocks(p, 1600, resample=True)
+    assert [b.size for b in resampled] == [1600, 1600, 800]
+    np.testing.assert_array_equal(np.concatenate(resampled), audio.read_audio(p, resample=True))
+    with pytest.raises(InputSpecError, match="no such audio file"):
+        audio.read_audio_blocks(tmp_path / "absent.wav", 1600)
+    bad = tmp_path / "notes.wav"
+    bad.write_bytes(b"not audio at all\n" * 50)
+    with pytest.raises(InputSpecError, match="not a readable"):
+        audio.read_audio_blocks(bad, 1600)
+    with pytest.raises(InputSpecError, match="at least 1"):
+        audio.read_audio_blocks(p, 0)
+    empty = _write_wave_pcm(tmp_path / "empty.wav", np.zeros(0))
+    with pytest.raises(InputSpecError, match="empty"):
+        _blocks(empty, 1600)
+
+
+def test_blocks_stop_at_nan_with_its_time(tmp_path):
+    x = _tone(3.0)
+    x[40000:40010] = np.nan
+    sf.write(tmp_path / "nan.wav", x, SR, subtype="FLOAT")
+    it = audio.read_audio_blocks(tmp_path / "nan.wav", 16000)
+    assert next(it).size == 16000 and next(it).size == 16000
+    with pytest.raises(InputSpecError, match=r"NaN or inf samples from 2\.500 s on"):
+        next(it)

@@ -211,7 +211,7 @@ def open_microphone(sample_rate: int, blocksize: int) -> Microphone:
 
 
 def run(args) -> int:
-    from edgeship.audio import read_audio
+    from edgeship.audio import read_audio_blocks
     from edgeship.errors import InputSpecError
 
     det = build_detector(args)
@@ -221,7 +221,8 @@ def run(args) -> int:
     if args.wav is not None and args.stdin:
         raise InputSpecError("--wav and --stdin: give one audio source")
     if args.wav is not None:
-        audio = read_audio(args.wav, sample_rate=sr, resample=args.resample)
+        # block by block: a recording of any length in constant memory (a bad file fails here)
+        blocks = read_audio_blocks(args.wav, chunk, sample_rate=sr, resample=args.resample)
         source = str(args.wav)
     elif args.stdin:
         if sys.stdin is None or not hasattr(sys.stdin, "buffer"):
@@ -252,8 +253,7 @@ def run(args) -> int:
             tally["events"] += 1
 
     if args.wav is not None:
-        for i in range(0, audio.size, chunk):
-            part = audio[i:i + chunk]
+        for part in blocks:
             run(lambda: det.push(part), part.size)
             if args.pace:
                 ahead = tally["samples"] / sr - (time.perf_counter() - t_start)

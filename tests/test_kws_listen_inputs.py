@@ -201,3 +201,44 @@ def test_stdin_refuses_a_wav_file_and_two_sources(tmp_path):
     assert end["event"] == "end" and end["audio_s"] == 0 and end["detections"] == 0
     res = _listen_stdin(b"")
     assert res.returncode == 0 and "0 detection(s) in 0.0 s of audio (no audio came in)" in res.stderr.decode()
+
+
+def test_wav_is_read_block_by_block_and_damage_is_reported_where_it_is(monkeypatch, tmp_path, capsys):
+    """listen --wav never holds a whole recording (a night's audio fits on a Pi): the file is read
+    in chunks; NaN further in ends the run with an error naming the time, after the events before it."""
+    sf = pytest.importorskip("soundfile")
+    from edgeship import audio
+
+    x = np.concatenate([_speech(), np.zeros(16000, np.float32)])
+    sf.write(tmp_path / "f.wav", x, 16000, subtype="FLOAT")
+    assert main(["listen", "--wav", str(tmp_path / "f.wav"), "--json"]) == 0
+    whole = _json_lines(capsys.readouterr().out)
+
+    def no_whole_file(*a, **k):
+        raise AssertionError("listen read the whole file")
+
+    monkeypatch.setattr(audio, "read_audio", no_whole_file)
+    monkeypatch.setattr(audio, "read_audio_rate", no_whole_file)
+    assert main(["listen", "--wav", str(tmp_path / "f.wav"), "--json", "--chunk-ms", "30"]) == 0
+    assert _json_lines(capsys.readouterr().out)[1:-1] == whole[1:-1]   # the keyword events
+
+    nan_at = x.size - 8000   # in the last second, after the three words
+    x[nan_at:nan_at + 5] = np.nan
+    sf.write(tmp_path / "nan.wav", x, 16000, subtype="FLOAT")
+    assert main(["listen", "--wav", str(tmp_path / "nan.wav"), "--json"]) == 2
+    lines = _json_lines(capsys.readouterr().out)
+    assert [l["label"] for l in lines if l.get("event") == "keyword"] == ["yes", "no", "stop"]
+    assert lines[-1]["ok"] is False
+    assert f"NaN or inf samples from {nan_at / 16000:.3f} s on" in lines[-1]["error"]["message"]
+
+
+def test_listen_memory_bench_small(tmp_path):
+    """bench/listen_memory.py on 3 minutes: both sides see the same windows, the block side stays small."""
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "mem.json"
+    res = subprocess.run([sys.executable, str(repo / "bench" / "listen_memory.py"), "--hours", "0.05", "--out",
+                          str(out)], capture_output=True, text=True, timeout=600, cwd=repo)
+    assert res.returncode == 0, res.stdout + res.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["same_windows_and_detections"] and r["blocks"]["windows"] == 1791 and r["passed"]
+    assert r["blocks"]["peak_rss_mb"] < r["whole_file"]["peak_rss_mb"]

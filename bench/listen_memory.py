@@ -1,12 +1,14 @@
-"""Peak memory of ``listen --wav`` on a long recording: read block by block, against the same
-command reading the whole file first (``read_audio``, what it did before), side by side in one run.
+"""Peak memory of ``listen --wav`` and ``false-alarms --audio`` on a long recording: read block by
+block, against the same commands reading the whole file first (``read_audio``, what they did
+before), side by side in one run.
 
 A seeded ``--hours`` long 16-bit 16 kHz mono WAV of noise is written to a temporary folder; each
-side runs ``python -m examples.keyword_spotting listen --wav FILE --json`` in a fresh child
-process, and the child's peak resident set size is read from ``getrusage`` (Linux: kilobytes).
-The whole-file side is the same command with ``edgeship.audio.read_audio_blocks`` replaced by a
-function that reads the file with ``read_audio`` and slices it. Both sides must report the same
-windows and detections. Exits 1 when the block side's peak exceeds ``--max-mb``.
+side runs ``python -m examples.keyword_spotting listen --wav FILE --json`` (or ``false-alarms
+--audio FILE --json``) in a fresh child process, and the child's peak resident set size is read
+from ``getrusage`` (Linux: kilobytes). The whole-file side is the same command with
+``edgeship.audio.read_audio_blocks`` replaced by a function that reads the file with
+``read_audio`` and slices it. Both sides must report the same windows and detections (false
+accepts). Exits 1 when a block side's peak exceeds ``--max-mb``.
 
 Run:
     python bench/listen_memory.py [--hours 1] [--json] [--out bench/results/listen_memory.json]
@@ -38,7 +40,8 @@ if sys.argv[1] == "whole":
         return (x[i:i + block_samples] for i in range(0, x.size, block_samples))
     audio.read_audio_blocks = read_audio_blocks
 from examples.keyword_spotting.__main__ import main
-rc = main(["listen", "--wav", sys.argv[2], "--json"])
+rc = main(["listen", "--wav", sys.argv[3], "--json"] if sys.argv[2] == "listen" else
+          ["false-alarms", "--audio", sys.argv[3], "--json"])
 print(f"peak_rss_mb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}", file=sys.stderr)
 sys.exit(rc)
 """
@@ -57,16 +60,27 @@ def write_noise(path: Path, hours: float, seed: int = 0) -> None:
             left -= n
 
 
-def run_side(side: str, wav: Path) -> dict:
+def run_side(side: str, command: str, wav: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    p = subprocess.run([sys.executable, "-c", CHILD, side, str(wav)], capture_output=True, text=True, cwd=ROOT,
-                       env=env, timeout=3600)
+    p = subprocess.run([sys.executable, "-c", CHILD, side, command, str(wav)], capture_output=True, text=True,
+                       cwd=ROOT, env=env, timeout=3600)
     if p.returncode != 0:
-        raise SystemExit(f"{side}: listen failed (exit {p.returncode}): {p.stderr[-2000:]}")
+        raise SystemExit(f"{command} ({side}) failed (exit {p.returncode}): {p.stderr[-2000:]}")
     end = json.loads(p.stdout.strip().splitlines()[-1])
     peak = float(p.stderr.strip().splitlines()[-1].split()[1])
-    return {"peak_rss_mb": peak, "windows": end["windows"], "detections": end["detections"],
-            "audio_s": end["audio_s"], "real_time_factor": end["real_time_factor"]}
+    if command == "listen":
+        return {"peak_rss_mb": peak, "windows": end["windows"], "detections": end["detections"],
+                "audio_s": end["audio_s"], "real_time_factor": end["real_time_factor"]}
+    return {"peak_rss_mb": peak, "hours": end["hours"], "false_accepts": end["false_accepts"]}
+
+
+def compare(command: str, wav: Path, max_mb: float) -> dict:
+    blocks, whole = run_side("blocks", command, wav), run_side("whole", command, wav)
+    same = {k: v for k, v in blocks.items() if k not in ("peak_rss_mb", "real_time_factor")} == \
+        {k: v for k, v in whole.items() if k not in ("peak_rss_mb", "real_time_factor")}
+    return {"blocks": blocks, "whole_file": whole,
+            "peak_ratio_whole_over_blocks": round(whole["peak_rss_mb"] / blocks["peak_rss_mb"], 2),
+            "same_results": same, "passed": same and blocks["peak_rss_mb"] <= max_mb}
 
 
 def main(argv=None) -> int:
@@ -80,12 +94,9 @@ def main(argv=None) -> int:
         wav = Path(tmp) / "noise.wav"
         write_noise(wav, args.hours)
         size_mb = wav.stat().st_size / 2 ** 20
-        blocks, whole = run_side("blocks", wav), run_side("whole", wav)
-    same = (blocks["windows"], blocks["detections"]) == (whole["windows"], whole["detections"])
-    r = {"hours": args.hours, "wav_mb": round(size_mb, 1), "blocks": blocks, "whole_file": whole,
-         "peak_ratio_whole_over_blocks": round(whole["peak_rss_mb"] / blocks["peak_rss_mb"], 2),
-         "same_windows_and_detections": same, "max_mb": args.max_mb,
-         "passed": same and blocks["peak_rss_mb"] <= args.max_mb,
+        runs = {c: compare(c, wav, args.max_mb) for c in ("listen", "false-alarms")}
+    r = {"hours": args.hours, "wav_mb": round(size_mb, 1), **runs, "max_mb": args.max_mb,
+         "passed": all(v["passed"] for v in runs.values()),
          "machine": f"{platform.machine()} {os.cpu_count()} cpu(s), Python {platform.python_version()}"}
     if args.out:
         from edgeship._io import atomic_write_json
@@ -94,10 +105,11 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
     else:
-        print(f"listen --wav on {args.hours:g} h ({size_mb:.0f} MB WAV): peak RSS {blocks['peak_rss_mb']:.0f} MB "
-              f"block by block, {whole['peak_rss_mb']:.0f} MB reading the whole file "
-              f"(x{r['peak_ratio_whole_over_blocks']}); same windows and detections: {same}; "
-              f"limit {args.max_mb:g} MB: {'met' if r['passed'] else 'NOT met'}")
+        for c, v in runs.items():
+            print(f"{c} on {args.hours:g} h ({size_mb:.0f} MB WAV): peak RSS {v['blocks']['peak_rss_mb']:.0f} MB "
+                  f"block by block, {v['whole_file']['peak_rss_mb']:.0f} MB reading the whole file "
+                  f"(x{v['peak_ratio_whole_over_blocks']}); same results: {v['same_results']}; "
+                  f"limit {args.max_mb:g} MB: {'met' if v['passed'] else 'NOT met'}")
     return 0 if r["passed"] else 1
 
 

@@ -44,6 +44,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator as IteratorABC
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
@@ -380,19 +381,30 @@ class KeywordDetector:
         """(window end times in s, posteriors [windows, labels]) for a whole signal; resets first.
 
         For tuning: replay the result with :meth:`events` under many configs. A signal shorter
-        than one window is zero-padded to one, as :meth:`finish` does.
+        than one window is zero-padded to one, as :meth:`finish` does. ``audio`` is the signal, or
+        an iterator over its consecutive chunks (e.g. :func:`edgeship.audio.read_audio_blocks`:
+        a recording of any length in constant memory).
         """
-        x = np.asarray(audio)
-        if 0 < x.size < self.spec.clip_samples:
-            x = np.concatenate([x.reshape(-1), np.zeros(self.spec.clip_samples - x.size, x.dtype)])
-        step = int(chunk_samples or self.hop_samples)
+        if isinstance(audio, IteratorABC):
+            chunks = audio
+        else:
+            x = np.asarray(audio)   # sliced along its first axis: a stereo array fails in push, as in detect
+            step = int(chunk_samples or self.hop_samples)
+            chunks = (x[i:i + step] for i in range(0, x.size, step))
         self.reset()
         ends, probs = [], []
         stream = self._stream
-        for i in range(0, x.size, step):
-            for w in stream.push(x[i:i + step]):
+
+        def take(chunk) -> None:
+            for w in stream.push(chunk):
                 ends.append(w.end_sample / self.sample_rate)
                 probs.append(self.posteriors(w.features))
+
+        for c in chunks:
+            take(c)
+        seen = stream.samples_seen
+        if 0 < seen < self.spec.clip_samples and not ends:
+            take(np.zeros(self.spec.clip_samples - seen, np.float32))
         self.reset()
         return np.asarray(ends), (np.stack(probs) if probs else np.zeros((0, len(self.labels)), np.float32))
 

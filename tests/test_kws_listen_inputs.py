@@ -233,12 +233,42 @@ def test_wav_is_read_block_by_block_and_damage_is_reported_where_it_is(monkeypat
 
 
 def test_listen_memory_bench_small(tmp_path):
-    """bench/listen_memory.py on 3 minutes: both sides see the same windows, the block side stays small."""
+    """bench/listen_memory.py on 6 minutes: each command gives the same results both ways, and
+    reading block by block peaks lower than reading the whole file."""
     repo = Path(__file__).resolve().parent.parent
     out = tmp_path / "mem.json"
-    res = subprocess.run([sys.executable, str(repo / "bench" / "listen_memory.py"), "--hours", "0.05", "--out",
+    res = subprocess.run([sys.executable, str(repo / "bench" / "listen_memory.py"), "--hours", "0.1", "--out",
                           str(out)], capture_output=True, text=True, timeout=600, cwd=repo)
     assert res.returncode == 0, res.stdout + res.stderr[-2000:]
     r = json.loads(out.read_text())
-    assert r["same_windows_and_detections"] and r["blocks"]["windows"] == 1791 and r["passed"]
-    assert r["blocks"]["peak_rss_mb"] < r["whole_file"]["peak_rss_mb"]
+    assert r["passed"] and r["listen"]["same_results"] and r["false-alarms"]["same_results"]
+    assert r["listen"]["blocks"]["windows"] == 3591 and r["false-alarms"]["blocks"]["hours"] == 0.1
+    for c in ("listen", "false-alarms"):
+        assert r[c]["blocks"]["peak_rss_mb"] < r[c]["whole_file"]["peak_rss_mb"]
+
+
+def test_false_alarms_reads_recordings_block_by_block(monkeypatch, tmp_path, capsys):
+    """false-alarms on long recordings: block by block, the events and hours of the whole signal."""
+    from edgeship import audio
+    from edgeship.kws import KeywordDetector
+
+    x = np.concatenate([_speech(), np.zeros(5000, np.float32), _speech()])
+    pcm = np.round(x * 32767).astype("<i2")
+    with wave.open(str(tmp_path / "talk.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm.tobytes())
+    det = KeywordDetector("kws_dscnn_int8")
+    whole = det.events(*det.window_posteriors(pcm.astype(np.float32) / 32768))
+    assert [e.label for e in whole] == ["yes", "no", "stop"] * 2
+
+    def no_whole_file(*a, **k):
+        raise AssertionError("false-alarms read the whole recording")
+
+    monkeypatch.setattr(audio, "read_audio", no_whole_file)
+    assert main(["false-alarms", "--audio", str(tmp_path), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["hours"] == round(x.size / 16000 / 3600, 4) and r["false_accepts"] == 6
+    assert [e["label"] for e in r["events"]] == [e.label for e in whole]
+    assert [e["time_s"] for e in r["events"]] == pytest.approx([e.time_s for e in whole], abs=1e-3)

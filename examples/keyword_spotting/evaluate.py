@@ -127,7 +127,7 @@ def false_alarms(det, path, *, resample=False, json_mode=False, keywords=None, l
     """
     from dataclasses import replace
 
-    from edgeship.audio import read_audio
+    from edgeship.audio import read_audio, read_audio_blocks
     from edgeship.errors import InputSpecError
 
     files = audio_files(path)
@@ -141,10 +141,17 @@ def false_alarms(det, path, *, resample=False, json_mode=False, keywords=None, l
     streams, kw_streams, seconds = [], [], 0.0
     with _progress(json_mode) as prog:
         task = prog.add_task("false alarms", total=len(files))
-        for f in files:
-            x = read_audio(f, sample_rate=det.sample_rate, resample=resample)
-            seconds += x.size / det.sample_rate
-            streams.append((f, det.window_posteriors(x)))
+        for f in files:   # block by block: hours-long recordings in constant memory
+            samples = [0]
+
+            def counted(blocks):
+                for b in blocks:
+                    samples[0] += b.size
+                    yield b
+
+            blocks = read_audio_blocks(f, 10 * det.sample_rate, sample_rate=det.sample_rate, resample=resample)
+            streams.append((f, det.window_posteriors(counted(blocks))))
+            seconds += samples[0] / det.sample_rate
             prog.advance(task)
         if kw_items:
             task = prog.add_task("keywords", total=len(kw_items))

@@ -380,7 +380,7 @@ def _open_soundfile(path, block: Optional[int]):
                     return
                 yield d
 
-    return int(f.samplerate), frames()
+    return int(f.samplerate), frames(), f.close
 
 
 def _decode_pcm(raw: bytes, width: int, ch: int) -> np.ndarray:
@@ -429,13 +429,14 @@ def _open_wave(path, block: Optional[int]):
                     return
                 yield d
 
-    return int(sr), frames()
+    return int(sr), frames(), f.close
 
 
 def _open_frames(path, block: Optional[int]):
-    """``(sample rate, iterator of float32 [frames, channels] blocks)`` of an audio file, blocks of
-    ``block`` frames (None: the whole file in one). A missing file and a bad header raise here;
-    damage further in raises while iterating."""
+    """``(sample rate, iterator of float32 [frames, channels] blocks, close)`` of an audio file,
+    blocks of ``block`` frames (None: the whole file in one). The iterator closes the file when it
+    ends; ``close`` does when it is not run. A missing file and a bad header raise here; damage
+    further in raises while iterating."""
     from pathlib import Path
 
     p = Path(path)
@@ -469,16 +470,16 @@ def read_audio_blocks(path, block_samples: int, sample_rate: Optional[int] = 160
         >>> [b.size for b in audio.read_audio_blocks(path, 16000)]
         [16000, 16000, 8000]
     """
-    if int(block_samples) < 1:
-        raise InputSpecError(f"read_audio_blocks: block_samples must be at least 1, given {block_samples}")
     block = int(block_samples)
-    sr, frames = _open_frames(path, block)
+    if block < 1:
+        raise InputSpecError(f"read_audio_blocks: block_samples must be at least 1, given {block_samples}")
+    sr, frames, close = _open_frames(path, block)
     if sample_rate is not None and sr != sample_rate and resample:
-        frames.close()
+        close()
         x = read_audio(path, sample_rate=sample_rate, resample=True)
         return (x[i:i + block] for i in range(0, x.size, block))
     if sample_rate is not None and sr != sample_rate:
-        frames.close()
+        close()
         raise InputSpecError(f"{path}: sample rate {sr} Hz, expected {sample_rate} Hz; resample it "
                              f"(read_audio(..., resample=True), or --resample on the command line) or convert "
                              "the file")
@@ -552,7 +553,7 @@ def read_audio_rate(path) -> "tuple[np.ndarray, int]":
     Raises:
         InputSpecError: a missing, empty, unreadable or non-finite file (see :func:`read_audio`).
     """
-    sr, frames = _open_frames(path, None)
+    sr, frames, _ = _open_frames(path, None)
     parts = list(frames)
     if not parts:
         raise _no_samples(path)

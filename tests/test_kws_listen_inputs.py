@@ -129,7 +129,7 @@ def test_microphone_overflows_are_reported_in_text_mode(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "sounddevice", _fake_sounddevice(audio, overflow_blocks=(3,)))
     assert main(["listen", "--seconds", "2"]) == 0
     err = capsys.readouterr().err
-    assert "listening (down, go" in err
+    assert "listening for down, go, left" in err and "(microphone); Ctrl-C to stop" in err
     assert "the microphone input overflowed 1 time(s)" in err
 
 

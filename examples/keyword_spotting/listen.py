@@ -237,8 +237,9 @@ def run(args) -> int:
         print(f"threshold {c.threshold:g}, smoothing {c.smoothing}, refractory {c.refractory_s:g} s "
               f"({det.info.config_from})", file=sys.stderr)
         if live is not None:
-            print(f"listening ({', '.join(l for l in det.labels if not l.startswith('_'))}) to the {source}; "
-                  + ("until it ends" if args.stdin else "Ctrl-C to stop"), file=sys.stderr)
+            words = ", ".join(l for l in det.labels if not l.startswith("_"))
+            print(f"listening for {words} ({source}); " + ("until the input ends" if args.stdin else "Ctrl-C to stop"),
+                  file=sys.stderr)
     tally = {"events": 0, "busy": 0.0, "samples": 0}
     t_start = time.perf_counter()
 

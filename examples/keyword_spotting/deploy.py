@@ -39,6 +39,7 @@ microphone `sounddevice` (PortAudio: `sudo apt install libportaudio2`), or nothi
 nothing extra). No TensorFlow, Keras, ONNX or PyTorch.
 
 ```sh
+pip install sounddevice soundfile       # the microphone (with libportaudio2) and FLAC/float WAV; optional
 python3 listen.py                       # live microphone, Ctrl-C to stop
 python3 listen.py --wav clip.wav --json # one JSON object per line: start, keyword events, end
 arecord -q -f S16_LE -r {info.spec.sample_rate} -c 1 -t raw | python3 listen.py --stdin   # live, no PortAudio

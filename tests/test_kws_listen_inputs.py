@@ -272,3 +272,18 @@ def test_false_alarms_reads_recordings_block_by_block(monkeypatch, tmp_path, cap
     assert r["hours"] == round(x.size / 16000 / 3600, 4) and r["false_accepts"] == 6
     assert [e["label"] for e in r["events"]] == [e.label for e in whole]
     assert [e["time_s"] for e in r["events"]] == pytest.approx([e.time_s for e in whole], abs=1e-3)
+
+
+def test_the_readme_snippet_runs_as_written(monkeypatch, tmp_path, capsys):
+    """The app README's "In your own app" code, run on a real clip stream."""
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "examples" / "keyword_spotting" / "README.md").read_text()
+    section = readme.split("## In your own app", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    _wav(tmp_path / "talk.wav")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README snippet", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert "'_unknown_']" in out[0] and "DetectorConfig(threshold=0.95" in out[0]
+    assert [line.split()[2] for line in out[1:]] == ["yes", "no", "stop"], out

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,35 @@ def test_false_alarms_sweep_keyword_recall_and_plot(shared_dir, ref_model, tmp_p
     shutil.copy(next((kw / "marvin").iterdir()), empty / "marvin")
     assert main(["false-alarms", "--audio", str(noise), "--model", ref_model, "--keywords", str(empty)]) == 2
     assert "no folder named like one of the model's keywords" in capsys.readouterr().err
+
+
+def test_best_in_sweep_rule():
+    from examples.keyword_spotting.evaluate import best_in_sweep
+
+    rows = [{"threshold": 0.5, "per_hour": 40.0, "recall": 0.95}, {"threshold": 0.8, "per_hour": 3.0, "recall": 0.9},
+            {"threshold": 0.9, "per_hour": 1.0, "recall": 0.9}, {"threshold": 0.95, "per_hour": 0.0, "recall": 0.7}]
+    r = {"sweep": rows, "recall": 0.7}
+    assert best_in_sweep(r, 5)["threshold"] == 0.9      # same recall, fewer false accepts
+    assert best_in_sweep(r, 0)["threshold"] == 0.95
+    assert best_in_sweep(r, 100)["threshold"] == 0.5
+    no_kw = {"sweep": [{k: v for k, v in row.items() if k != "recall"} for row in rows]}
+    assert best_in_sweep(no_kw, 5)["threshold"] == 0.8   # without keywords: the lowest threshold within
+    assert best_in_sweep({"sweep": rows[:1], "recall": 1}, 1) is None
+
+
+@pytest.mark.shared
+def test_false_alarms_sweep_names_the_threshold_within_the_limit(shared_dir, capsys):
+    noise = shared_dir / "data" / "noise" / "mycroft"
+    kw = Path(__file__).resolve().parent.parent / "examples" / "keyword_spotting" / "sample_data"
+    rc = main(["false-alarms", "--audio", str(noise), "--keywords", str(kw), "--sweep", "--max-per-hour", "30",
+               "--json"])
+    r = json.loads(_out(capsys))
+    assert r["max_per_hour"] == 30
+    fit = [row for row in r["sweep"] if row["per_hour"] <= 30]
+    assert r["best_in_sweep"]["recall"] == max(row["recall"] for row in fit)
+    assert rc == (1 if r["per_hour"] > 30 else 0)
+    assert main(["false-alarms", "--audio", str(noise), "--keywords", str(kw), "--sweep", "--max-per-hour", "30"]) \
+        == rc
+    text = capsys.readouterr().out
+    assert f"within 30 per hour: threshold {r['best_in_sweep']['threshold']:g}" in text
+    assert f"deploy --threshold {r['best_in_sweep']['threshold']:g}" in text

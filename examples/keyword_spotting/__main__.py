@@ -26,13 +26,17 @@ def _evaluate(args) -> int:
 
 
 def _false_alarms(args) -> int:
-    from .evaluate import SWEEP_THRESHOLDS, false_alarms, plot_false_alarms, print_false_alarms
+    from .evaluate import SWEEP_THRESHOLDS, best_in_sweep, false_alarms, plot_false_alarms, print_false_alarms
 
     det = _listen.build_detector(args)
     r = false_alarms(det, args.audio, resample=args.resample, json_mode=args.json, keywords=args.keywords,
                      limit=args.limit, thresholds=SWEEP_THRESHOLDS if args.sweep or args.plot else None)
     if args.plot:
         r["plot"] = str(plot_false_alarms(r, args.plot))
+    if args.max_per_hour is not None:
+        r["max_per_hour"] = args.max_per_hour
+        if "sweep" in r:
+            r["best_in_sweep"] = best_in_sweep(r, args.max_per_hour)
     return _verdict(r, args.max_per_hour is not None and (r["per_hour"] or 0) > args.max_per_hour, args.json,
                     print_false_alarms)
 
@@ -88,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     _listen.add_detector_args(ev)
     fa = sub.add_parser("false-alarms", help="false accepts per hour on audio without keywords")
     fa.add_argument("--audio", required=True, help="a .wav/.flac file or a folder of them (searched recursively)")
-    fa.add_argument("--max-per-hour", type=float, default=None, help="exit 1 above this rate")
+    fa.add_argument("--max-per-hour", type=float, default=None,
+                    help="exit 1 when the model's setting goes above this rate; with --sweep, also name the "
+                         "threshold with the best recall (with --keywords) within it")
     fa.add_argument("--keywords", default=None, help="a Speech Commands folder of keyword clips: recall too")
     fa.add_argument("--limit", type=int, default=None, help="at most N --keywords files per folder")
     fa.add_argument("--sweep", action="store_true", help="also every threshold 0.5..0.98 (same smoothing)")

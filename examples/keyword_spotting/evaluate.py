@@ -183,6 +183,20 @@ def false_alarms(det, path, *, resample=False, json_mode=False, keywords=None, l
     return out
 
 
+def best_in_sweep(result: Dict, max_per_hour: float) -> Optional[Dict]:
+    """The sweep row to pick under ``max_per_hour``: with ``--keywords`` the highest recall (then
+    fewer false accepts, then the higher threshold); without, the lowest threshold (the most
+    permissive one within the limit). None when no row is within the limit. Chosen on the same
+    audio it is measured on: check it on other recordings before trusting the figure.
+    """
+    fit = [r for r in result.get("sweep", []) if r["per_hour"] is not None and r["per_hour"] <= max_per_hour]
+    if not fit:
+        return None
+    if "recall" in result:
+        return max(fit, key=lambda r: (r["recall"], -r["per_hour"], r["threshold"]))
+    return min(fit, key=lambda r: r["threshold"])
+
+
 def plot_false_alarms(result: Dict, png) -> Path:
     """False accepts per hour against recall (with ``--keywords``) or against the threshold, as a PNG."""
     from edgeship._deps import require
@@ -266,6 +280,14 @@ def print_false_alarms(r: Dict) -> None:
     for row in r.get("sweep", []):
         print(f"  threshold {row['threshold']:<5g} {row['per_hour']:8.2f} per hour"
               + (f"   recall {row['recall']:.1%}" if "recall" in row else ""))
+    if "best_in_sweep" in r:
+        b, limit = r["best_in_sweep"], r["max_per_hour"]
+        if b is None:
+            print(f"no threshold of the sweep stays within {limit:g} per hour at smoothing {r['config']['smoothing']}")
+        else:
+            print(f"within {limit:g} per hour: threshold {b['threshold']:g} ({b['per_hour']:.2f} per hour"
+                  + (f", recall {b['recall']:.1%}" if "recall" in b else ", the lowest within the limit")
+                  + f"); chosen on this audio. Record it: deploy --threshold {b['threshold']:g}")
     if r.get("plot"):
         print(f"plot: {r['plot']}")
     for ev in r["events"][:20]:

@@ -221,3 +221,6 @@ def test_false_alarms_sweep_names_the_threshold_within_the_limit(shared_dir, cap
     text = capsys.readouterr().out
     assert f"within 30 per hour: threshold {r['best_in_sweep']['threshold']:g}" in text
     assert f"deploy --threshold {r['best_in_sweep']['threshold']:g}" in text
+    for bad in ("-1", "nan"):
+        assert main(["false-alarms", "--audio", str(noise), "--max-per-hour", bad]) == 2
+        assert "--max-per-hour: expected a rate >= 0" in capsys.readouterr().err

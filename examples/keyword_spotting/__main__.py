@@ -28,6 +28,10 @@ def _evaluate(args) -> int:
 def _false_alarms(args) -> int:
     from .evaluate import SWEEP_THRESHOLDS, best_in_sweep, false_alarms, plot_false_alarms, print_false_alarms
 
+    if args.max_per_hour is not None and not args.max_per_hour >= 0:   # also NaN
+        from edgeship.errors import InputSpecError
+
+        raise InputSpecError(f"--max-per-hour: expected a rate >= 0, given {args.max_per_hour}")
     det = _listen.build_detector(args)
     r = false_alarms(det, args.audio, resample=args.resample, json_mode=args.json, keywords=args.keywords,
                      limit=args.limit, thresholds=SWEEP_THRESHOLDS if args.sweep or args.plot else None)

@@ -63,15 +63,6 @@ def test_signal(shared: Path, seconds: float) -> tuple:
     return (0.05 * rng.standard_normal(n)).astype(np.float32), "seeded white noise (../shared absent)"
 
 
-def cpu_model() -> str:
-    """The processor's name (Linux /proc/cpuinfo), or platform.processor() elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        return platform.processor()
-
-
 def measure(model: str, sig: np.ndarray, repeats: int) -> dict:
     import edgeship
     from edgeship import audio, kws
@@ -120,10 +111,12 @@ def main(argv=None) -> int:
     shared = Path(os.environ.get("EDGESHIP_SHARED", REPO.parent / "shared"))
     model = args.model or default_model(shared)
     sig, what = test_signal(shared, args.seconds)
+    from edgeship.benchmark import host_info
+
     r = measure(model, sig, args.repeats)
     r.update(signal=what, goal_rtf=args.max_rtf, passed=r["real_time_factor"] <= args.max_rtf,
              machine=f"{platform.machine()} {os.cpu_count()} cpu(s), load {os.getloadavg()[0]:.2f}",
-             cpu=cpu_model())
+             cpu=host_info()["cpu"])
     if args.json:
         print(json.dumps(r, indent=2))
     else:

@@ -127,6 +127,15 @@ class stdout_to_stderr:
 _NATIVE_LOCK = threading.Lock()
 
 
+def _flush_stderr() -> None:
+    import sys
+
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):   # closed, or None (no console)
+        pass
+
+
 class native_chatter_to_log:
     """Route what native code writes to fd 2 inside the block: lines that start with one of
     ``chatter`` go to ``logger`` (INFO), everything else goes back to stderr when the block ends.
@@ -141,14 +150,9 @@ class native_chatter_to_log:
         self.logger, self.chatter = logger, tuple(chatter)
 
     def __enter__(self):
-        import sys
-
         _NATIVE_LOCK.acquire()
         self._saved = self._tmp = None
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError, AttributeError):   # closed, or None (no console)
-            pass
+        _flush_stderr()
         try:
             self._tmp = tempfile.TemporaryFile()
             self._saved = os.dup(2)
@@ -166,16 +170,12 @@ class native_chatter_to_log:
 
     def __exit__(self, *exc):
         import logging
-        import sys
 
         if self._saved is None:
             _NATIVE_LOCK.release()
             return False
         try:
-            try:
-                sys.stderr.flush()
-            except (OSError, ValueError, AttributeError):
-                pass
+            _flush_stderr()
             os.dup2(self._saved, 2)
             os.close(self._saved)
             self._tmp.seek(0)

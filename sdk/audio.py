@@ -445,6 +445,12 @@ def _open_frames(path, block: Optional[int]):
     return (_open_soundfile if _have_soundfile() else _open_wave)(p, block)
 
 
+def _mono(frames: np.ndarray) -> np.ndarray:
+    """float32 [frames, channels] -> mono float32 (channels averaged)."""
+    x = frames.mean(axis=1, dtype=np.float32) if frames.shape[1] > 1 else frames[:, 0]
+    return np.ascontiguousarray(x, np.float32)
+
+
 def _no_samples(path) -> InputSpecError:
     return InputSpecError(f"{path}: the file holds no audio samples (empty); expected at least one sample")
 
@@ -493,8 +499,7 @@ def read_audio_blocks(path, block_samples: int, sample_rate: Optional[int] = 160
                 raise InputSpecError(f"{path}: NaN or inf samples from {at:.3f} s on; the file is damaged or "
                                      "was written from a broken signal")
             seen += len(d)
-            x = d.mean(axis=1, dtype=np.float32) if d.shape[1] > 1 else d[:, 0]
-            yield np.ascontiguousarray(x, np.float32)
+            yield _mono(d)
         if not seen:
             raise _no_samples(path)
 
@@ -562,8 +567,7 @@ def read_audio_rate(path) -> "tuple[np.ndarray, int]":
     if bad.any():
         raise InputSpecError(f"{path}: {int(bad.sum())} of {data.size} samples are NaN or inf; "
                              "the file is damaged or was written from a broken signal")
-    x = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    return np.ascontiguousarray(x, np.float32), int(sr)
+    return _mono(data), int(sr)
 
 
 def read_audio(path, sample_rate: Optional[int] = 16000, resample: bool = False) -> np.ndarray:

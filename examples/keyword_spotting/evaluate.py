@@ -138,21 +138,21 @@ def false_alarms(det, path, *, resample=False, json_mode=False, keywords=None, l
             raise InputSpecError(f"--keywords {keywords}: no folder named like one of the model's keywords "
                                  f"({', '.join(l for l in det.labels if not l.startswith('_'))})")
     pad = np.zeros(int(KEYWORD_PAD_S * det.sample_rate), np.float32)
-    streams, kw_streams, seconds = [], [], 0.0
+    streams, kw_streams = [], []
     with _progress(json_mode) as prog:
         task = prog.add_task("false alarms", total=len(files))
+        samples = [0]   # of every file, counted as the blocks pass
+
+        def counted(blocks):
+            for b in blocks:
+                samples[0] += b.size
+                yield b
+
         for f in files:   # block by block: hours-long recordings in constant memory
-            samples = [0]
-
-            def counted(blocks):
-                for b in blocks:
-                    samples[0] += b.size
-                    yield b
-
             blocks = read_audio_blocks(f, 10 * det.sample_rate, sample_rate=det.sample_rate, resample=resample)
             streams.append((f, det.window_posteriors(counted(blocks))))
-            seconds += samples[0] / det.sample_rate
             prog.advance(task)
+        seconds = samples[0] / det.sample_rate
         if kw_items:
             task = prog.add_task("keywords", total=len(kw_items))
             for f, label in kw_items:

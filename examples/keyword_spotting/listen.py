@@ -156,7 +156,6 @@ class PipeInput:
             raise InputSpecError("--stdin: standard input is a terminal; pipe raw audio into it, e.g. "
                                  f"arecord -q -f S16_LE -r {sample_rate} -c 1 -t raw | ... --stdin")
         self.stream, self.sample_rate, self.blocksize = stream, sample_rate, blocksize
-        self.overflows = 0
         self._head = stream.read(4)   # waits for the first samples: a file header is refused up front
         if self._head in (b"RIFF", b"RIFX", b"RF64", b"fLaC"):
             raise InputSpecError("--stdin: standard input holds a WAV/FLAC file, but --stdin takes raw "
@@ -272,19 +271,20 @@ def run(args) -> int:
         finally:
             live.close()
     run(det.finish)
+    mic = live if isinstance(live, Microphone) else None
     n_events, busy, samples = tally["events"], tally["busy"], tally["samples"]
     seconds = samples / sr
     if args.json:
         end = {"event": "end", "audio_s": round(seconds, 3), "windows": det.windows, "detections": n_events,
                "compute_s": round(busy, 4), "real_time_factor": round(busy / seconds, 5) if seconds else None}
-        if isinstance(live, Microphone):
-            end["input_overflows"] = live.overflows
+        if mic is not None:
+            end["input_overflows"] = mic.overflows
         emit(end)
     else:
         print(f"{n_events} detection(s) in {seconds:.1f} s of audio"
               + (f"; real-time factor {busy / seconds:.4f}" if seconds else " (no audio came in)"), file=sys.stderr)
-        if live is not None and live.overflows:
-            print(f"warning: the microphone input overflowed {live.overflows} time(s): audio was lost because "
+        if mic is not None and mic.overflows:
+            print(f"warning: the microphone input overflowed {mic.overflows} time(s): audio was lost because "
                   "this machine fell behind; use a larger --chunk-ms or fewer other jobs", file=sys.stderr)
     return 0
 
